@@ -1,0 +1,22 @@
+//! DICOM in and out: finding and grouping files, decoding pixels to model-ready grey levels,
+//! and writing Secondary Capture overlays.
+//!
+//! - [`file`]: open one file (Part 10 with or without preamble, or a bare data set).
+//! - [`scan`]: walk the inputs, group into studies and series, order slices in space.
+//! - [`pixels`]: decode any supported transfer syntax, apply the Modality LUT.
+//! - [`voi`]: the VOI transform (window, VOI LUT, min/max) to [0, 1].
+//! - [`secondary_capture`]: the overlay writer, with deterministic [`uid`]s.
+//! - [`inspect`]: the per-file summary behind `dicom-xai inspect`.
+
+pub mod attrs;
+pub mod file;
+pub mod inspect;
+pub mod pixels;
+pub mod scan;
+pub mod secondary_capture;
+pub mod uid;
+pub mod voi;
+
+pub use file::{DicomFile, ReadError};
+pub use pixels::{Frames, PixelError};
+pub use scan::{Scan, Series, SliceRef, Study, scan};

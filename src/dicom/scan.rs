@@ -1,0 +1,333 @@
+//! Finding DICOM files under the inputs and grouping them into studies and series, with the
+//! slices of each series in spatial order.
+//!
+//! Order: ascending position along the slice normal (ImagePositionPatient projected on
+//! row-cosines x column-cosines, PS3.3 C.7.6.2.1.1), then InstanceNumber, then frame, then
+//! SOP Instance UID; series without geometry fall back to InstanceNumber. Multi-frame
+//! instances contribute one slice per frame, placed by their per-frame Plane Position.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::tags;
+use walkdir::WalkDir;
+
+use super::attrs::{self, DataSet};
+use super::file::{self, Depth, ReadError};
+
+/// One DICOM instance found by a scan (its header only; pixels are read when needed).
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// The file.
+    pub path: PathBuf,
+    /// SOP Instance UID.
+    pub sop_instance_uid: String,
+    /// SOP Class UID.
+    pub sop_class_uid: String,
+    /// InstanceNumber, when present.
+    pub instance_number: Option<i64>,
+    /// Number of frames.
+    pub frames: u32,
+    /// ImagePositionPatient of each frame, when known.
+    pub positions: Vec<Option<[f64; 3]>>,
+    /// ImageOrientationPatient (row then column direction cosines), when known.
+    pub orientation: Option<[f64; 6]>,
+}
+
+/// A slice of a series: one frame of one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SliceRef {
+    /// Index into [`Series::instances`].
+    pub instance: usize,
+    /// Frame within that instance (0-based).
+    pub frame: u32,
+}
+
+/// A series and its slices in spatial order.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// SeriesInstanceUID.
+    pub uid: String,
+    /// SeriesNumber.
+    pub number: Option<i64>,
+    /// SeriesDescription.
+    pub description: Option<String>,
+    /// Modality.
+    pub modality: Option<String>,
+    /// Instances, in no particular order.
+    pub instances: Vec<Instance>,
+    /// Every frame of every instance, in spatial order.
+    pub slices: Vec<SliceRef>,
+}
+
+impl Series {
+    /// The instance and frame of a slice.
+    pub fn slice(&self, slice: SliceRef) -> (&Instance, u32) {
+        (&self.instances[slice.instance], slice.frame)
+    }
+}
+
+/// A study and its series (ordered by SeriesNumber, then UID).
+#[derive(Debug, Clone)]
+pub struct Study {
+    /// StudyInstanceUID.
+    pub uid: String,
+    /// The series.
+    pub series: Vec<Series>,
+}
+
+/// What happened to a file that did not join a study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Disposition {
+    /// Not DICOM at all, or a DICOMDIR: skipped with a warning.
+    Skipped,
+    /// DICOM that could not be used: an error to report.
+    Failed,
+}
+
+/// A file the scan could not use, with a message naming it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileIssue {
+    /// The file.
+    pub file: PathBuf,
+    /// Skipped or failed.
+    pub disposition: Disposition,
+    /// The reason, naming the file.
+    pub message: String,
+}
+
+/// The outcome of scanning inputs.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// Studies, ordered by UID.
+    pub studies: Vec<Study>,
+    /// Files that did not join a study.
+    pub issues: Vec<FileIssue>,
+}
+
+/// Every regular file under `inputs` (files as given, folders recursively), in a stable
+/// order; unreadable directory entries become issues.
+pub fn files_under(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<FileIssue>) {
+    let mut files = Vec::new();
+    let mut issues = Vec::new();
+    for input in inputs {
+        for entry in WalkDir::new(input).sort_by_file_name() {
+            match entry {
+                Ok(entry) if entry.file_type().is_file() => files.push(entry.into_path()),
+                Ok(_) => {}
+                Err(error) => issues.push(FileIssue {
+                    file: error.path().unwrap_or(input).to_path_buf(),
+                    disposition: Disposition::Failed,
+                    message: format!("{}: {error}", error.path().unwrap_or(input).display()),
+                }),
+            }
+        }
+    }
+    (files, issues)
+}
+
+/// Scans `inputs` and groups what it finds.
+pub fn scan(inputs: &[PathBuf]) -> Scan {
+    let (files, mut issues) = files_under(inputs);
+    let mut instances = Vec::new();
+    for path in files {
+        match read_instance(&path) {
+            Ok(found) => instances.push(found),
+            Err(issue) => {
+                match issue.disposition {
+                    Disposition::Skipped => {
+                        tracing::warn!(file = %path.display(), "skipped: {}", issue.message)
+                    }
+                    Disposition::Failed => {
+                        tracing::error!(file = %path.display(), "{}", issue.message)
+                    }
+                }
+                issues.push(issue);
+            }
+        }
+    }
+    Scan {
+        studies: group(instances),
+        issues,
+    }
+}
+
+/// What grouping needs from one file, besides the instance.
+#[derive(Debug, Clone)]
+pub struct Found {
+    study_uid: String,
+    series_uid: String,
+    series_number: Option<i64>,
+    series_description: Option<String>,
+    modality: Option<String>,
+    instance: Instance,
+}
+
+/// Reads one file's header into an instance, or the issue explaining why not.
+pub fn read_instance(path: &Path) -> Result<Found, FileIssue> {
+    let dicom = file::open(path, Depth::Header).map_err(|error| issue_of(path, &error))?;
+    instance_of(path, dicom.dataset())
+}
+
+fn issue_of(path: &Path, error: &ReadError) -> FileIssue {
+    let disposition = match error {
+        ReadError::NotDicom { .. } | ReadError::MediaDirectory { .. } => Disposition::Skipped,
+        _ => Disposition::Failed,
+    };
+    FileIssue {
+        file: path.to_path_buf(),
+        disposition,
+        message: error.to_string(),
+    }
+}
+
+fn instance_of(path: &Path, ds: &DataSet) -> Result<Found, FileIssue> {
+    let required = |tag, name: &str| {
+        attrs::string(ds, tag).ok_or_else(|| FileIssue {
+            file: path.to_path_buf(),
+            disposition: Disposition::Failed,
+            message: format!("{}: missing {name}", path.display()),
+        })
+    };
+    let sop_instance_uid = required(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?;
+    let study_uid = required(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?;
+    let series_uid = required(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?;
+    let sop_class_uid = required(tags::SOP_CLASS_UID, "SOPClassUID")?;
+    let frames = attrs::frame_count(ds);
+    let positions = (0..frames).map(|frame| position_of(ds, frame)).collect();
+    Ok(Found {
+        study_uid,
+        series_uid,
+        series_number: attrs::int(ds, tags::SERIES_NUMBER),
+        series_description: attrs::string(ds, tags::SERIES_DESCRIPTION),
+        modality: attrs::string(ds, tags::MODALITY),
+        instance: Instance {
+            path: path.to_path_buf(),
+            sop_instance_uid,
+            sop_class_uid,
+            instance_number: attrs::int(ds, tags::INSTANCE_NUMBER),
+            frames,
+            positions,
+            orientation: orientation_of(ds, 0),
+        },
+    })
+}
+
+fn fixed<const N: usize>(values: Option<Vec<f64>>) -> Option<[f64; N]> {
+    let values = values?;
+    let array: [f64; N] = values.get(..N)?.try_into().ok()?;
+    array.iter().all(|v| v.is_finite()).then_some(array)
+}
+
+/// ImagePositionPatient of a frame: top level, else the frame's Plane Position group.
+fn position_of(ds: &DataSet, frame: u32) -> Option<[f64; 3]> {
+    fixed(attrs::floats(ds, tags::IMAGE_POSITION_PATIENT)).or_else(|| {
+        let item = attrs::frame_macro(ds, frame, tags::PLANE_POSITION_SEQUENCE)?;
+        fixed(attrs::floats(item, tags::IMAGE_POSITION_PATIENT))
+    })
+}
+
+/// ImageOrientationPatient: top level, else the Plane Orientation group.
+fn orientation_of(ds: &DataSet, frame: u32) -> Option<[f64; 6]> {
+    fixed(attrs::floats(ds, tags::IMAGE_ORIENTATION_PATIENT)).or_else(|| {
+        let item = attrs::frame_macro(ds, frame, tags::PLANE_ORIENTATION_SEQUENCE)?;
+        fixed(attrs::floats(item, tags::IMAGE_ORIENTATION_PATIENT))
+    })
+}
+
+/// The slice normal: row cosines x column cosines.
+pub fn slice_normal(orientation: &[f64; 6]) -> [f64; 3] {
+    let [rx, ry, rz, cx, cy, cz] = *orientation;
+    [ry * cz - rz * cy, rz * cx - rx * cz, rx * cy - ry * cx]
+}
+
+/// Groups instances into studies and series and orders each series' slices.
+pub fn group(found: Vec<Found>) -> Vec<Study> {
+    type SeriesKey = (String, String);
+    let mut by_series: BTreeMap<SeriesKey, Series> = BTreeMap::new();
+    for item in found {
+        let series = by_series
+            .entry((item.study_uid.clone(), item.series_uid.clone()))
+            .or_insert_with(|| Series {
+                uid: item.series_uid.clone(),
+                number: item.series_number,
+                description: item.series_description.clone(),
+                modality: item.modality.clone(),
+                instances: Vec::new(),
+                slices: Vec::new(),
+            });
+        // the same SOP instance twice (a copy in another folder) is one instance
+        if series
+            .instances
+            .iter()
+            .any(|i| i.sop_instance_uid == item.instance.sop_instance_uid)
+        {
+            tracing::warn!(
+                file = %item.instance.path.display(),
+                sop = %item.instance.sop_instance_uid,
+                "duplicate SOP instance ignored"
+            );
+            continue;
+        }
+        series.instances.push(item.instance);
+    }
+    let mut studies: BTreeMap<String, Study> = BTreeMap::new();
+    for ((study_uid, _), mut series) in by_series {
+        series.slices = spatial_order(&series.instances);
+        studies
+            .entry(study_uid.clone())
+            .or_insert_with(|| Study {
+                uid: study_uid,
+                series: Vec::new(),
+            })
+            .series
+            .push(series);
+    }
+    let mut studies: Vec<Study> = studies.into_values().collect();
+    for study in &mut studies {
+        study
+            .series
+            .sort_by(|a, b| (a.number, &a.uid).cmp(&(b.number, &b.uid)));
+    }
+    studies
+}
+
+/// Every (instance, frame) of a series in spatial order (see the module docs).
+pub fn spatial_order(instances: &[Instance]) -> Vec<SliceRef> {
+    let normal = instances
+        .iter()
+        .find_map(|i| i.orientation.as_ref())
+        .map(slice_normal);
+    let mut keyed: Vec<(Option<f64>, Option<i64>, u32, &str, SliceRef)> = Vec::new();
+    for (index, instance) in instances.iter().enumerate() {
+        for frame in 0..instance.frames {
+            let distance = normal
+                .zip(instance.positions[frame as usize])
+                .map(|(n, p)| n[0] * p[0] + n[1] * p[1] + n[2] * p[2]);
+            keyed.push((
+                distance,
+                instance.instance_number,
+                frame,
+                &instance.sop_instance_uid,
+                SliceRef {
+                    instance: index,
+                    frame,
+                },
+            ));
+        }
+    }
+    let all_placed = keyed.iter().all(|k| k.0.is_some());
+    keyed.sort_by(|a, b| {
+        let by_distance = if all_placed {
+            a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal)
+        } else {
+            std::cmp::Ordering::Equal
+        };
+        by_distance
+            .then_with(|| a.1.cmp(&b.1))
+            .then_with(|| a.2.cmp(&b.2))
+            .then_with(|| a.3.cmp(b.3))
+    });
+    keyed.into_iter().map(|k| k.4).collect()
+}

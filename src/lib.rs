@@ -1,0 +1,45 @@
+//! # dicom-xai
+//!
+//! Explainability for brain-MRI classifiers, inside hospital DICOM workflows. New studies
+//! arrive from a PACS; dicom-xai classifies their slices with ONNX models (DenseNet169, Vision
+//! Transformers, any classifier with a manifest), explains each prediction with methods
+//! written here, checks that the evidence lies inside the brain, and writes Secondary Capture
+//! overlays back into the study, so radiologists see them in any viewer.
+//!
+//! ## Pipeline
+//!
+//! ```text
+//! inputs -> dicom::scan (group, order) -> dicom::pixels (decode, rescale) -> dicom::voi ([0,1])
+//!        -> models -> explanations -> quality -> render -> dicom::secondary_capture -> outputs
+//! ```
+//!
+//! ## Modules
+//!
+//! - [`dicom`]: reading files, grouping studies and series, decoding pixels, the VOI
+//!   transform, and the Secondary Capture writer.
+//! - [`cli`]: the command-line interface (`main.rs` only calls [`cli::main`]).
+//!
+//! ## Example: decode a slice to model-ready grey levels
+//!
+//! ```no_run
+//! use dicom_xai::dicom::{file, pixels, voi};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let slice = file::open("IM0001.dcm".as_ref(), file::Depth::Full)?;
+//! let frames = pixels::decode(&slice)?;
+//! let grey = voi::unit_grey(&slice, &frames, 0)?; // rows x columns, values in [0, 1]
+//! assert!(grey.iter().all(|v| (0.0..=1.0).contains(v)));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Features
+//!
+//! - `jpeg-ls` (default): JPEG-LS decoding through CharLS (needs cmake to build).
+//! - `jpeg2000` (default): JPEG 2000 decoding through a pure-Rust OpenJPEG port.
+//!
+//! Native, deflated, RLE and JPEG (baseline, extended 8-bit, lossless) are always built in.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod dicom;

@@ -1,0 +1,5 @@
+//! The `dicom-xai` binary: everything is in the library.
+
+fn main() -> std::process::ExitCode {
+    dicom_xai::cli::main()
+}

@@ -1,0 +1,1005 @@
+#!/usr/bin/env python3
+"""Generate deterministic, realistic MR brain DICOM studies from the MNI152 T1 template.
+
+Used by the Rust test suite (reader round-trip, slice ordering, transfer-syntax decoding) and
+by `make run` (the demo study). Everything is synthetic: the patient is made up, the anatomy
+is the MNI152 2009a symmetric template resampled along each series' geometry.
+
+Usage:
+    make_series.py --template NII --out DIR [--preset demo|test|ordering] [--seed S]
+                   [--lesion | --no-lesion] [--verify]
+
+The same arguments give byte-identical files: dates and times are fixed, UIDs are
+`2.25.<integer>` derived from a hash of (preset, seed, what the UID names), and the
+noise comes from numpy generators seeded with the seed.
+
+Presets (each writes one study under DIR, plus DIR/manifest.json):
+
+demo      One series, "AX T1 MPRAGE": 24 axial slices of 5 mm covering the brain, 256 x 256,
+          12-bit unsigned, Explicit VR Little Endian, one file per slice (IM0001.dcm ... in
+          spatial order). Lesion on by default: a bright, slightly heterogeneous ellipsoid
+          of 2-3 cm inside the brain, its position drawn from the seed.
+
+test      One study, one patient, seven series exercising the reader:
+          01 AX T1 MPRAGE  axial 40 sl, 256x256, Explicit VR LE, one window
+          02 COR T2        coronal 24 sl, 256x256, Implicit VR LE, two windows (multi-valued)
+          03 SAG FLAIR     sagittal 20 sl, 256 rows x 224 columns, RLE Lossless,
+                           VOILUTFunction SIGMOID
+          04 AX T2         axial 30 sl, 256x256, Deflated Explicit VR LE, signed 16-bit
+                           storage with RescaleSlope 0.5 / RescaleIntercept 1000 (stored
+                           values go negative)
+          05 AX T1 SE      axial 24 sl, 192x192, JPEG-LS Lossless, no window, file names are
+                           the SOP Instance UIDs and InstanceNumbers are shuffled
+          06 AX PD         axial 20 sl, 192x192, JPEG 2000 Lossless, MONOCHROME1 (inverted
+                           storage), split into sub-folders part1/ and part2/, each
+                           numbering its files from IM0001.dcm
+          07 AX T1 SE MF   one Enhanced MR Image (multi-frame) of 16 axial frames,
+                           Explicit VR LE, frames stored superior to inferior (reverse
+                           spatial order), functional groups carry geometry and VOI
+          Lesion off by default.
+
+ordering  One study, three Explicit VR LE series of 20 slices, 192x192, for ordering tests:
+          01 AX T1         axial, InstanceNumbers shuffled (file names follow them)
+          02 OBL T1        double oblique (tilted 15 deg about the left-right axis and
+                           5 deg about the head-foot axis), InstanceNumbers interleaved
+                           (odd spatial positions first, as in an interleaved acquisition)
+          03 SAG T1        sagittal, InstanceNumbers reversed, UID file names
+          Lesion off by default.
+
+Geometry is in DICOM patient coordinates (LPS, patient head first supine); the NIfTI
+affine is RAS, so x and y are negated. Spatial order, as the manifest states, is ascending
+dot(ImagePositionPatient, row_cosines x column_cosines).
+
+Stored values: the template's 0..255 T1 values become 0..~2600 signal (white matter
+~2200), then Rician noise (sigma 12) makes the background small but not zero; values are
+clipped to 12 bits. Other contrasts (T2, FLAIR, PD) are crude intensity remaps of the T1
+template, enough to make series look different; they are not physics.
+
+manifest.json holds the ground truth per series (UIDs, geometry, files, spatial order of
+instances and frames, windows, rescale, lesion, per-instance statistics of the values after
+the modality LUT). `--verify` reads every file back with pydicom and checks that
+pixel_array equals the intended stored values.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
+
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+
+SPATIAL_ORDER_DEFINITION = "ascending dot(ImagePositionPatient, row_cosines x column_cosines)"
+
+# Fixed clock so that output is reproducible; series are spaced a few minutes apart.
+STUDY_DATE = "20240315"
+STUDY_TIME_MINUTES = 9 * 60 + 30
+MINUTES_PER_SERIES = 4
+
+SIGNAL_SCALE = 2600.0  # template value 1.0 (255) -> 2600: white matter lands near 2200
+NOISE_SIGMA = 12.0  # Rician noise: background becomes ~15 instead of exactly 0
+MAX_12_BIT = 4095
+
+# Encoders: the plugin named is the one in requirements.txt (gdcm is not installed).
+ENCODING_PLUGIN = {
+    RLELossless: "pylibjpeg",  # pylibjpeg-rle; pydicom's own encoder is 10x slower
+    JPEGLSLossless: "pyjpegls",
+    JPEG2000Lossless: "pylibjpeg",
+}
+
+# Axis pairs (row direction, column direction) in LPS. Row direction = along a row, i.e.
+# towards increasing column index. Normals: axial +S, coronal +P, sagittal +R.
+AXIAL = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
+CORONAL = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0))
+SAGITTAL = ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0))
+
+# Centre of the head in LPS mm (MNI RAS (0, -17, 15)); every series is centred on it.
+HEAD_CENTER_LPS = (0.0, 17.0, 15.0)
+
+
+# --------------------------------------------------------------------------------------
+# Series descriptions
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A crude tissue-contrast remap of the T1 template plus realistic MR parameters."""
+
+    name: str  # T1, T2, FLAIR, PD (AcquisitionContrast in the enhanced object)
+    # Piecewise-linear remap of the normalised T1 value (0..1). Template landmarks:
+    # background 0, CSF ~0.26, grey matter ~0.65, white matter ~0.86, scalp fat ~1.
+    t1_points: tuple[float, ...]
+    out_points: tuple[float, ...]
+    lesion_level: float  # tumour intensity on the same 0..1 scale: brighter than tissue
+    scanning_sequence: tuple[str, ...]
+    sequence_variant: tuple[str, ...]
+    scan_options: tuple[str, ...]
+    acquisition_type: str
+    repetition_time: float
+    echo_time: float
+    inversion_time: float | None
+    echo_train_length: int
+    flip_angle: float
+    sequence_name: str
+
+    def apply(self, t1: np.ndarray) -> np.ndarray:
+        return np.interp(t1, self.t1_points, self.out_points).astype(np.float32)
+
+
+LANDMARKS = (0.0, 0.08, 0.26, 0.45, 0.65, 0.86, 1.0)
+
+T1_MPRAGE = Contrast("T1", (0.0, 1.0), (0.0, 1.0), 1.12, ("GR", "IR"), ("SK", "SP", "MP"),
+                     ("PFP",), "3D", 2300.0, 2.98, 900.0, 1, 9.0, "*tfl3d1")
+T1_SE = Contrast("T1", (0.0, 1.0), (0.0, 1.0), 1.12, ("SE",), ("SP",), ("SP",), "2D",
+                 550.0, 12.0, None, 1, 90.0, "*se2d1")
+T2_TSE = Contrast("T2", LANDMARKS, (0.0, 0.05, 0.95, 0.6, 0.55, 0.38, 0.6), 1.05, ("SE",),
+                  ("SK", "SP"), ("PFP",), "2D", 5000.0, 95.0, None, 16, 150.0, "*tse2d1_16")
+FLAIR = Contrast("FLAIR", LANDMARKS, (0.0, 0.05, 0.12, 0.35, 0.62, 0.48, 0.55), 0.95,
+                 ("SE", "IR"), ("SK", "SP", "MP"), ("FS",), "2D", 9000.0, 81.0, 2500.0, 16,
+                 150.0, "*tir2d1_16")
+PROTON_DENSITY = Contrast("PD", LANDMARKS, (0.0, 0.05, 0.7, 0.72, 0.75, 0.6, 0.6), 0.95,
+                          ("SE",), ("SK", "SP"), ("PFP",), "2D", 3000.0, 12.0, None, 8,
+                          150.0, "*tse2d1_8")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A VOI window in signal units (what a MONOCHROME2 reader sees after rescale)."""
+
+    center: float
+    width: float
+    explanation: str
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    key: str  # folder name
+    number: int
+    description: str
+    orientation: str  # axial | coronal | sagittal | oblique
+    axes: tuple[tuple[float, float, float], tuple[float, float, float]]
+    rows: int
+    columns: int
+    pixel_spacing: tuple[float, float]  # (between rows, between columns), DICOM order
+    slices: int
+    slice_spacing: float
+    slice_thickness: float
+    contrast: Contrast
+    transfer_syntax: str = ExplicitVRLittleEndian
+    signed: bool = False  # True: int16 storage, BitsStored 16
+    rescale: tuple[float, float] = (1.0, 0.0)  # (slope, intercept)
+    photometric: str = "MONOCHROME2"
+    windows: tuple[Window, ...] = ()
+    voi_function: str | None = None
+    instance_order: str = "spatial"  # spatial | reversed | shuffled | interleaved
+    file_names: str = "instance"  # instance: IM0001.dcm; uid: <SOPInstanceUID>.dcm
+    subfolders: int = 1
+    multiframe: bool = False
+    frames_reversed: bool = False  # multi-frame only: store frames in reverse spatial order
+
+
+def oblique_axes(tilt_deg: float, yaw_deg: float):
+    """Axial axes tilted about the left-right axis, then turned about the head-foot axis."""
+    tilt, yaw = np.radians(tilt_deg), np.radians(yaw_deg)
+    about_x = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+    about_z = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    rotation = about_z @ about_x
+    return tuple(tuple(float(v) for v in rotation @ np.array(axis)) for axis in AXIAL)
+
+
+T1_WINDOW = (Window(1500, 3000, "T1 BRAIN"),)
+SIGNAL_SPACE = MAX_12_BIT + 1
+
+
+def demo_preset() -> list[SeriesSpec]:
+    return [
+        SeriesSpec("01_ax_t1_mprage", 1, "AX T1 MPRAGE", "axial", AXIAL, 256, 256,
+                   (0.9375, 0.9375), 24, 5.0, 5.0, T1_MPRAGE, windows=T1_WINDOW),
+    ]
+
+
+def test_preset() -> list[SeriesSpec]:
+    return [
+        SeriesSpec("01_ax_t1_mprage", 1, "AX T1 MPRAGE", "axial", AXIAL, 256, 256,
+                   (0.9375, 0.9375), 40, 3.5, 3.0, T1_MPRAGE, windows=T1_WINDOW),
+        SeriesSpec("02_cor_t2", 2, "COR T2", "coronal", CORONAL, 256, 256, (0.9375, 0.9375),
+                   24, 7.0, 5.0, T2_TSE, transfer_syntax=ImplicitVRLittleEndian,
+                   windows=(Window(1300, 2600, "BRAIN"), Window(2048, 4096, "WIDE"))),
+        SeriesSpec("03_sag_flair", 3, "SAG FLAIR", "sagittal", SAGITTAL, 256, 224, (1.0, 1.0),
+                   20, 7.0, 5.0, FLAIR, transfer_syntax=RLELossless,
+                   windows=(Window(1300, 2000, "FLAIR SIGMOID"),), voi_function="SIGMOID"),
+        SeriesSpec("04_ax_t2", 4, "AX T2", "axial", AXIAL, 256, 256, (0.9375, 0.9375), 30,
+                   4.5, 4.0, T2_TSE, transfer_syntax=DeflatedExplicitVRLittleEndian,
+                   signed=True, rescale=(0.5, 1000.0),
+                   windows=(Window(1300, 2600, "BRAIN"),)),
+        SeriesSpec("05_ax_t1_se", 5, "AX T1 SE", "axial", AXIAL, 192, 192, (1.25, 1.25), 24,
+                   5.5, 5.0, T1_SE, transfer_syntax=JPEGLSLossless, instance_order="shuffled",
+                   file_names="uid"),
+        SeriesSpec("06_ax_pd", 6, "AX PD", "axial", AXIAL, 192, 192, (1.25, 1.25), 20, 6.5,
+                   5.0, PROTON_DENSITY, transfer_syntax=JPEG2000Lossless,
+                   photometric="MONOCHROME1", windows=(Window(1400, 2800, "PD"),),
+                   subfolders=2),
+        SeriesSpec("07_ax_t1_se_mf", 7, "AX T1 SE MF", "axial", AXIAL, 256, 256,
+                   (0.9375, 0.9375), 16, 7.5, 5.0, T1_SE, windows=T1_WINDOW, multiframe=True,
+                   frames_reversed=True),
+    ]
+
+
+def ordering_preset() -> list[SeriesSpec]:
+    return [
+        SeriesSpec("01_ax_t1", 1, "AX T1", "axial", AXIAL, 192, 192, (1.25, 1.25), 20, 6.0,
+                   5.0, T1_SE, windows=T1_WINDOW, instance_order="shuffled"),
+        SeriesSpec("02_obl_t1", 2, "OBL T1", "oblique", oblique_axes(15.0, 5.0), 192, 192,
+                   (1.25, 1.25), 20, 6.0, 5.0, T1_SE, windows=T1_WINDOW,
+                   instance_order="interleaved"),
+        SeriesSpec("03_sag_t1", 3, "SAG T1", "sagittal", SAGITTAL, 192, 192, (1.25, 1.25), 20,
+                   6.5, 5.0, T1_SE, windows=T1_WINDOW, instance_order="reversed",
+                   file_names="uid"),
+    ]
+
+
+PRESETS = {"demo": demo_preset, "test": test_preset, "ordering": ordering_preset}
+PATIENT_NAMES = {"demo": "DEMO^BRAIN", "test": "TEST^READER", "ordering": "TEST^ORDERING"}
+LESION_BY_DEFAULT = {"demo": True, "test": False, "ordering": False}
+
+
+# --------------------------------------------------------------------------------------
+# Template and resampling
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Template:
+    padded: np.ndarray  # normalised 0..1 float32, padded with one voxel of zeros per side
+    flat: np.ndarray  # C-order view of `padded` for gathering corners by flat index
+    lps_to_voxel: np.ndarray  # 4x4: LPS mm -> voxel index in the *unpadded* volume
+    sha256: str
+
+    @classmethod
+    def load(cls, path: Path) -> "Template":
+        image = nib.load(str(path))
+        data = np.asarray(image.dataobj, dtype=np.float32)
+        normalised = data / max(float(data.max()), 1e-6)
+        lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
+        # NIfTI data come in Fortran order; C order makes the flat-index gather valid.
+        padded = np.ascontiguousarray(np.pad(normalised, 1))
+        return cls(
+            padded=padded,
+            flat=padded.ravel(),
+            lps_to_voxel=np.linalg.inv(image.affine) @ lps_to_ras,
+            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        )
+
+    def sample(self, points_lps: np.ndarray) -> np.ndarray:
+        """Trilinear interpolation at LPS points (..., 3); zero outside the template."""
+        shape = points_lps.shape[:-1]
+        points = points_lps.reshape(-1, 3)
+        voxel = points @ self.lps_to_voxel[:3, :3].T + self.lps_to_voxel[:3, 3]
+        # +1 for the padding; clipping lands anything outside on the zero border.
+        padded_shape = np.array(self.padded.shape)
+        coords = np.clip(voxel + 1.0, 0.0, padded_shape - 1.0)
+        base = np.minimum(np.floor(coords).astype(np.int64), padded_shape - 2)
+        frac = (coords - base).astype(np.float32)
+        flat = self.flat
+        stride_i = padded_shape[1] * padded_shape[2]
+        stride_j = padded_shape[2]
+        origin = base[:, 0] * stride_i + base[:, 1] * stride_j + base[:, 2]
+        result = np.zeros(len(points), dtype=np.float32)
+        for di in (0, 1):
+            wi = frac[:, 0] if di else 1.0 - frac[:, 0]
+            for dj in (0, 1):
+                wj = frac[:, 1] if dj else 1.0 - frac[:, 1]
+                for dk in (0, 1):
+                    wk = frac[:, 2] if dk else 1.0 - frac[:, 2]
+                    corner = flat[origin + di * stride_i + dj * stride_j + dk]
+                    result += wi * wj * wk * corner
+        return result.reshape(shape)
+
+
+@dataclass
+class Geometry:
+    """Slice geometry as written to the headers (already rounded), in spatial order."""
+
+    row_dir: np.ndarray
+    col_dir: np.ndarray
+    normal: np.ndarray
+    positions: np.ndarray  # (slices, 3) ImagePositionPatient, ascending along the normal
+    spec: SeriesSpec
+
+    def pixel_points(self, index: int) -> np.ndarray:
+        """LPS centres of every pixel of one slice, shape (rows, columns, 3)."""
+        row_spacing, col_spacing = self.spec.pixel_spacing
+        cols = np.arange(self.spec.columns) * col_spacing
+        rows = np.arange(self.spec.rows) * row_spacing
+        return (self.positions[index]
+                + rows[:, None, None] * self.col_dir
+                + cols[None, :, None] * self.row_dir)
+
+
+def round_ds(value: float, decimals: int) -> float:
+    rounded = round(float(value), decimals)
+    return 0.0 if rounded == 0 else rounded  # no "-0" in the headers
+
+
+def ds_text(value: float, decimals: int = 6) -> str:
+    """Decimal String text, at most 16 characters, without trailing zeros."""
+    text = f"{round_ds(value, decimals):.{decimals}f}".rstrip("0").rstrip(".")
+    return text if len(text) <= 16 else f"{value:.10g}"
+
+
+def build_geometry(spec: SeriesSpec) -> Geometry:
+    # Cosines rounded as written (6 decimals); the normal comes from the rounded values
+    # so that the manifest's order is exactly what a reader computes from the headers.
+    row_dir = np.array([round_ds(v, 6) for v in spec.axes[0]])
+    col_dir = np.array([round_ds(v, 6) for v in spec.axes[1]])
+    normal = np.cross(row_dir, col_dir)
+    row_spacing, col_spacing = spec.pixel_spacing
+    in_plane_half = ((spec.columns - 1) / 2 * col_spacing * row_dir
+                     + (spec.rows - 1) / 2 * row_spacing * col_dir)
+    offsets = (np.arange(spec.slices) - (spec.slices - 1) / 2) * spec.slice_spacing
+    centres = np.array(HEAD_CENTER_LPS) + offsets[:, None] * normal
+    positions = np.vectorize(lambda v: round_ds(v, 4))(centres - in_plane_half)
+    return Geometry(row_dir, col_dir, normal, positions, spec)
+
+
+# --------------------------------------------------------------------------------------
+# Lesion
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Lesion:
+    """A bright tumour-like ellipsoid (axes along LPS) with a smooth plane-wave texture."""
+
+    center_lps: np.ndarray
+    radii: np.ndarray
+    wave_vectors: np.ndarray  # (3, 3) rad/mm
+    wave_phases: np.ndarray  # (3,)
+
+    EDGE = 0.2  # soft boundary over the outer 20% of the radius (partial volume)
+    TEXTURE = 0.08  # +-8% heterogeneity
+
+    @classmethod
+    def draw(cls, seed: int, template: Template) -> "Lesion":
+        rng = np.random.default_rng([seed, 0x1E5])
+        for _ in range(100):
+            # Deep hemispheric white matter, either side: far enough from the cortex that
+            # a 14 mm radius stays inside the brain.
+            side = rng.choice([-1.0, 1.0])
+            center_ras = np.array([side * rng.uniform(22, 34), rng.uniform(-40, 10),
+                                   rng.uniform(12, 34)])
+            center = center_ras * np.array([-1.0, -1.0, 1.0])
+            if template.sample(center) > 0.55:  # grey or white matter, not CSF
+                break
+        radii = rng.uniform(10.0, 14.0, size=3)
+        directions = rng.normal(size=(3, 3))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        wavelengths = rng.uniform(6.0, 10.0, size=3)
+        return cls(center, radii, directions * (2 * np.pi / wavelengths)[:, None],
+                   rng.uniform(0, 2 * np.pi, size=3))
+
+    def blend(self, values: np.ndarray, points: np.ndarray, level: float) -> np.ndarray:
+        distance = np.linalg.norm((points - self.center_lps) / self.radii, axis=-1)
+        weight = np.clip((1.0 - distance) / self.EDGE, 0.0, 1.0).astype(np.float32)
+        if not weight.any():
+            return values
+        texture = np.cos(points @ self.wave_vectors.T + self.wave_phases).mean(axis=-1)
+        lesion = level * (1.0 + self.TEXTURE * texture)
+        return (values * (1.0 - weight) + lesion * weight).astype(np.float32)
+
+    def to_manifest(self) -> dict:
+        return {"center_lps_mm": [round(float(v), 3) for v in self.center_lps],
+                "radii_mm": [round(float(v), 3) for v in self.radii],
+                "axes": "aligned with LPS x, y, z"}
+
+
+# --------------------------------------------------------------------------------------
+# Pixel synthesis and storage
+# --------------------------------------------------------------------------------------
+
+
+def synthesize_signal(template: Template, geometry: Geometry, lesion: Lesion | None,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Real-valued signal per slice (slices, rows, columns), spatial order, 0..4095."""
+    contrast = geometry.spec.contrast
+    slices = []
+    for index in range(len(geometry.positions)):
+        points = geometry.pixel_points(index)
+        values = contrast.apply(template.sample(points))
+        if lesion is not None:
+            values = lesion.blend(values, points, contrast.lesion_level)
+        signal = values * SIGNAL_SCALE
+        noise = rng.normal(0.0, NOISE_SIGMA, size=(2,) + signal.shape)
+        magnitude = np.hypot(signal + noise[0], noise[1])  # Rician, like a magnitude image
+        slices.append(np.clip(magnitude, 0.0, MAX_12_BIT))
+    return np.stack(slices)
+
+
+def to_stored(signal: np.ndarray, spec: SeriesSpec) -> np.ndarray:
+    """Stored pixel values whose modality LUT (slope, intercept) gives the intended values."""
+    real = MAX_12_BIT - signal if spec.photometric == "MONOCHROME1" else signal
+    slope, intercept = spec.rescale
+    stored = np.rint((real - intercept) / slope)
+    if spec.signed:
+        return np.clip(stored, -32768, 32767).astype(np.int16)
+    return np.clip(stored, 0, MAX_12_BIT).astype(np.uint16)
+
+
+def stored_windows(spec: SeriesSpec) -> list[Window]:
+    """Windows in the units a reader sees after rescale; MONOCHROME1 stores inverted values."""
+    if spec.photometric == "MONOCHROME1":
+        return [Window(MAX_12_BIT - w.center, w.width, w.explanation) for w in spec.windows]
+    return list(spec.windows)
+
+
+def instance_numbers(spec: SeriesSpec, seed: int) -> list[int]:
+    """InstanceNumber for each spatial index (index 0 = lowest along the normal)."""
+    count = spec.slices
+    if spec.instance_order == "spatial":
+        order = list(range(count))
+    elif spec.instance_order == "reversed":
+        order = list(reversed(range(count)))
+    elif spec.instance_order == "interleaved":
+        order = list(range(0, count, 2)) + list(range(1, count, 2))
+    elif spec.instance_order == "shuffled":
+        order = [int(i) for i in np.random.default_rng([seed, 0x5FF, spec.number]).permutation(count)]
+    else:
+        raise ValueError(f"unknown instance order {spec.instance_order}")
+    # order[k] is the spatial index acquired k-th; invert to spatial index -> number.
+    numbers = [0] * count
+    for acquisition, spatial in enumerate(order):
+        numbers[spatial] = acquisition + 1
+    return numbers
+
+
+# --------------------------------------------------------------------------------------
+# DICOM attributes
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class StudyContext:
+    preset: str
+    seed: int
+
+    def uid(self, *parts: object) -> str:
+        sources = ["dicom-xai make_series", self.preset, str(self.seed)] + [str(p) for p in parts]
+        return generate_uid(prefix=None, entropy_srcs=sources)
+
+    @property
+    def study_uid(self) -> str:
+        return self.uid("study")
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        return self.uid("frame-of-reference")
+
+
+def clock_time(seconds: int) -> str:
+    return f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}"
+
+
+def series_time(spec: SeriesSpec, extra_seconds: int = 0) -> str:
+    """Series start a few minutes apart; instances a second apart within a series."""
+    return clock_time((STUDY_TIME_MINUTES + MINUTES_PER_SERIES * spec.number) * 60 + extra_seconds)
+
+
+def add_patient_study_series(ds: Dataset, ctx: StudyContext, spec: SeriesSpec) -> None:
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    # Patient (synthetic, never a real person)
+    ds.PatientName = PATIENT_NAMES[ctx.preset]
+    ds.PatientID = f"SYN-{ctx.preset.upper()}-{ctx.seed:04d}"
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "F"
+    ds.PatientAge = "054Y"
+    # General Study
+    ds.StudyInstanceUID = ctx.study_uid
+    ds.StudyDate = STUDY_DATE
+    ds.StudyTime = clock_time(STUDY_TIME_MINUTES * 60)
+    ds.AccessionNumber = f"ACC{ctx.seed:06d}"
+    ds.StudyID = "1"
+    ds.StudyDescription = "MR BRAIN W/O CONTRAST"
+    ds.ReferringPhysicianName = "REFERRER^SYNTHETIC"
+    # General Series
+    ds.Modality = "MR"
+    ds.SeriesInstanceUID = ctx.uid("series", spec.key)
+    ds.SeriesNumber = spec.number
+    ds.SeriesDescription = spec.description
+    ds.SeriesDate = STUDY_DATE
+    ds.SeriesTime = series_time(spec)
+    ds.ProtocolName = spec.description
+    ds.BodyPartExamined = "HEAD"
+    ds.PatientPosition = "HFS"
+    # Frame of Reference: one for the study (the patient did not move between series)
+    ds.FrameOfReferenceUID = ctx.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    # Equipment
+    ds.Manufacturer = "SYNTHETIC"
+    ds.InstitutionName = "Synthetic Imaging Centre"
+    ds.StationName = "SYNMR01"
+    ds.ManufacturerModelName = "dicom-xai make_series"
+    ds.DeviceSerialNumber = "SYN0001"
+    ds.SoftwareVersions = "make_series 1"
+
+
+def add_pixel_description(ds: Dataset, spec: SeriesSpec) -> None:
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = spec.photometric
+    ds.Rows = spec.rows
+    ds.Columns = spec.columns
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16 if spec.signed else 12
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if spec.signed else 0
+
+
+def add_mr_parameters(ds: Dataset, contrast: Contrast) -> None:
+    ds.ScanningSequence = list(contrast.scanning_sequence)
+    ds.SequenceVariant = list(contrast.sequence_variant)
+    ds.ScanOptions = list(contrast.scan_options)
+    ds.MRAcquisitionType = contrast.acquisition_type
+    ds.SequenceName = contrast.sequence_name
+    ds.RepetitionTime = ds_text(contrast.repetition_time)
+    ds.EchoTime = ds_text(contrast.echo_time)
+    if contrast.inversion_time is not None:
+        ds.InversionTime = ds_text(contrast.inversion_time)
+    ds.EchoTrainLength = contrast.echo_train_length
+    ds.FlipAngle = ds_text(contrast.flip_angle)
+    ds.NumberOfAverages = "1"
+    ds.ImagingFrequency = "123.2"
+    ds.ImagedNucleus = "1H"
+    ds.MagneticFieldStrength = "3"
+    ds.PixelBandwidth = "200"
+    ds.ReceiveCoilName = "HeadNeck_20"
+    ds.TransmitCoilName = "Body"
+    ds.InPlanePhaseEncodingDirection = "ROW"
+    ds.PatientWeight = "65"
+
+
+def add_voi(ds: Dataset, spec: SeriesSpec) -> None:
+    windows = stored_windows(spec)
+    if not windows:
+        return
+    values = lambda attr: [ds_text(getattr(w, attr)) for w in windows]  # noqa: E731
+    ds.WindowCenter = values("center") if len(windows) > 1 else values("center")[0]
+    ds.WindowWidth = values("width") if len(windows) > 1 else values("width")[0]
+    explanations = [w.explanation for w in windows]
+    ds.WindowCenterWidthExplanation = explanations if len(windows) > 1 else explanations[0]
+    if spec.voi_function:
+        ds.VOILUTFunction = spec.voi_function
+
+
+def add_rescale(ds: Dataset, spec: SeriesSpec) -> None:
+    # MR Image IOD has no Modality LUT module, but readers meet these attributes in real
+    # MR files (vendors write them); they must be honoured.
+    slope, intercept = spec.rescale
+    if (slope, intercept) != (1.0, 0.0):
+        ds.RescaleSlope = ds_text(slope)
+        ds.RescaleIntercept = ds_text(intercept)
+        ds.RescaleType = "US"
+
+
+def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "DXAI_MKSERIES"
+    return meta
+
+
+def attach_pixels(ds: Dataset, pixels: np.ndarray, transfer_syntax: str) -> None:
+    """Native data for uncompressed syntaxes, an encapsulated lossless codestream otherwise."""
+    if transfer_syntax in ENCODING_PLUGIN:
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # compress() starts native
+        ds.compress(transfer_syntax, pixels, encoding_plugin=ENCODING_PLUGIN[transfer_syntax],
+                    generate_instance_uid=False)
+        ds.LossyImageCompression = "00"
+    else:
+        ds.PixelData = pixels.tobytes()
+        ds["PixelData"].VR = "OW"
+
+
+def single_frame_dataset(ctx: StudyContext, spec: SeriesSpec, geometry: Geometry,
+                         spatial_index: int, instance_number: int, sop_uid: str,
+                         pixels: np.ndarray) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = file_meta(MR_IMAGE_STORAGE, sop_uid, spec.transfer_syntax)
+    add_patient_study_series(ds, ctx, spec)
+    ds.SOPClassUID = MR_IMAGE_STORAGE
+    ds.SOPInstanceUID = sop_uid
+    ds.InstanceCreationDate = STUDY_DATE
+    ds.InstanceCreationTime = series_time(spec, 30)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+    ds.AcquisitionNumber = 1
+    ds.InstanceNumber = instance_number
+    ds.AcquisitionDate = STUDY_DATE
+    ds.AcquisitionTime = series_time(spec, instance_number)
+    ds.ContentDate = STUDY_DATE
+    ds.ContentTime = series_time(spec, instance_number)
+    position = geometry.positions[spatial_index]
+    ds.ImagePositionPatient = [ds_text(v, 4) for v in position]
+    ds.ImageOrientationPatient = [ds_text(v) for v in (*geometry.row_dir, *geometry.col_dir)]
+    ds.SliceLocation = ds_text(float(position @ geometry.normal), 4)
+    ds.PixelSpacing = [ds_text(v) for v in spec.pixel_spacing]
+    ds.SliceThickness = ds_text(spec.slice_thickness)
+    ds.SpacingBetweenSlices = ds_text(spec.slice_spacing)
+    add_mr_parameters(ds, spec.contrast)
+    add_pixel_description(ds, spec)
+    add_rescale(ds, spec)
+    add_voi(ds, spec)
+    attach_pixels(ds, pixels, spec.transfer_syntax)
+    return ds
+
+
+# ---- Enhanced MR (multi-frame) -------------------------------------------------------
+
+
+def item(**attributes) -> Dataset:
+    ds = Dataset()
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def code(value: str, scheme: str, meaning: str) -> Dataset:
+    return item(CodeValue=value, CodingSchemeDesignator=scheme, CodeMeaning=meaning)
+
+
+def enhanced_shared_groups(spec: SeriesSpec, geometry: Geometry) -> Dataset:
+    contrast = spec.contrast
+    windows = stored_windows(spec)
+    slope, intercept = spec.rescale
+    shared = item(
+        PixelMeasuresSequence=Sequence([item(
+            PixelSpacing=[ds_text(v) for v in spec.pixel_spacing],
+            SliceThickness=ds_text(spec.slice_thickness),
+            SpacingBetweenSlices=ds_text(spec.slice_spacing))]),
+        PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=[
+            ds_text(v) for v in (*geometry.row_dir, *geometry.col_dir)])]),
+        PixelValueTransformationSequence=Sequence([item(
+            RescaleIntercept=ds_text(intercept), RescaleSlope=ds_text(slope),
+            RescaleType="US")]),
+        FrameAnatomySequence=Sequence([item(
+            AnatomicRegionSequence=Sequence([code("12738006", "SCT", "Brain")]),
+            FrameLaterality="U")]),
+        MRImageFrameTypeSequence=Sequence([item(
+            FrameType=["ORIGINAL", "PRIMARY", "VOLUME", "NONE"], PixelPresentation="MONOCHROME",
+            VolumetricProperties="VOLUME", VolumeBasedCalculationTechnique="NONE",
+            ComplexImageComponent="MAGNITUDE", AcquisitionContrast=contrast.name)]),
+        MRTimingAndRelatedParametersSequence=Sequence([item(
+            RepetitionTime=ds_text(contrast.repetition_time),
+            FlipAngle=ds_text(contrast.flip_angle),
+            EchoTrainLength=contrast.echo_train_length,
+            RFEchoTrainLength=contrast.echo_train_length, GradientEchoTrainLength=0,
+            SpecificAbsorptionRateSequence=Sequence([item(
+                SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
+                SpecificAbsorptionRateValue=0.4)]),
+            GradientOutputType="DB_DT", GradientOutput=20.0,
+            OperatingModeSequence=Sequence([
+                item(OperatingModeType=mode, OperatingMode="IEC_NORMAL")
+                for mode in ("STATIC FIELD", "RF", "GRADIENT")]))]),
+        MRFOVGeometrySequence=Sequence([item(
+            InPlanePhaseEncodingDirection="ROW",
+            MRAcquisitionFrequencyEncodingSteps=spec.columns,
+            MRAcquisitionPhaseEncodingStepsInPlane=spec.rows,
+            PercentSampling="100", PercentPhaseFieldOfView="100")]),
+        MREchoSequence=Sequence([item(EffectiveEchoTime=contrast.echo_time)]),
+        MRModifierSequence=Sequence([item(
+            InversionRecovery="NO", FlowCompensation="NONE", T2Preparation="NO",
+            SpectrallySelectedExcitation="NONE", SpatialPresaturation="NONE",
+            PartialFourier="NO", ParallelAcquisition="NO")]),
+        MRImagingModifierSequence=Sequence([item(
+            MagnetizationTransfer="NONE", BloodSignalNulling="NO", Tagging="NONE",
+            TransmitterFrequency=123.2, PixelBandwidth="200")]),
+        MRReceiveCoilSequence=Sequence([item(
+            ReceiveCoilName="Head_32", ReceiveCoilManufacturerName="SYNTHETIC",
+            ReceiveCoilType="VOLUME", QuadratureReceiveCoil="YES")]),
+        MRTransmitCoilSequence=Sequence([item(
+            TransmitCoilName="Body", TransmitCoilManufacturerName="SYNTHETIC",
+            TransmitCoilType="BODY")]),
+        MRAveragesSequence=Sequence([item(NumberOfAverages="1")]),
+    )
+    if windows:
+        shared.FrameVOILUTSequence = Sequence([item(
+            WindowCenter=ds_text(windows[0].center), WindowWidth=ds_text(windows[0].width),
+            WindowCenterWidthExplanation=windows[0].explanation)])
+    return shared
+
+
+def enhanced_per_frame_groups(spec: SeriesSpec, geometry: Geometry,
+                              frame_to_spatial: list[int]) -> list[Dataset]:
+    groups = []
+    for frame, spatial in enumerate(frame_to_spatial):
+        stamp = f"{STUDY_DATE}{series_time(spec, frame)}.000000"
+        content = item(
+            FrameAcquisitionNumber=frame + 1, FrameReferenceDateTime=stamp,
+            FrameAcquisitionDateTime=stamp, FrameAcquisitionDuration=1000.0,
+            StackID="1", InStackPositionNumber=spatial + 1,
+            DimensionIndexValues=[1, spatial + 1])
+        position = item(ImagePositionPatient=[ds_text(v, 4) for v in geometry.positions[spatial]])
+        groups.append(item(FrameContentSequence=Sequence([content]),
+                           PlanePositionSequence=Sequence([position])))
+    return groups
+
+
+def multi_frame_dataset(ctx: StudyContext, spec: SeriesSpec, geometry: Geometry,
+                        frame_to_spatial: list[int], sop_uid: str,
+                        pixels: np.ndarray) -> Dataset:
+    contrast = spec.contrast
+    ds = Dataset()
+    ds.file_meta = file_meta(ENHANCED_MR_IMAGE_STORAGE, sop_uid, spec.transfer_syntax)
+    add_patient_study_series(ds, ctx, spec)
+    ds.SOPClassUID = ENHANCED_MR_IMAGE_STORAGE
+    ds.SOPInstanceUID = sop_uid
+    ds.InstanceCreationDate = STUDY_DATE
+    ds.InstanceCreationTime = series_time(spec, 30)
+    # Enhanced MR Image module
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+    ds.PixelPresentation = "MONOCHROME"
+    ds.VolumetricProperties = "VOLUME"
+    ds.VolumeBasedCalculationTechnique = "NONE"
+    ds.ComplexImageComponent = "MAGNITUDE"
+    ds.AcquisitionContrast = contrast.name
+    ds.AcquisitionNumber = 1
+    ds.AcquisitionDateTime = f"{STUDY_DATE}{series_time(spec)}.000000"
+    ds.AcquisitionDuration = float(len(frame_to_spatial))
+    ds.ContentQualification = "PRODUCT"
+    ds.ResonantNucleus = "1H"
+    ds.KSpaceFiltering = "NONE"
+    ds.MagneticFieldStrength = "3"
+    ds.ApplicableSafetyStandardAgency = "IEC"
+    ds.ImageComments = "synthetic, resampled from the MNI152 2009a template"
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
+    ds.PresentationLUTShape = "INVERSE" if spec.photometric == "MONOCHROME1" else "IDENTITY"
+    # MR Pulse Sequence module
+    ds.PulseSequenceName = contrast.sequence_name
+    ds.MRAcquisitionType = contrast.acquisition_type
+    gradient_echo = "GR" in contrast.scanning_sequence
+    ds.EchoPulseSequence = "GRADIENT" if gradient_echo else "SPIN"
+    ds.MultipleSpinEcho = "NO"
+    ds.MultiPlanarExcitation = "NO"
+    ds.PhaseContrast = "NO"
+    ds.TimeOfFlightContrast = "NO"
+    if gradient_echo:  # spoiling only applies to gradient echoes
+        ds.Spoiling = "RF"
+    ds.SteadyStatePulseSequence = "NONE"
+    ds.EchoPlanarPulseSequence = "NO"
+    ds.SaturationRecovery = "NO"
+    ds.SpectrallySelectedSuppression = "NONE"
+    ds.OversamplingPhase = "NONE"
+    ds.GeometryOfKSpaceTraversal = "RECTILINEAR"
+    ds.RectilinearPhaseEncodeReordering = "LINEAR"
+    ds.SegmentedKSpaceTraversal = "SINGLE"
+    if contrast.acquisition_type == "3D":  # k-space coverage is a 3D notion
+        ds.CoverageOfKSpace = "FULL"
+    ds.NumberOfKSpaceTrajectories = 1
+    # Acquisition Context module
+    ds.AcquisitionContextSequence = Sequence()
+    # Multi-frame Functional Groups and Dimension modules
+    ds.InstanceNumber = 1
+    ds.ContentDate = STUDY_DATE
+    ds.ContentTime = series_time(spec)
+    ds.NumberOfFrames = len(frame_to_spatial)
+    dimension_uid = ctx.uid("dimension-organization", spec.key)
+    ds.DimensionOrganizationSequence = Sequence([item(DimensionOrganizationUID=dimension_uid)])
+    ds.DimensionOrganizationType = "3D"
+    frame_content = pydicom.tag.Tag("FrameContentSequence")
+    ds.DimensionIndexSequence = Sequence([
+        item(DimensionOrganizationUID=dimension_uid, DimensionIndexPointer=pydicom.tag.Tag("StackID"),
+             FunctionalGroupPointer=frame_content, DimensionDescriptionLabel="Stack ID"),
+        item(DimensionOrganizationUID=dimension_uid,
+             DimensionIndexPointer=pydicom.tag.Tag("InStackPositionNumber"),
+             FunctionalGroupPointer=frame_content,
+             DimensionDescriptionLabel="In-Stack Position Number"),
+    ])
+    ds.SharedFunctionalGroupsSequence = Sequence([enhanced_shared_groups(spec, geometry)])
+    ds.PerFrameFunctionalGroupsSequence = Sequence(
+        enhanced_per_frame_groups(spec, geometry, frame_to_spatial))
+    add_pixel_description(ds, spec)
+    # The general-module attributes that the enhanced IOD moves into functional groups or
+    # does not allow at the top level.
+    for keyword in ("InstitutionName", "StationName", "PatientWeight"):
+        if keyword in ds:
+            del ds[keyword]
+    attach_pixels(ds, pixels, spec.transfer_syntax)
+    return ds
+
+
+# --------------------------------------------------------------------------------------
+# Writing a series
+# --------------------------------------------------------------------------------------
+
+
+def write_dataset(ds: Dataset, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def pixel_stats(stored: np.ndarray, spec: SeriesSpec) -> dict:
+    """Statistics after the modality LUT, before any window (what `inspect` reports)."""
+    slope, intercept = spec.rescale
+    real = stored.astype(np.float64) * slope + intercept
+    return {"min": float(real.min()), "max": float(real.max()), "mean": round(float(real.mean()), 4)}
+
+
+def file_name(spec: SeriesSpec, instance_number: int, sop_uid: str) -> str:
+    if spec.subfolders > 1:
+        per_folder = -(-spec.slices // spec.subfolders)
+        part, index = divmod(instance_number - 1, per_folder)
+        # Each sub-folder numbers its own files from 1, so names repeat across folders.
+        return f"part{part + 1}/IM{index + 1:04d}.dcm"
+    if spec.file_names == "uid":
+        return f"{sop_uid}.dcm"
+    return f"IM{instance_number:04d}.dcm"
+
+
+def write_single_frame_series(ctx, spec, geometry, stored, out_dir, expected) -> list[dict]:
+    numbers = instance_numbers(spec, ctx.seed)
+    instances = []
+    for spatial in range(spec.slices):
+        sop_uid = ctx.uid("sop", spec.key, spatial)
+        ds = single_frame_dataset(ctx, spec, geometry, spatial, numbers[spatial], sop_uid,
+                                  stored[spatial])
+        relative = f"{spec.key}/{file_name(spec, numbers[spatial], sop_uid)}"
+        write_dataset(ds, out_dir / relative)
+        expected[relative] = stored[spatial]
+        instances.append({
+            "file": relative, "sop_instance_uid": sop_uid,
+            "instance_number": numbers[spatial], "number_of_frames": 1,
+            "image_position_patient": [float(v) for v in geometry.positions[spatial]],
+            "pixel_stats": pixel_stats(stored[spatial], spec)})
+    return instances  # spatial order
+
+
+def write_multi_frame_series(ctx, spec, geometry, stored, out_dir, expected):
+    frame_to_spatial = list(range(spec.slices))
+    if spec.frames_reversed:
+        frame_to_spatial.reverse()
+    frames = stored[frame_to_spatial]
+    sop_uid = ctx.uid("sop", spec.key, "multiframe")
+    ds = multi_frame_dataset(ctx, spec, geometry, frame_to_spatial, sop_uid, frames)
+    relative = f"{spec.key}/IM0001.dcm"
+    write_dataset(ds, out_dir / relative)
+    expected[relative] = frames
+    instance = {"file": relative, "sop_instance_uid": sop_uid, "instance_number": 1,
+                "number_of_frames": spec.slices, "pixel_stats": pixel_stats(frames, spec)}
+    spatial_to_frame = {spatial: frame for frame, spatial in enumerate(frame_to_spatial)}
+    ordered_frames = [[sop_uid, spatial_to_frame[s]] for s in range(spec.slices)]
+    return [instance], ordered_frames
+
+
+def write_series(ctx: StudyContext, spec: SeriesSpec, template: Template,
+                 lesion: Lesion | None, out_dir: Path, expected: dict) -> dict:
+    geometry = build_geometry(spec)
+    rng = np.random.default_rng([ctx.seed, 0x5E1, spec.number])
+    stored = to_stored(synthesize_signal(template, geometry, lesion, rng), spec)
+    if spec.multiframe:
+        instances, ordered_frames = write_multi_frame_series(
+            ctx, spec, geometry, stored, out_dir, expected)
+    else:
+        instances = write_single_frame_series(ctx, spec, geometry, stored, out_dir, expected)
+        ordered_frames = [[i["sop_instance_uid"], 0] for i in instances]
+    windows = stored_windows(spec)
+    slope, intercept = spec.rescale
+    return {
+        "series_instance_uid": ctx.uid("series", spec.key),
+        "series_number": spec.number,
+        "description": spec.description,
+        "orientation": spec.orientation,
+        "transfer_syntax": spec.transfer_syntax,
+        "sop_class_uid": ENHANCED_MR_IMAGE_STORAGE if spec.multiframe else MR_IMAGE_STORAGE,
+        "photometric_interpretation": spec.photometric,
+        "rows": spec.rows,
+        "columns": spec.columns,
+        "bits_stored": 16 if spec.signed else 12,
+        "pixel_representation": 1 if spec.signed else 0,
+        "frames_total": spec.slices,
+        "multiframe": spec.multiframe,
+        "files": sorted(i["file"] for i in instances),
+        "ordered_sop_instance_uids": list(dict.fromkeys(uid for uid, _ in ordered_frames)),
+        "ordered_frames": ordered_frames,
+        "instances": instances,
+        "geometry": {
+            "row_cosines": [float(v) for v in geometry.row_dir],
+            "column_cosines": [float(v) for v in geometry.col_dir],
+            "normal": [round(float(v), 9) for v in geometry.normal],
+            "pixel_spacing": list(spec.pixel_spacing),
+            "slice_thickness": spec.slice_thickness,
+            "spacing_between_slices": spec.slice_spacing,
+            "positions_in_spatial_order": [[float(v) for v in p] for p in geometry.positions],
+        },
+        "window": None if not windows else {
+            "center": [w.center for w in windows], "width": [w.width for w in windows],
+            "explanation": [w.explanation for w in windows],
+            "function": spec.voi_function or "LINEAR"},
+        "rescale": {"slope": slope, "intercept": intercept},
+        "instance_order": spec.instance_order,
+        "lesion": lesion.to_manifest() if lesion is not None else None,
+    }
+
+
+def verify(out_dir: Path, expected: dict[str, np.ndarray]) -> list[str]:
+    """Read every file back; return the files whose pixel_array differs from the intent."""
+    failures = []
+    for relative, intended in expected.items():
+        ds = pydicom.dcmread(out_dir / relative)
+        actual = ds.pixel_array
+        if actual.shape != intended.shape or actual.dtype != intended.dtype \
+                or not np.array_equal(actual, intended):
+            failures.append(f"{relative}: {actual.dtype}{actual.shape} != "
+                            f"{intended.dtype}{intended.shape}")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--template", required=True, type=Path, help="MNI152 T1 NIfTI")
+    parser.add_argument("--out", required=True, type=Path, help="output study folder")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    parser.add_argument("--seed", type=int, default=0)
+    lesion_group = parser.add_mutually_exclusive_group()
+    lesion_group.add_argument("--lesion", dest="lesion", action="store_true", default=None,
+                              help="plant a tumour-like lesion (default: demo only)")
+    lesion_group.add_argument("--no-lesion", dest="lesion", action="store_false")
+    parser.add_argument("--verify", action="store_true",
+                        help="read every file back and compare pixel_array with the intent")
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error("--seed must be >= 0")
+
+    template = Template.load(args.template)
+    ctx = StudyContext(args.preset, args.seed)
+    with_lesion = LESION_BY_DEFAULT[args.preset] if args.lesion is None else args.lesion
+    lesion = Lesion.draw(args.seed, template) if with_lesion else None
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    expected: dict[str, np.ndarray] = {}
+    series = [write_series(ctx, spec, template, lesion, args.out, expected)
+              for spec in PRESETS[args.preset]()]
+    manifest = {
+        "template_sha256": template.sha256,
+        "preset": args.preset,
+        "seed": args.seed,
+        "order": SPATIAL_ORDER_DEFINITION,
+        "coordinates": "DICOM patient LPS, mm; template RAS converted by negating x and y",
+        "studies": [{"study_instance_uid": ctx.study_uid,
+                     "patient_id": f"SYN-{args.preset.upper()}-{args.seed:04d}",
+                     "frame_of_reference_uid": ctx.frame_of_reference_uid,
+                     "series": series}],
+    }
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+    if args.verify:
+        failures = verify(args.out, expected)
+        for failure in failures:
+            print(f"verify: {failure}", file=sys.stderr)
+        if failures:
+            return 1
+        print(f"verify: {len(expected)} files read back identical")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
