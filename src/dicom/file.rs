@@ -173,7 +173,7 @@ fn bare_data_set_syntax(bytes: &[u8]) -> Option<&'static str> {
     let group_le = u16::from_le_bytes([bytes[0], bytes[1]]);
     let group_be = u16::from_be_bytes([bytes[0], bytes[1]]);
     let explicit_vr = bytes[4].is_ascii_uppercase() && bytes[5].is_ascii_uppercase();
-    let plausible = |group: u16| (0x0008..=0x0028).contains(&group) && group % 2 == 0;
+    let plausible = |group: u16| (0x0008..=0x0028).contains(&group) && group.is_multiple_of(2);
     match (plausible(group_le), plausible(group_be), explicit_vr) {
         (true, _, true) => Some(uids::EXPLICIT_VR_LITTLE_ENDIAN),
         (true, _, false) => Some(uids::IMPLICIT_VR_LITTLE_ENDIAN),

@@ -53,7 +53,8 @@ pub enum PixelError {
         /// Its SOP Instance UID.
         sop: String,
         /// The codec's error.
-        source: dicom_pixeldata::Error,
+        #[snafu(source(from(dicom_pixeldata::Error, Box::new)))]
+        source: Box<dicom_pixeldata::Error>,
     },
     /// The image attributes describe something this pipeline does not handle.
     #[snafu(display("{} (SOP Instance {sop}): unsupported image: {what}", path.display()))]

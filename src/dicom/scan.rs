@@ -293,41 +293,53 @@ pub fn group(found: Vec<Found>) -> Vec<Study> {
     studies
 }
 
+/// What slices are sorted by, most significant first.
+struct SortKey<'a> {
+    distance: Option<f64>,
+    instance_number: Option<i64>,
+    frame: u32,
+    sop_instance_uid: &'a str,
+    slice: SliceRef,
+}
+
 /// Every (instance, frame) of a series in spatial order (see the module docs).
 pub fn spatial_order(instances: &[Instance]) -> Vec<SliceRef> {
     let normal = instances
         .iter()
         .find_map(|i| i.orientation.as_ref())
         .map(slice_normal);
-    let mut keyed: Vec<(Option<f64>, Option<i64>, u32, &str, SliceRef)> = Vec::new();
+    let mut keys: Vec<SortKey> = Vec::new();
     for (index, instance) in instances.iter().enumerate() {
         for frame in 0..instance.frames {
             let distance = normal
                 .zip(instance.positions[frame as usize])
                 .map(|(n, p)| n[0] * p[0] + n[1] * p[1] + n[2] * p[2]);
-            keyed.push((
+            keys.push(SortKey {
                 distance,
-                instance.instance_number,
+                instance_number: instance.instance_number,
                 frame,
-                &instance.sop_instance_uid,
-                SliceRef {
+                sop_instance_uid: &instance.sop_instance_uid,
+                slice: SliceRef {
                     instance: index,
                     frame,
                 },
-            ));
+            });
         }
     }
-    let all_placed = keyed.iter().all(|k| k.0.is_some());
-    keyed.sort_by(|a, b| {
+    // positions order the series only when every slice has one
+    let all_placed = keys.iter().all(|k| k.distance.is_some());
+    keys.sort_by(|a, b| {
         let by_distance = if all_placed {
-            a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal)
+            a.distance
+                .partial_cmp(&b.distance)
+                .unwrap_or(std::cmp::Ordering::Equal)
         } else {
             std::cmp::Ordering::Equal
         };
         by_distance
-            .then_with(|| a.1.cmp(&b.1))
-            .then_with(|| a.2.cmp(&b.2))
-            .then_with(|| a.3.cmp(b.3))
+            .then_with(|| a.instance_number.cmp(&b.instance_number))
+            .then_with(|| a.frame.cmp(&b.frame))
+            .then_with(|| a.sop_instance_uid.cmp(b.sop_instance_uid))
     });
-    keyed.into_iter().map(|k| k.4).collect()
+    keys.into_iter().map(|k| k.slice).collect()
 }

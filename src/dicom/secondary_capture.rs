@@ -25,6 +25,16 @@ pub const NOT_FOR_DIAGNOSTIC_USE: &str = "NOT FOR DIAGNOSTIC USE";
 /// The label of overlays made by a model with untrained (demo) weights.
 pub const UNTRAINED: &str = "UNTRAINED";
 
+/// Storage SOP classes defined as single-frame: a frame number may not reference them, even
+/// when a non-conforming file holds several frames (dciodvfy checks this).
+const SINGLE_FRAME_CLASSES: &[&str] = &[
+    uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE,
+    uids::CT_IMAGE_STORAGE,
+    uids::MR_IMAGE_STORAGE,
+    uids::SECONDARY_CAPTURE_IMAGE_STORAGE,
+    uids::POSITRON_EMISSION_TOMOGRAPHY_IMAGE_STORAGE,
+];
+
 const SOFTWARE: &str = concat!("dicom-xai ", env!("CARGO_PKG_VERSION"));
 const MAX_LO: usize = 64;
 
@@ -58,7 +68,8 @@ pub enum WriteError {
         /// The source SOP Instance UID.
         sop: String,
         /// The builder's error.
-        source: dicom_object::WithMetaError,
+        #[snafu(source(from(dicom_object::WithMetaError, Box::new)))]
+        source: Box<dicom_object::WithMetaError>,
     },
     /// Writing the file failed.
     #[snafu(display("{}: cannot write overlay: {source}", path.display()))]
@@ -66,7 +77,8 @@ pub enum WriteError {
         /// The file.
         path: PathBuf,
         /// The writer's error.
-        source: dicom_object::WriteError,
+        #[snafu(source(from(dicom_object::WriteError, Box::new)))]
+        source: Box<dicom_object::WriteError>,
     },
     /// Moving the finished file into place failed.
     #[snafu(display("{}: cannot move overlay into place: {source}", path.display()))]
@@ -457,7 +469,7 @@ pub fn build(
 
     // References to the source
     let mut source_ref = reference(&source_class, &source_sop);
-    if attrs::frame_count(source) > 1 {
+    if attrs::frame_count(source) > 1 && !SINGLE_FRAME_CLASSES.contains(&source_class.as_str()) {
         source_ref.put(DataElement::new(
             tags::REFERENCED_FRAME_NUMBER,
             VR::IS,

@@ -10,8 +10,8 @@ Usage:
                    [--lesion | --no-lesion] [--verify]
 
 The same arguments give byte-identical files: dates and times are fixed, UIDs are
-`2.25.<integer>` derived from a hash of (preset, seed, what the UID names), and the
-noise comes from numpy generators seeded with the seed.
+`2.25.<integer>` of a name-based UUID (version 5) of (preset, seed, what the UID names),
+and the noise comes from numpy generators seeded with the seed.
 
 Presets (each writes one study under DIR, plus DIR/manifest.json):
 
@@ -66,7 +66,8 @@ import argparse
 import hashlib
 import json
 import sys
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -81,7 +82,6 @@ from pydicom.uid import (
     JPEG2000Lossless,
     JPEGLSLossless,
     RLELossless,
-    generate_uid,
 )
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -126,7 +126,8 @@ class Contrast:
 
     name: str  # T1, T2, FLAIR, PD (AcquisitionContrast in the enhanced object)
     # Piecewise-linear remap of the normalised T1 value (0..1). Template landmarks:
-    # background 0, CSF ~0.26, grey matter ~0.65, white matter ~0.86, scalp fat ~1.
+    # background 0, skull ~0.04, CSF ~0.2-0.26, grey matter ~0.65, white matter ~0.86,
+    # scalp fat 0.9 (the last two from HEAD_LAYERS).
     t1_points: tuple[float, ...]
     out_points: tuple[float, ...]
     lesion_level: float  # tumour intensity on the same 0..1 scale: brighter than tissue
@@ -207,7 +208,6 @@ def oblique_axes(tilt_deg: float, yaw_deg: float):
 
 
 T1_WINDOW = (Window(1500, 3000, "T1 BRAIN"),)
-SIGNAL_SPACE = MAX_12_BIT + 1
 
 
 def demo_preset() -> list[SeriesSpec]:
@@ -267,6 +267,62 @@ LESION_BY_DEFAULT = {"demo": True, "test": False, "ordering": False}
 # --------------------------------------------------------------------------------------
 
 
+# Layers around the brain, from the inside out: (thickness in mm, normalised T1 value).
+# The MNI template is skull-stripped; a real head has CSF, skull and scalp around the brain,
+# and the product's "evidence outside the brain" check is meaningless without them.
+HEAD_LAYERS = (
+    (2, 0.20),  # CSF and meninges
+    (2, 0.04),  # inner table of the skull: cortical bone, no signal
+    (2, 0.55),  # diploe: fatty marrow
+    (2, 0.04),  # outer table
+    (2, 0.35),  # galea and muscle
+    (4, 0.90),  # subcutaneous fat, the brightest tissue on T1
+    (1, 0.45),  # skin
+)
+BRAIN_THRESHOLD = 0.02  # the template is exactly 0 outside the brain
+SKULL_SMOOTHING_MM = 5  # closing radius: the skull does not follow the sulci
+
+
+def dilate(mask: np.ndarray, diagonal: bool) -> np.ndarray:
+    """One-voxel dilation: 6-neighbourhood, or the full 3x3x3 box when diagonal."""
+    grown = mask.copy()
+    for axis in range(3):
+        # The box is separable: dilating the running result along each axis in turn gives
+        # it; dilating the original mask along each axis gives the 6-neighbourhood.
+        source = grown.copy() if diagonal else mask
+        lower = tuple(slice(None, -1) if a == axis else slice(None) for a in range(3))
+        upper = tuple(slice(1, None) if a == axis else slice(None) for a in range(3))
+        grown[upper] |= source[lower]
+        grown[lower] |= source[upper]
+    return grown
+
+
+def grow(mask: np.ndarray, step: int) -> np.ndarray:
+    """Dilation step `step` of a series: alternating 6- and 26-neighbour steps grow
+    roughly spherical shells (not diamonds or cubes) without scipy's distance transform."""
+    return dilate(mask, diagonal=bool(step % 2))
+
+
+def add_synthetic_head(brain: np.ndarray) -> np.ndarray:
+    """Wrap the skull-stripped template in CSF, skull and scalp shells (1 mm voxels)."""
+    inside = brain > BRAIN_THRESHOLD
+    closed = inside
+    for step in range(SKULL_SMOOTHING_MM):
+        closed = grow(closed, step)
+    outside = ~closed
+    for step in range(SKULL_SMOOTHING_MM):
+        outside = grow(outside, step)
+    closed = ~outside | inside  # closing = dilation then erosion
+    head = np.where(closed & ~inside, HEAD_LAYERS[0][1], brain).astype(np.float32)
+    covered, step = closed, 0
+    for thickness, value in HEAD_LAYERS:
+        for _ in range(thickness):
+            shell = grow(covered, step) & ~covered
+            head[shell] = value
+            covered, step = covered | shell, step + 1
+    return head
+
+
 @dataclass
 class Template:
     padded: np.ndarray  # normalised 0..1 float32, padded with one voxel of zeros per side
@@ -279,9 +335,12 @@ class Template:
         image = nib.load(str(path))
         data = np.asarray(image.dataobj, dtype=np.float32)
         normalised = data / max(float(data.max()), 1e-6)
+        if not np.allclose(np.abs(np.diag(image.affine)[:3]), 1.0):
+            raise ValueError("the synthetic head shells assume a 1 mm isotropic template")
+        head = add_synthetic_head(normalised)
         lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
         # NIfTI data come in Fortran order; C order makes the flat-index gather valid.
-        padded = np.ascontiguousarray(np.pad(normalised, 1))
+        padded = np.ascontiguousarray(np.pad(head, 1))
         return cls(
             padded=padded,
             flat=padded.ravel(),
@@ -299,19 +358,21 @@ class Template:
         coords = np.clip(voxel + 1.0, 0.0, padded_shape - 1.0)
         base = np.minimum(np.floor(coords).astype(np.int64), padded_shape - 2)
         frac = (coords - base).astype(np.float32)
-        flat = self.flat
-        stride_i = padded_shape[1] * padded_shape[2]
-        stride_j = padded_shape[2]
+        stride_i = int(padded_shape[1] * padded_shape[2])
+        stride_j = int(padded_shape[2])
         origin = base[:, 0] * stride_i + base[:, 1] * stride_j + base[:, 2]
-        result = np.zeros(len(points), dtype=np.float32)
-        for di in (0, 1):
-            wi = frac[:, 0] if di else 1.0 - frac[:, 0]
-            for dj in (0, 1):
-                wj = frac[:, 1] if dj else 1.0 - frac[:, 1]
-                for dk in (0, 1):
-                    wk = frac[:, 2] if dk else 1.0 - frac[:, 2]
-                    corner = flat[origin + di * stride_i + dj * stride_j + dk]
-                    result += wi * wj * wk * corner
+        fi, fj, fk = frac[:, 0], frac[:, 1], frac[:, 2]
+
+        def along_k(offset: int) -> np.ndarray:
+            low = np.take(self.flat, origin + offset)
+            return low + fk * (np.take(self.flat, origin + offset + 1) - low)
+
+        def along_jk(offset: int) -> np.ndarray:
+            low = along_k(offset)
+            return low + fj * (along_k(offset + stride_j) - low)
+
+        low = along_jk(0)
+        result = low + fi * (along_jk(stride_i) - low)
         return result.reshape(shape)
 
 
@@ -357,7 +418,7 @@ def build_geometry(spec: SeriesSpec) -> Geometry:
                      + (spec.rows - 1) / 2 * row_spacing * col_dir)
     offsets = (np.arange(spec.slices) - (spec.slices - 1) / 2) * spec.slice_spacing
     centres = np.array(HEAD_CENTER_LPS) + offsets[:, None] * normal
-    positions = np.vectorize(lambda v: round_ds(v, 4))(centres - in_plane_half)
+    positions = np.array([[round_ds(v, 4) for v in corner] for corner in centres - in_plane_half])
     return Geometry(row_dir, col_dir, normal, positions, spec)
 
 
@@ -390,6 +451,8 @@ class Lesion:
             center = center_ras * np.array([-1.0, -1.0, 1.0])
             if template.sample(center) > 0.55:  # grey or white matter, not CSF
                 break
+        else:
+            raise RuntimeError("no lesion position inside the brain: is this the MNI template?")
         radii = rng.uniform(10.0, 14.0, size=3)
         directions = rng.normal(size=(3, 3))
         directions /= np.linalg.norm(directions, axis=1, keepdims=True)
@@ -482,8 +545,10 @@ class StudyContext:
     seed: int
 
     def uid(self, *parts: object) -> str:
-        sources = ["dicom-xai make_series", self.preset, str(self.seed)] + [str(p) for p in parts]
-        return generate_uid(prefix=None, entropy_srcs=sources)
+        # A name-based (SHA-1, version 5) UUID as a 2.25 UID: stable for the same preset,
+        # seed and name. (pydicom's generate_uid ignores its entropy when prefix is None.)
+        name = "/".join(["dicom-xai/make_series", self.preset, str(self.seed), *map(str, parts)])
+        return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, name).int}"
 
     @property
     def study_uid(self) -> str:
@@ -940,17 +1005,40 @@ def write_series(ctx: StudyContext, spec: SeriesSpec, template: Template,
     }
 
 
-def verify(out_dir: Path, expected: dict[str, np.ndarray]) -> list[str]:
-    """Read every file back; return the files whose pixel_array differs from the intent."""
+def verify_pixels(out_dir: Path, expected: dict[str, np.ndarray]) -> list[str]:
+    """Files whose pixel_array, read back by pydicom, differs from the intended values."""
     failures = []
     for relative, intended in expected.items():
-        ds = pydicom.dcmread(out_dir / relative)
-        actual = ds.pixel_array
-        if actual.shape != intended.shape or actual.dtype != intended.dtype \
-                or not np.array_equal(actual, intended):
-            failures.append(f"{relative}: {actual.dtype}{actual.shape} != "
-                            f"{intended.dtype}{intended.shape}")
+        actual = pydicom.dcmread(out_dir / relative).pixel_array
+        if actual.dtype != intended.dtype or not np.array_equal(actual, intended):
+            failures.append(f"{relative}: pixel_array {actual.dtype}{actual.shape} differs "
+                            f"from the intended {intended.dtype}{intended.shape}")
     return failures
+
+
+def frame_geometry_from_headers(ds: Dataset) -> list[tuple[list[float], list[float]]]:
+    """(ImagePositionPatient, ImageOrientationPatient) per frame, as a reader finds them."""
+    if "PerFrameFunctionalGroupsSequence" not in ds:
+        return [([float(v) for v in ds.ImagePositionPatient],
+                 [float(v) for v in ds.ImageOrientationPatient])]
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    orientation = [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient]
+    return [([float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient], orientation)
+            for frame in ds.PerFrameFunctionalGroupsSequence]
+
+
+def verify_order(out_dir: Path, series: dict) -> list[str]:
+    """Recompute the spatial order from the written headers; compare with the manifest."""
+    keyed = []
+    for relative in series["files"]:
+        ds = pydicom.dcmread(out_dir / relative, stop_before_pixels=True)
+        for frame, (position, orientation) in enumerate(frame_geometry_from_headers(ds)):
+            normal = np.cross(orientation[:3], orientation[3:])
+            keyed.append((float(np.dot(position, normal)), ds.SOPInstanceUID, frame))
+    recomputed = [[uid, frame] for _, uid, frame in sorted(keyed)]
+    if recomputed != series["ordered_frames"]:
+        return [f"series {series['description']}: manifest order differs from the headers"]
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -964,7 +1052,8 @@ def main(argv: list[str] | None = None) -> int:
                               help="plant a tumour-like lesion (default: demo only)")
     lesion_group.add_argument("--no-lesion", dest="lesion", action="store_false")
     parser.add_argument("--verify", action="store_true",
-                        help="read every file back and compare pixel_array with the intent")
+                        help="read every file back: pixel_array must equal the intended "
+                             "values and the headers must give the manifest's order")
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error("--seed must be >= 0")
@@ -992,12 +1081,14 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
     if args.verify:
-        failures = verify(args.out, expected)
+        failures = verify_pixels(args.out, expected)
+        for entry in series:
+            failures += verify_order(args.out, entry)
         for failure in failures:
             print(f"verify: {failure}", file=sys.stderr)
         if failures:
             return 1
-        print(f"verify: {len(expected)} files read back identical")
+        print(f"verify: {len(expected)} files read back identical, spatial order confirmed")
     return 0
 
 
