@@ -5,19 +5,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
 
-use dicom_xai::dicom::{file, pixels, voi};
-use ndarray::{ArrayD, Axis};
-use ndarray_npy::read_npy;
-
-/// Lossless syntaxes must match exactly; f32 storage of rescaled values rounds at 2^-24.
-const LOSSLESS_RELATIVE: f64 = 1e-6;
-/// Lossy codecs: two conforming decoders may differ by an IDCT rounding step or two.
-const LOSSY_MAX_ABS: f64 = 4.0;
-/// Grey levels in [0, 1] against the numpy VOI reference.
-const UNIT_ABS: f64 = 1e-6;
+use common::reference::References;
+use dicom_xai::dicom::{file, pixels};
 
 /// Files pydicom decodes and we do not, each with the reason: the gaps of the codecs we
 /// build on. Anything else that fails is a test failure.
@@ -53,55 +43,22 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
     ),
 ];
 
-const LOSSY_SYNTAXES: &[&str] = &[
-    "1.2.840.10008.1.2.4.50",
-    "1.2.840.10008.1.2.4.51",
-    "1.2.840.10008.1.2.4.81",
-    "1.2.840.10008.1.2.4.91",
-];
-
-#[derive(serde::Deserialize)]
-struct Entry {
-    file: PathBuf,
-    id: usize,
-    ok: bool,
-    #[serde(default)]
-    transfer_syntax: Option<String>,
-    #[serde(default)]
-    has_unit: bool,
-}
-
-fn max_abs_diff(ours: &ArrayD<f64>, theirs: &ArrayD<f64>, relative: bool) -> f64 {
-    ours.iter()
-        .zip(theirs.iter())
-        .map(|(a, b)| {
-            let d = (a - b).abs();
-            if relative { d / b.abs().max(1.0) } else { d }
-        })
-        .fold(0.0, f64::max)
-}
-
 #[test]
 fn pixel_values_and_grey_levels_match_pydicom() {
     let files = common::files_under(&common::asset("pydicom"));
-    let out = tempfile::tempdir().unwrap();
-    let mut args: Vec<&OsStr> = vec![out.path().as_os_str()];
-    args.extend(files.iter().map(|f| f.as_os_str()));
-    common::run_support_script("pydicom_reference.py", &args);
-    let index: Vec<Entry> =
-        serde_json::from_slice(&std::fs::read(out.path().join("index.json")).unwrap()).unwrap();
+    let references = References::compute(&files);
     let gaps: BTreeMap<&str, &str> = KNOWN_GAPS.iter().copied().collect();
 
     let mut compared = 0;
     let mut syntaxes = BTreeSet::new();
     let mut failures = Vec::new();
-    for entry in index.iter().filter(|e| e.ok) {
+    for entry in references.entries.iter().filter(|e| e.ok) {
         let name = entry
             .file
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        let outcome = compare(entry, out.path());
+        let outcome = references.compare(entry);
         match (outcome, gaps.get(name)) {
             (Ok(()), None) => {
                 compared += 1;
@@ -140,54 +97,6 @@ fn pixel_values_and_grey_levels_match_pydicom() {
         );
     }
     assert!(compared >= 40, "only {compared} files compared");
-}
-
-/// Decodes one file and compares it with pydicom's values and the numpy grey levels.
-fn compare(entry: &Entry, references: &Path) -> Result<(), String> {
-    let dicom = file::open(&entry.file, file::Depth::Full)
-        .map_err(|e| format!("pydicom decodes it, we fail: {e}"))?;
-    let frames = pixels::decode(&dicom).map_err(|e| format!("pydicom decodes it, we fail: {e}"))?;
-    let theirs: ArrayD<f64> =
-        read_npy(references.join(format!("{}.values.npy", entry.id))).unwrap();
-    let ours = frames.values.mapv(f64::from).into_dyn();
-    if ours.shape() != theirs.shape() {
-        return Err(format!(
-            "shape {:?} vs pydicom {:?}",
-            ours.shape(),
-            theirs.shape()
-        ));
-    }
-    let ts = entry.transfer_syntax.clone().unwrap_or_default();
-    let lossy = LOSSY_SYNTAXES.contains(&ts.as_str());
-    let diff = max_abs_diff(&ours, &theirs, !lossy);
-    let limit = if lossy {
-        LOSSY_MAX_ABS
-    } else {
-        LOSSLESS_RELATIVE
-    };
-    if diff > limit {
-        return Err(format!(
-            "({ts}) values differ from pydicom by {diff} (limit {limit})"
-        ));
-    }
-    if entry.has_unit && !lossy {
-        let reference: ArrayD<f64> =
-            read_npy(references.join(format!("{}.unit.npy", entry.id))).unwrap();
-        for (frame, expected) in reference.axis_iter(Axis(0)).enumerate() {
-            let grey = voi::unit_grey(&dicom, &frames, frame).map_err(|e| e.to_string())?;
-            let diff = max_abs_diff(
-                &grey.mapv(f64::from).into_dyn(),
-                &expected.to_owned(),
-                false,
-            );
-            if diff > UNIT_ABS {
-                return Err(format!(
-                    "frame {frame}: [0,1] grey differs from numpy VOI by {diff}"
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[test]

@@ -83,6 +83,10 @@ pub enum PixelError {
     },
 }
 
+/// The most samples one instance may declare (1 GiB as f32): far above any MR series, and a
+/// guard against headers that would make the decoder allocate without bound.
+pub const MAX_SAMPLES: i64 = 1 << 28;
+
 /// Photometric interpretation of decoded samples.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Photometric {
@@ -334,6 +338,15 @@ fn check_geometry(ds: &DataSet) -> Result<Geometry, String> {
     let samples = attrs::int(ds, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
     if samples != 1 && samples != 3 {
         return Err(format!("SamplesPerPixel {samples}"));
+    }
+    let total = rows
+        .saturating_mul(columns)
+        .saturating_mul(samples)
+        .saturating_mul(i64::from(attrs::frame_count(ds)));
+    if total > MAX_SAMPLES {
+        return Err(format!(
+            "{total} samples declared (Rows x Columns x SamplesPerPixel x NumberOfFrames), more than the {MAX_SAMPLES} this pipeline decodes at once"
+        ));
     }
     let photometric = attrs::string(ds, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
     if photometric.starts_with("YBR_FULL_422") || photometric.starts_with("YBR_PARTIAL") {

@@ -2,6 +2,8 @@
 //! are, and how to run the Python reference scripts.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod reference;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

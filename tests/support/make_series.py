@@ -10,8 +10,12 @@ Usage:
                    [--lesion | --no-lesion] [--verify]
 
 The same arguments give byte-identical files: dates and times are fixed, UIDs are
-`2.25.<integer>` of a name-based UUID (version 5) of (preset, seed, what the UID names),
-and the noise comes from numpy generators seeded with the seed.
+`2.25.<integer>` of a name-based UUID (version 5) of (preset, seed, lesion on/off, what
+the UID names), and the noise comes from numpy generators seeded with the seed.
+
+Layout: DIR/manifest.json and one folder per series, DIR/<NN>_<name>/ (e.g.
+DIR/01_ax_t1_mprage/IM0001.dcm), so a reader walking DIR also meets one non-DICOM file.
+Rerunning into the same DIR first deletes the files its previous manifest lists.
 
 Presets (each writes one study under DIR, plus DIR/manifest.json):
 
@@ -42,7 +46,8 @@ ordering  One study, three Explicit VR LE series of 20 slices, 192x192, for orde
           01 AX T1         axial, InstanceNumbers shuffled (file names follow them)
           02 OBL T1        double oblique (tilted 15 deg about the left-right axis and
                            5 deg about the head-foot axis), InstanceNumbers interleaved
-                           (odd spatial positions first, as in an interleaved acquisition)
+                           (spatial positions 1, 3, 5, ... first, then 2, 4, ..., as in an
+                           interleaved acquisition)
           03 SAG T1        sagittal, InstanceNumbers reversed, UID file names
           Lesion off by default.
 
@@ -50,15 +55,22 @@ Geometry is in DICOM patient coordinates (LPS, patient head first supine); the N
 affine is RAS, so x and y are negated. Spatial order, as the manifest states, is ascending
 dot(ImagePositionPatient, row_cosines x column_cosines).
 
-Stored values: the template's 0..255 T1 values become 0..~2600 signal (white matter
-~2200), then Rician noise (sigma 12) makes the background small but not zero; values are
-clipped to 12 bits. Other contrasts (T2, FLAIR, PD) are crude intensity remaps of the T1
-template, enough to make series look different; they are not physics.
+Anatomy: the MNI template is skull-stripped, so it is wrapped in synthetic shells of CSF,
+skull (inner table, marrow, outer table), muscle, scalp fat and skin, 15 mm in all: real
+scans have tissue outside the brain, and the product's in-brain evidence check needs it.
+
+Stored values: the normalised T1 values (0..1) become 0..~2600 signal (white matter
+~2200, lesion ~2900), then Rician noise (sigma 12) makes the background small but not
+zero; values are clipped to 12 bits. Other contrasts (T2, FLAIR, PD) are crude intensity
+remaps of the T1 template, enough to make series look different; they are not physics.
 
 manifest.json holds the ground truth per series (UIDs, geometry, files, spatial order of
-instances and frames, windows, rescale, lesion, per-instance statistics of the values after
-the modality LUT). `--verify` reads every file back with pydicom and checks that
-pixel_array equals the intended stored values.
+instances and frames, windows and rescale exactly as written in the headers, lesion,
+per-instance min/max/mean of the values after the modality LUT). `--verify` reads every
+file back with pydicom, checks that pixel_array equals the intended stored values and that
+the headers give the manifest's spatial order.
+
+Timing on 2 cores shared with a compiler: demo ~4 s, ordering ~3 s, test ~10 s.
 """
 from __future__ import annotations
 
@@ -201,8 +213,12 @@ class SeriesSpec:
 def oblique_axes(tilt_deg: float, yaw_deg: float):
     """Axial axes tilted about the left-right axis, then turned about the head-foot axis."""
     tilt, yaw = np.radians(tilt_deg), np.radians(yaw_deg)
-    about_x = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
-    about_z = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    about_x = np.array([[1, 0, 0],
+                        [0, np.cos(tilt), -np.sin(tilt)],
+                        [0, np.sin(tilt), np.cos(tilt)]])
+    about_z = np.array([[np.cos(yaw), -np.sin(yaw), 0],
+                        [np.sin(yaw), np.cos(yaw), 0],
+                        [0, 0, 1]])
     rotation = about_z @ about_x
     return tuple(tuple(float(v) for v in rotation @ np.array(axis)) for axis in AXIAL)
 
@@ -524,7 +540,8 @@ def instance_numbers(spec: SeriesSpec, seed: int) -> list[int]:
     elif spec.instance_order == "interleaved":
         order = list(range(0, count, 2)) + list(range(1, count, 2))
     elif spec.instance_order == "shuffled":
-        order = [int(i) for i in np.random.default_rng([seed, 0x5FF, spec.number]).permutation(count)]
+        rng = np.random.default_rng([seed, 0x5FF, spec.number])
+        order = [int(i) for i in rng.permutation(count)]
     else:
         raise ValueError(f"unknown instance order {spec.instance_order}")
     # order[k] is the spatial index acquired k-th; invert to spatial index -> number.
@@ -543,12 +560,20 @@ def instance_numbers(spec: SeriesSpec, seed: int) -> list[int]:
 class StudyContext:
     preset: str
     seed: int
+    with_lesion: bool
 
     def uid(self, *parts: object) -> str:
-        # A name-based (SHA-1, version 5) UUID as a 2.25 UID: stable for the same preset,
-        # seed and name. (pydicom's generate_uid ignores its entropy when prefix is None.)
-        name = "/".join(["dicom-xai/make_series", self.preset, str(self.seed), *map(str, parts)])
+        # A name-based (SHA-1, version 5) UUID as a 2.25 UID: stable for the same arguments,
+        # different whenever the pixels differ (a UID names one content). pydicom's
+        # generate_uid cannot do this: it ignores its entropy when prefix is None.
+        variant = "lesion" if self.with_lesion else "no-lesion"
+        name = "/".join(["dicom-xai/make_series", self.preset, str(self.seed), variant,
+                         *map(str, parts)])
         return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, name).int}"
+
+    @property
+    def patient_id(self) -> str:
+        return f"SYN-{self.preset.upper()}-{self.seed:04d}"
 
     @property
     def study_uid(self) -> str:
@@ -568,14 +593,16 @@ def series_time(spec: SeriesSpec, extra_seconds: int = 0) -> str:
     return clock_time((STUDY_TIME_MINUTES + MINUTES_PER_SERIES * spec.number) * 60 + extra_seconds)
 
 
-def add_patient_study_series(ds: Dataset, ctx: StudyContext, spec: SeriesSpec) -> None:
+def add_common_modules(ds: Dataset, ctx: StudyContext, spec: SeriesSpec) -> None:
+    """Patient, study, series, frame of reference and equipment: the same in every file."""
     ds.SpecificCharacterSet = "ISO_IR 100"
     # Patient (synthetic, never a real person)
     ds.PatientName = PATIENT_NAMES[ctx.preset]
-    ds.PatientID = f"SYN-{ctx.preset.upper()}-{ctx.seed:04d}"
+    ds.PatientID = ctx.patient_id
     ds.PatientBirthDate = "19700101"
     ds.PatientSex = "F"
     ds.PatientAge = "054Y"
+    ds.PatientWeight = "65"
     # General Study
     ds.StudyInstanceUID = ctx.study_uid
     ds.StudyDate = STUDY_DATE
@@ -604,6 +631,7 @@ def add_patient_study_series(ds: Dataset, ctx: StudyContext, spec: SeriesSpec) -
     ds.ManufacturerModelName = "dicom-xai make_series"
     ds.DeviceSerialNumber = "SYN0001"
     ds.SoftwareVersions = "make_series 1"
+    ds.ImageComments = "SYNTHETIC: resampled from the MNI152 2009a template, not a patient"
 
 
 def add_pixel_description(ds: Dataset, spec: SeriesSpec) -> None:
@@ -630,25 +658,27 @@ def add_mr_parameters(ds: Dataset, contrast: Contrast) -> None:
     ds.EchoTrainLength = contrast.echo_train_length
     ds.FlipAngle = ds_text(contrast.flip_angle)
     ds.NumberOfAverages = "1"
-    ds.ImagingFrequency = "123.2"
+    ds.ImagingFrequency = "127.7"  # 1H at 3 T
     ds.ImagedNucleus = "1H"
     ds.MagneticFieldStrength = "3"
     ds.PixelBandwidth = "200"
     ds.ReceiveCoilName = "HeadNeck_20"
     ds.TransmitCoilName = "Body"
     ds.InPlanePhaseEncodingDirection = "ROW"
-    ds.PatientWeight = "65"
+
+
+def one_or_many(values: list):
+    return values[0] if len(values) == 1 else values
 
 
 def add_voi(ds: Dataset, spec: SeriesSpec) -> None:
     windows = stored_windows(spec)
     if not windows:
         return
-    values = lambda attr: [ds_text(getattr(w, attr)) for w in windows]  # noqa: E731
-    ds.WindowCenter = values("center") if len(windows) > 1 else values("center")[0]
-    ds.WindowWidth = values("width") if len(windows) > 1 else values("width")[0]
-    explanations = [w.explanation for w in windows]
-    ds.WindowCenterWidthExplanation = explanations if len(windows) > 1 else explanations[0]
+    # Several windows make these attributes multi-valued, index for index.
+    ds.WindowCenter = one_or_many([ds_text(w.center) for w in windows])
+    ds.WindowWidth = one_or_many([ds_text(w.width) for w in windows])
+    ds.WindowCenterWidthExplanation = one_or_many([w.explanation for w in windows])
     if spec.voi_function:
         ds.VOILUTFunction = spec.voi_function
 
@@ -690,7 +720,7 @@ def single_frame_dataset(ctx: StudyContext, spec: SeriesSpec, geometry: Geometry
                          pixels: np.ndarray) -> Dataset:
     ds = Dataset()
     ds.file_meta = file_meta(MR_IMAGE_STORAGE, sop_uid, spec.transfer_syntax)
-    add_patient_study_series(ds, ctx, spec)
+    add_common_modules(ds, ctx, spec)
     ds.SOPClassUID = MR_IMAGE_STORAGE
     ds.SOPInstanceUID = sop_uid
     ds.InstanceCreationDate = STUDY_DATE
@@ -776,7 +806,7 @@ def enhanced_shared_groups(spec: SeriesSpec, geometry: Geometry) -> Dataset:
             PartialFourier="NO", ParallelAcquisition="NO")]),
         MRImagingModifierSequence=Sequence([item(
             MagnetizationTransfer="NONE", BloodSignalNulling="NO", Tagging="NONE",
-            TransmitterFrequency=123.2, PixelBandwidth="200")]),
+            TransmitterFrequency=127.7, PixelBandwidth="200")]),
         MRReceiveCoilSequence=Sequence([item(
             ReceiveCoilName="Head_32", ReceiveCoilManufacturerName="SYNTHETIC",
             ReceiveCoilType="VOLUME", QuadratureReceiveCoil="YES")]),
@@ -808,40 +838,30 @@ def enhanced_per_frame_groups(spec: SeriesSpec, geometry: Geometry,
     return groups
 
 
-def multi_frame_dataset(ctx: StudyContext, spec: SeriesSpec, geometry: Geometry,
-                        frame_to_spatial: list[int], sop_uid: str,
-                        pixels: np.ndarray) -> Dataset:
-    contrast = spec.contrast
-    ds = Dataset()
-    ds.file_meta = file_meta(ENHANCED_MR_IMAGE_STORAGE, sop_uid, spec.transfer_syntax)
-    add_patient_study_series(ds, ctx, spec)
-    ds.SOPClassUID = ENHANCED_MR_IMAGE_STORAGE
-    ds.SOPInstanceUID = sop_uid
-    ds.InstanceCreationDate = STUDY_DATE
-    ds.InstanceCreationTime = series_time(spec, 30)
-    # Enhanced MR Image module
+def add_enhanced_mr_image_module(ds: Dataset, spec: SeriesSpec) -> None:
     ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
     ds.PixelPresentation = "MONOCHROME"
     ds.VolumetricProperties = "VOLUME"
     ds.VolumeBasedCalculationTechnique = "NONE"
     ds.ComplexImageComponent = "MAGNITUDE"
-    ds.AcquisitionContrast = contrast.name
+    ds.AcquisitionContrast = spec.contrast.name
     ds.AcquisitionNumber = 1
     ds.AcquisitionDateTime = f"{STUDY_DATE}{series_time(spec)}.000000"
-    ds.AcquisitionDuration = float(len(frame_to_spatial))
+    ds.AcquisitionDuration = float(spec.slices)
     ds.ContentQualification = "PRODUCT"
     ds.ResonantNucleus = "1H"
     ds.KSpaceFiltering = "NONE"
     ds.MagneticFieldStrength = "3"
     ds.ApplicableSafetyStandardAgency = "IEC"
-    ds.ImageComments = "synthetic, resampled from the MNI152 2009a template"
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     ds.PresentationLUTShape = "INVERSE" if spec.photometric == "MONOCHROME1" else "IDENTITY"
-    # MR Pulse Sequence module
+
+
+def add_mr_pulse_sequence_module(ds: Dataset, contrast: Contrast) -> None:
+    gradient_echo = "GR" in contrast.scanning_sequence
     ds.PulseSequenceName = contrast.sequence_name
     ds.MRAcquisitionType = contrast.acquisition_type
-    gradient_echo = "GR" in contrast.scanning_sequence
     ds.EchoPulseSequence = "GRADIENT" if gradient_echo else "SPIN"
     ds.MultipleSpinEcho = "NO"
     ds.MultiPlanarExcitation = "NO"
@@ -860,34 +880,44 @@ def multi_frame_dataset(ctx: StudyContext, spec: SeriesSpec, geometry: Geometry,
     if contrast.acquisition_type == "3D":  # k-space coverage is a 3D notion
         ds.CoverageOfKSpace = "FULL"
     ds.NumberOfKSpaceTrajectories = 1
-    # Acquisition Context module
-    ds.AcquisitionContextSequence = Sequence()
-    # Multi-frame Functional Groups and Dimension modules
-    ds.InstanceNumber = 1
-    ds.ContentDate = STUDY_DATE
-    ds.ContentTime = series_time(spec)
-    ds.NumberOfFrames = len(frame_to_spatial)
-    dimension_uid = ctx.uid("dimension-organization", spec.key)
+
+
+def add_dimensions(ds: Dataset, dimension_uid: str) -> None:
+    """Frames are indexed by (StackID, InStackPositionNumber), both in FrameContentSequence."""
     ds.DimensionOrganizationSequence = Sequence([item(DimensionOrganizationUID=dimension_uid)])
     ds.DimensionOrganizationType = "3D"
     frame_content = pydicom.tag.Tag("FrameContentSequence")
     ds.DimensionIndexSequence = Sequence([
-        item(DimensionOrganizationUID=dimension_uid, DimensionIndexPointer=pydicom.tag.Tag("StackID"),
-             FunctionalGroupPointer=frame_content, DimensionDescriptionLabel="Stack ID"),
         item(DimensionOrganizationUID=dimension_uid,
-             DimensionIndexPointer=pydicom.tag.Tag("InStackPositionNumber"),
-             FunctionalGroupPointer=frame_content,
-             DimensionDescriptionLabel="In-Stack Position Number"),
-    ])
+             DimensionIndexPointer=pydicom.tag.Tag(keyword),
+             FunctionalGroupPointer=frame_content, DimensionDescriptionLabel=label)
+        for keyword, label in (("StackID", "Stack ID"),
+                               ("InStackPositionNumber", "In-Stack Position Number"))])
+
+
+def multi_frame_dataset(ctx: StudyContext, spec: SeriesSpec, geometry: Geometry,
+                        frame_to_spatial: list[int], sop_uid: str,
+                        pixels: np.ndarray) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = file_meta(ENHANCED_MR_IMAGE_STORAGE, sop_uid, spec.transfer_syntax)
+    add_common_modules(ds, ctx, spec)
+    ds.SOPClassUID = ENHANCED_MR_IMAGE_STORAGE
+    ds.SOPInstanceUID = sop_uid
+    ds.InstanceCreationDate = STUDY_DATE
+    ds.InstanceCreationTime = series_time(spec, 30)
+    add_enhanced_mr_image_module(ds, spec)
+    add_mr_pulse_sequence_module(ds, spec.contrast)
+    ds.AcquisitionContextSequence = Sequence()
+    # Multi-frame Functional Groups and Multi-frame Dimension modules
+    ds.InstanceNumber = 1
+    ds.ContentDate = STUDY_DATE
+    ds.ContentTime = series_time(spec)
+    ds.NumberOfFrames = len(frame_to_spatial)
+    add_dimensions(ds, ctx.uid("dimension-organization", spec.key))
     ds.SharedFunctionalGroupsSequence = Sequence([enhanced_shared_groups(spec, geometry)])
     ds.PerFrameFunctionalGroupsSequence = Sequence(
         enhanced_per_frame_groups(spec, geometry, frame_to_spatial))
     add_pixel_description(ds, spec)
-    # The general-module attributes that the enhanced IOD moves into functional groups or
-    # does not allow at the top level.
-    for keyword in ("InstitutionName", "StationName", "PatientWeight"):
-        if keyword in ds:
-            del ds[keyword]
     attach_pixels(ds, pixels, spec.transfer_syntax)
     return ds
 
@@ -906,7 +936,8 @@ def pixel_stats(stored: np.ndarray, spec: SeriesSpec) -> dict:
     """Statistics after the modality LUT, before any window (what `inspect` reports)."""
     slope, intercept = spec.rescale
     real = stored.astype(np.float64) * slope + intercept
-    return {"min": float(real.min()), "max": float(real.max()), "mean": round(float(real.mean()), 4)}
+    return {"min": float(real.min()), "max": float(real.max()),
+            "mean": round(float(real.mean()), 4)}
 
 
 def file_name(spec: SeriesSpec, instance_number: int, sop_uid: str) -> str:
@@ -920,7 +951,10 @@ def file_name(spec: SeriesSpec, instance_number: int, sop_uid: str) -> str:
     return f"IM{instance_number:04d}.dcm"
 
 
-def write_single_frame_series(ctx, spec, geometry, stored, out_dir, expected) -> list[dict]:
+def write_single_frame_series(ctx: StudyContext, spec: SeriesSpec, geometry: Geometry,
+                              stored: np.ndarray, out_dir: Path,
+                              expected: dict[str, np.ndarray]) -> list[dict]:
+    """One file per slice; returns the manifest's instances in spatial order."""
     numbers = instance_numbers(spec, ctx.seed)
     instances = []
     for spatial in range(spec.slices):
@@ -935,10 +969,13 @@ def write_single_frame_series(ctx, spec, geometry, stored, out_dir, expected) ->
             "instance_number": numbers[spatial], "number_of_frames": 1,
             "image_position_patient": [float(v) for v in geometry.positions[spatial]],
             "pixel_stats": pixel_stats(stored[spatial], spec)})
-    return instances  # spatial order
+    return instances
 
 
-def write_multi_frame_series(ctx, spec, geometry, stored, out_dir, expected):
+def write_multi_frame_series(ctx: StudyContext, spec: SeriesSpec, geometry: Geometry,
+                             stored: np.ndarray, out_dir: Path,
+                             expected: dict[str, np.ndarray]) -> tuple[list[dict], list]:
+    """One Enhanced MR file; returns its manifest instance and the frames in spatial order."""
     frame_to_spatial = list(range(spec.slices))
     if spec.frames_reversed:
         frame_to_spatial.reverse()
@@ -989,7 +1026,7 @@ def write_series(ctx: StudyContext, spec: SeriesSpec, template: Template,
         "geometry": {
             "row_cosines": [float(v) for v in geometry.row_dir],
             "column_cosines": [float(v) for v in geometry.col_dir],
-            "normal": [round(float(v), 9) for v in geometry.normal],
+            "normal": [round(float(v), 9) + 0.0 for v in geometry.normal],  # no -0.0
             "pixel_spacing": list(spec.pixel_spacing),
             "slice_thickness": spec.slice_thickness,
             "spacing_between_slices": spec.slice_spacing,
@@ -1041,6 +1078,30 @@ def verify_order(out_dir: Path, series: dict) -> list[str]:
     return []
 
 
+def remove_previous_output(out_dir: Path) -> None:
+    """Delete the files an earlier run listed in its manifest, and nothing else, so that a
+    rerun with another preset leaves no stale series behind."""
+    manifest_path = out_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return
+    try:
+        previous = json.loads(manifest_path.read_text())
+        files = [f for study in previous["studies"] for series in study["series"]
+                 for f in series["files"]]
+    except (ValueError, KeyError, TypeError):
+        return  # not ours: leave it alone
+    folders = set()
+    for relative in files:
+        path = out_dir / relative
+        if path.is_file():
+            path.unlink()
+        folders.update(p for p in path.parents if out_dir in p.parents)
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    manifest_path.unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--template", required=True, type=Path, help="MNI152 T1 NIfTI")
@@ -1059,9 +1120,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seed must be >= 0")
 
     template = Template.load(args.template)
-    ctx = StudyContext(args.preset, args.seed)
     with_lesion = LESION_BY_DEFAULT[args.preset] if args.lesion is None else args.lesion
+    ctx = StudyContext(args.preset, args.seed, with_lesion)
     lesion = Lesion.draw(args.seed, template) if with_lesion else None
+    remove_previous_output(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
 
     expected: dict[str, np.ndarray] = {}
@@ -1074,7 +1136,7 @@ def main(argv: list[str] | None = None) -> int:
         "order": SPATIAL_ORDER_DEFINITION,
         "coordinates": "DICOM patient LPS, mm; template RAS converted by negating x and y",
         "studies": [{"study_instance_uid": ctx.study_uid,
-                     "patient_id": f"SYN-{args.preset.upper()}-{args.seed:04d}",
+                     "patient_id": ctx.patient_id,
                      "frame_of_reference_uid": ctx.frame_of_reference_uid,
                      "series": series}],
     }

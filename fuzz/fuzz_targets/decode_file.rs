@@ -1,0 +1,27 @@
+//! The ingest door: any bytes through the same parse -> decode -> VOI path the pipeline uses.
+//! Invariants: no panic; a decoded image has the shape its header declares; grey levels are
+//! finite and within [0, 1].
+#![no_main]
+
+use std::path::Path;
+
+use dicom_xai::dicom::file::{self, Depth};
+use dicom_xai::dicom::{pixels, voi};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(dicom) = file::parse(data, Path::new("fuzz-input.dcm"), Depth::Full) else {
+        return;
+    };
+    let Ok(frames) = pixels::decode(&dicom) else {
+        return;
+    };
+    let (rows, columns) = frames.size();
+    assert!(rows > 0 && columns > 0);
+    for frame in 0..frames.frame_count() {
+        if let Ok(grey) = voi::unit_grey(&dicom, &frames, frame) {
+            assert_eq!(grey.dim(), (rows, columns));
+            assert!(grey.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
+        }
+    }
+});
