@@ -58,7 +58,7 @@ fn ordering_preset() -> &'static Generated {
 
 /// Scans a generated study and checks grouping and slice order against the manifest.
 fn assert_round_trip(generated: &Generated) {
-    let scanned = scan::scan(&[generated.root.clone()]);
+    let scanned = scan::scan(std::slice::from_ref(&generated.root));
     // the manifest is the only non-DICOM file, and it is skipped, not failed
     assert_eq!(scanned.issues.len(), 1, "{:#?}", scanned.issues);
     assert_eq!(scanned.issues[0].disposition, Disposition::Skipped);
