@@ -42,4 +42,6 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod config;
 pub mod dicom;
+pub mod render;

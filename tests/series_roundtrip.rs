@@ -101,7 +101,7 @@ fn assert_round_trip(generated: &Generated) {
                 "slice order of series {} ({})",
                 expected["description"], expected["orientation"]
             );
-            assert_eq!(series.number, expected["series_number"].as_i64());
+            assert_eq!(series.header.number, expected["series_number"].as_i64());
         }
     }
 }

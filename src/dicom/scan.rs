@@ -43,17 +43,35 @@ pub struct SliceRef {
     pub frame: u32,
 }
 
-/// A series and its slices in spatial order.
-#[derive(Debug, Clone)]
-pub struct Series {
-    /// SeriesInstanceUID.
-    pub uid: String,
+/// Series- and study-level attributes that site rules select on, read from the first
+/// instance found of the series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesHeader {
     /// SeriesNumber.
     pub number: Option<i64>,
     /// SeriesDescription.
     pub description: Option<String>,
     /// Modality.
     pub modality: Option<String>,
+    /// ProtocolName.
+    pub protocol_name: Option<String>,
+    /// StudyDescription.
+    pub study_description: Option<String>,
+    /// BodyPartExamined.
+    pub body_part_examined: Option<String>,
+    /// ImageType values (e.g. ORIGINAL, PRIMARY, M, ND).
+    pub image_type: Vec<String>,
+    /// SOP Class UID.
+    pub sop_class_uid: String,
+}
+
+/// A series and its slices in spatial order.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// SeriesInstanceUID.
+    pub uid: String,
+    /// What rules select on.
+    pub header: SeriesHeader,
     /// Instances, in no particular order.
     pub instances: Vec<Instance>,
     /// Every frame of every instance, in spatial order.
@@ -61,6 +79,16 @@ pub struct Series {
 }
 
 impl Series {
+    /// The orientation of the series (its first instance that has one).
+    pub fn orientation(&self) -> Option<[f64; 6]> {
+        self.instances.iter().find_map(|i| i.orientation)
+    }
+
+    /// The anatomical plane, when the orientation is known.
+    pub fn plane(&self) -> Option<Plane> {
+        self.orientation().as_ref().map(plane_of)
+    }
+
     /// The instance and frame of a slice.
     pub fn slice(&self, slice: SliceRef) -> (&Instance, u32) {
         (&self.instances[slice.instance], slice.frame)
@@ -158,9 +186,7 @@ pub fn scan(inputs: &[PathBuf]) -> Scan {
 pub struct Found {
     study_uid: String,
     series_uid: String,
-    series_number: Option<i64>,
-    series_description: Option<String>,
-    modality: Option<String>,
+    header: SeriesHeader,
     instance: Instance,
 }
 
@@ -199,9 +225,18 @@ fn instance_of(path: &Path, ds: &DataSet) -> Result<Found, FileIssue> {
     Ok(Found {
         study_uid,
         series_uid,
-        series_number: attrs::int(ds, tags::SERIES_NUMBER),
-        series_description: attrs::string(ds, tags::SERIES_DESCRIPTION),
-        modality: attrs::string(ds, tags::MODALITY),
+        header: SeriesHeader {
+            number: attrs::int(ds, tags::SERIES_NUMBER),
+            description: attrs::string(ds, tags::SERIES_DESCRIPTION),
+            modality: attrs::string(ds, tags::MODALITY),
+            protocol_name: attrs::string(ds, tags::PROTOCOL_NAME),
+            study_description: attrs::string(ds, tags::STUDY_DESCRIPTION),
+            body_part_examined: attrs::string(ds, tags::BODY_PART_EXAMINED),
+            image_type: attrs::string(ds, tags::IMAGE_TYPE)
+                .map(|v| v.split('\\').map(|p| p.trim().to_string()).collect())
+                .unwrap_or_default(),
+            sop_class_uid: sop_class_uid.clone(),
+        },
         instance: Instance {
             path: path.to_path_buf(),
             sop_instance_uid,
@@ -236,6 +271,40 @@ fn orientation_of(ds: &DataSet, frame: u32) -> Option<[f64; 6]> {
     })
 }
 
+/// The anatomical plane of a slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Plane {
+    /// Normal mostly along the patient's head-foot axis.
+    Axial,
+    /// Normal mostly along the anterior-posterior axis.
+    Coronal,
+    /// Normal mostly along the left-right axis.
+    Sagittal,
+    /// No axis dominates (normal more than ~37 degrees from each).
+    Oblique,
+}
+
+/// The plane of a slice from its ImageOrientationPatient: the axis the normal is closest to,
+/// when within ~37 degrees of it (|component| >= 0.8), else oblique.
+pub fn plane_of(orientation: &[f64; 6]) -> Plane {
+    let normal = slice_normal(orientation);
+    let (axis, size) = normal
+        .iter()
+        .map(|c| c.abs())
+        .enumerate()
+        .fold(
+            (0, 0.0),
+            |best, (i, c)| if c > best.1 { (i, c) } else { best },
+        );
+    match (axis, size >= 0.8) {
+        (0, true) => Plane::Sagittal,
+        (1, true) => Plane::Coronal,
+        (2, true) => Plane::Axial,
+        _ => Plane::Oblique,
+    }
+}
+
 /// The slice normal: row cosines x column cosines.
 pub fn slice_normal(orientation: &[f64; 6]) -> [f64; 3] {
     let [rx, ry, rz, cx, cy, cz] = *orientation;
@@ -251,9 +320,7 @@ pub fn group(found: Vec<Found>) -> Vec<Study> {
             .entry((item.study_uid.clone(), item.series_uid.clone()))
             .or_insert_with(|| Series {
                 uid: item.series_uid.clone(),
-                number: item.series_number,
-                description: item.series_description.clone(),
-                modality: item.modality.clone(),
+                header: item.header.clone(),
                 instances: Vec::new(),
                 slices: Vec::new(),
             });
@@ -288,7 +355,7 @@ pub fn group(found: Vec<Found>) -> Vec<Study> {
     for study in &mut studies {
         study
             .series
-            .sort_by(|a, b| (a.number, &a.uid).cmp(&(b.number, &b.uid)));
+            .sort_by(|a, b| (a.header.number, &a.uid).cmp(&(b.header.number, &b.uid)));
     }
     studies
 }
@@ -342,4 +409,21 @@ pub fn spatial_order(instances: &[Instance]) -> Vec<SliceRef> {
             .then_with(|| a.sop_instance_uid.cmp(b.sop_instance_uid))
     });
     keys.into_iter().map(|k| k.slice).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planes_from_orientation() {
+        assert_eq!(plane_of(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]), Plane::Axial);
+        assert_eq!(plane_of(&[1.0, 0.0, 0.0, 0.0, 0.0, -1.0]), Plane::Coronal);
+        assert_eq!(plane_of(&[0.0, 1.0, 0.0, 0.0, 0.0, -1.0]), Plane::Sagittal);
+        // 15 degrees off axial is still axial; 45 degrees is oblique
+        let (c, s) = (15f64.to_radians().cos(), 15f64.to_radians().sin());
+        assert_eq!(plane_of(&[1.0, 0.0, 0.0, 0.0, c, s]), Plane::Axial);
+        let h = std::f64::consts::FRAC_1_SQRT_2;
+        assert_eq!(plane_of(&[1.0, 0.0, 0.0, 0.0, h, h]), Plane::Oblique);
+    }
 }

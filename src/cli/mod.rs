@@ -1,16 +1,14 @@
-//! The command-line interface: arguments are parsed here, and each command calls the library.
+//! The command-line interface: arguments are parsed here, and each command (one file each)
+//! calls the library.
 //!
 //! Exit codes (DESIGN.md 4.1): 0 all done; 3 finished but some inputs failed; 2 usage or
 //! configuration error; 1 any other fatal error.
 
-use std::io::Write;
-use std::path::PathBuf;
+mod inspect;
+
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::dicom::inspect;
-use crate::dicom::scan::files_under;
 
 /// Exit status: everything done.
 pub const EXIT_OK: u8 = 0;
@@ -52,17 +50,7 @@ enum LogFormat {
 enum Command {
     /// Summarise DICOM files: transfer syntax, SOP class, size, frames, photometric
     /// interpretation, and statistics of the pixel values after the modality LUT.
-    Inspect(InspectArgs),
-}
-
-#[derive(Debug, Args)]
-struct InspectArgs {
-    /// One JSON object per file (JSON Lines) instead of text.
-    #[arg(long)]
-    json: bool,
-    /// Files or folders (searched recursively).
-    #[arg(required = true, value_name = "FILE")]
-    files: Vec<PathBuf>,
+    Inspect(inspect::InspectArgs),
 }
 
 /// Parses the command line, installs logging, runs the command and returns its exit code.
@@ -70,7 +58,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     install_logging(&cli.logging);
     let code = match cli.command {
-        Command::Inspect(args) => run_inspect(&args),
+        Command::Inspect(args) => inspect::run(&args),
     };
     ExitCode::from(code)
 }
@@ -90,34 +78,4 @@ fn install_logging(logging: &Logging) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-}
-
-fn run_inspect(args: &InspectArgs) -> u8 {
-    let (files, walk_issues) = files_under(&args.files);
-    let mut failures = walk_issues.len();
-    for issue in &walk_issues {
-        tracing::error!("{}", issue.message);
-    }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for path in files {
-        let summary = inspect::inspect(&path);
-        failures += usize::from(summary.error.is_some());
-        let written = if args.json {
-            serde_json::to_string(&summary)
-                .map_err(std::io::Error::other)
-                .and_then(|line| writeln!(out, "{line}"))
-        } else {
-            write!(out, "{}", summary.to_text())
-        };
-        if let Err(error) = written {
-            // a closed pipe (e.g. `| head`) ends the listing, it is not an input failure
-            if error.kind() == std::io::ErrorKind::BrokenPipe {
-                return EXIT_OK;
-            }
-            tracing::error!("cannot write to standard output: {error}");
-            return EXIT_FATAL;
-        }
-    }
-    if failures > 0 { EXIT_PARTIAL } else { EXIT_OK }
 }

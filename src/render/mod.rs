@@ -1,0 +1,1 @@
+//! Rendering: heat maps to colour, blended over the grey slice, with a burned-in legend.
