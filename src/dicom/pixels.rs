@@ -216,6 +216,16 @@ pub fn decode(file: &DicomFile) -> Result<Frames, PixelError> {
         }
         .build()
     })?;
+    if let Some((expected, actual)) = native_shortfall(ds) {
+        // checked before decoding, which would otherwise copy (and allocate) first
+        return TruncatedSnafu {
+            path,
+            sop,
+            expected,
+            actual,
+        }
+        .fail();
+    }
     let decoded = file.object.decode_pixel_data().context(DecodeSnafu {
         path: path.clone(),
         sop: sop.clone(),
@@ -364,6 +374,24 @@ fn check_geometry(ds: &DataSet) -> Result<Geometry, String> {
     Ok(Geometry {
         signed: attrs::int(ds, tags::PIXEL_REPRESENTATION) == Some(1),
     })
+}
+
+/// For native (not encapsulated) Pixel Data, the bytes required and present when fewer are
+/// present than the image attributes declare.
+fn native_shortfall(ds: &DataSet) -> Option<(usize, usize)> {
+    let element = ds.get(tags::PIXEL_DATA)?;
+    let actual = match element.value() {
+        dicom_core::DicomValue::Primitive(value) => value.calculate_byte_len(),
+        _ => return None,
+    };
+    let dimension = |tag| attrs::int(ds, tag).unwrap_or(0).max(0) as usize;
+    let samples = dimension(tags::ROWS)
+        * dimension(tags::COLUMNS)
+        * attrs::int(ds, tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1) as usize
+        * attrs::frame_count(ds) as usize;
+    let bits = dimension(tags::BITS_ALLOCATED);
+    let expected = (samples * bits).div_ceil(8);
+    (actual < expected).then_some((expected, actual))
 }
 
 /// Reads `count` samples from native little-endian decoded bytes, keeping the low
