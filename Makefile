@@ -7,7 +7,7 @@ PYTHON      := $(VENV)/bin/python
 BIN         := target/release/dicom-xai
 DEMO_STUDY  := assets/demo/study
 OUT         := out
-APT_NEEDS   := dcmtk dicom3tools cmake
+APT_NEEDS   := dcmtk dicom3tools cmake fonts-dejavu-core
 CARGO_FLAGS := --release --locked
 
 .PHONY: setup apt venv assets build demo run test test-rust test-fuzz lint bench clean
@@ -39,7 +39,10 @@ demo: assets
 
 ## run: set up, then run the main job on the demo study
 run: setup demo
-	$(BIN) inspect $(DEMO_STUDY)
+	$(BIN) run --config config/default.toml --out $(OUT) $(DEMO_STUDY)
+	@echo
+	@echo "Overlays and report.json are under $(OUT)/<StudyInstanceUID>/."
+	@echo "To look at an overlay:  dcmj2pnm +on $$(find $(OUT) -name '*.dcm' | head -n 1) overlay.png"
 
 ## test: set up, then every suite
 test: setup lint test-rust test-fuzz

@@ -44,4 +44,8 @@
 pub mod cli;
 pub mod config;
 pub mod dicom;
+pub mod explain;
+pub mod model;
+pub mod output;
+pub mod pipeline;
 pub mod render;

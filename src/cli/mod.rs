@@ -4,7 +4,10 @@
 //! Exit codes (DESIGN.md 4.1): 0 all done; 3 finished but some inputs failed; 2 usage or
 //! configuration error; 1 any other fatal error.
 
+mod config_cmd;
 mod inspect;
+mod rules_cmd;
+mod run_cmd;
 
 use std::process::ExitCode;
 
@@ -51,6 +54,15 @@ enum Command {
     /// Summarise DICOM files: transfer syntax, SOP class, size, frames, photometric
     /// interpretation, and statistics of the pixel values after the modality LUT.
     Inspect(inspect::InspectArgs),
+    /// Process every study under the inputs once: classify, explain, write overlays and
+    /// report.json per study.
+    Run(run_cmd::RunArgs),
+    /// Site configuration files: `config check FILE` validates one and summarises it.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Site rules: `rules test --config FILE STUDY_DIR...` shows which rule takes each series.
+    #[command(subcommand)]
+    Rules(rules_cmd::RulesCommand),
 }
 
 /// Parses the command line, installs logging, runs the command and returns its exit code.
@@ -59,14 +71,18 @@ pub fn main() -> ExitCode {
     install_logging(&cli.logging);
     let code = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Run(args) => run_cmd::run(&args),
+        Command::Config(command) => config_cmd::run(&command),
+        Command::Rules(command) => rules_cmd::run(&command),
     };
     ExitCode::from(code)
 }
 
 fn install_logging(logging: &Logging) {
+    // ONNX Runtime's own log is verbose at info: only its warnings unless asked for more
     let default = match logging.verbose {
-        0 => "info",
-        1 => "debug",
+        0 => "info,ort=warn",
+        1 => "debug,ort=info",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -77,5 +93,50 @@ fn install_logging(logging: &Logging) {
     match logging.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// A `--models a,b` style list without empty items; `None` when absent or empty.
+fn non_empty(list: &Option<Vec<String>>) -> Option<Vec<String>> {
+    let items: Vec<String> = list
+        .iter()
+        .flatten()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!items.is_empty()).then_some(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_comma_separated_overrides() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from([
+            "dicom-xai",
+            "run",
+            "--config",
+            "c.toml",
+            "--models",
+            "a,b",
+            "--methods",
+            "occlusion",
+            "in",
+        ])
+        .expect("valid command line");
+        let super::Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(
+            super::non_empty(&args.models),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
     }
 }

@@ -1,0 +1,76 @@
+//! `dicom-xai run`: process every study under the inputs once.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{EXIT_USAGE, non_empty};
+use crate::config::Settings;
+use crate::pipeline::{self, Engine, Overrides};
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The site configuration (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Output folder (default: the configuration's [output] dir).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Models to use instead of the rules' (manifest names, comma-separated).
+    #[arg(long, value_name = "A,B", value_delimiter = ',', num_args = 1)]
+    pub(crate) models: Option<Vec<String>>,
+    /// Methods to use instead of the rules' (comma-separated).
+    #[arg(long, value_name = "M,N", value_delimiter = ',', num_args = 1)]
+    methods: Option<Vec<String>>,
+    /// DICOM files or folders (searched recursively).
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+}
+
+/// Runs `run`; returns the exit code.
+pub fn run(args: &RunArgs) -> u8 {
+    let settings = match Settings::load(&args.config) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_USAGE;
+        }
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| settings.output.dir.clone());
+    let overrides = Overrides {
+        models: non_empty(&args.models),
+        methods: non_empty(&args.methods),
+    };
+    let engine = match Engine::new(settings, overrides) {
+        Ok(engine) => engine,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return error.exit_code();
+        }
+    };
+    match pipeline::run(&engine, &args.inputs, &out) {
+        Ok(summary) => {
+            for issue in &summary.file_issues {
+                eprintln!("{:?}: {}", issue.disposition, issue.message);
+            }
+            println!(
+                "{} studies processed, {} with errors; reports: {}",
+                summary.studies,
+                summary.studies_with_errors,
+                out.join("<StudyInstanceUID>/report.json").display()
+            );
+            for report in &summary.reports {
+                println!("  {}", report.display());
+            }
+            summary.exit_code()
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            error.exit_code()
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The configuration file as written: serde structures that mirror the TOML, every key
+//! optional and unknown keys refused. Nothing here is checked beyond TOML types; defaults,
+//! ranges, names and paths are applied and checked by [`super::settings`].
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[runtime]`.
+    pub runtime: RawRuntime,
+    /// `[[models]]`.
+    pub models: Vec<RawModel>,
+    /// `[output]`.
+    pub output: RawOutput,
+    /// `[prediction]`.
+    pub prediction: RawPrediction,
+    /// `[quality]`.
+    pub quality: RawQuality,
+    /// `[explain]`: the defaults of every rule.
+    pub explain: RawExplain,
+    /// `[methods.*]`: per-method parameters.
+    pub methods: RawMethods,
+    /// `[[rules]]`.
+    pub rules: Vec<RawRule>,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRuntime {
+    /// Path of `libonnxruntime.so`.
+    pub onnxruntime: Option<String>,
+    /// `"cuda"`, `"cpu"`, in order of preference.
+    pub execution_providers: Option<Vec<String>>,
+    /// CUDA device index.
+    pub cuda_device: Option<i64>,
+    /// Fail instead of falling back to the CPU.
+    pub require_gpu: Option<bool>,
+    /// Intra-op threads; 0 = ONNX Runtime's default.
+    pub intra_threads: Option<i64>,
+    /// Slices per inference batch.
+    pub batch_size: Option<i64>,
+}
+
+/// One `[[models]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawModel {
+    /// The model manifest, relative to the configuration file.
+    pub manifest: Option<String>,
+    /// Whether rules may use the model.
+    pub enabled: Option<bool>,
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOutput {
+    /// The output folder, relative to the current directory.
+    pub dir: Option<String>,
+    /// First SeriesNumber of overlay series.
+    pub series_number_base: Option<i64>,
+}
+
+/// `[prediction]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawPrediction {
+    /// Tumour probability at or above which a slice counts as showing a tumour.
+    pub tumour_threshold: Option<f64>,
+}
+
+/// `[quality]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawQuality {
+    /// In-brain evidence fraction below which `evidence-outside-brain` is flagged.
+    pub in_brain_threshold: Option<f64>,
+}
+
+/// `[explain]` and `[rules.explain]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawExplain {
+    /// Model names; absent = every enabled model.
+    pub models: Option<Vec<String>>,
+    /// Method names.
+    pub methods: Option<Vec<String>>,
+    /// `"all"`, `"top-k"` or `"none"`.
+    pub slices: Option<String>,
+    /// k of `"top-k"`.
+    pub top_k: Option<i64>,
+    /// Colour map name.
+    pub colour_map: Option<String>,
+    /// Heat-map opacity in the overlay.
+    pub opacity: Option<f64>,
+}
+
+/// `[methods]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMethods {
+    /// `[methods.occlusion]`.
+    pub occlusion: RawOcclusion,
+}
+
+/// `[methods.occlusion]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOcclusion {
+    /// Square patch side, model-input pixels.
+    pub patch: Option<i64>,
+    /// Step between patches, model-input pixels.
+    pub stride: Option<i64>,
+    /// `"mean"`, `"zero"` or a number.
+    pub baseline: Option<toml::Value>,
+}
+
+/// One `[[rules]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRule {
+    /// Unique name, written into report.json.
+    pub name: Option<String>,
+    /// Free text for the administrators; not used.
+    pub description: Option<String>,
+    /// `false` keeps the rule in the file without using it.
+    pub enabled: Option<bool>,
+    /// `[rules.select]`: which series.
+    pub select: RawSelect,
+    /// `[rules.explain]`: overrides of `[explain]`.
+    pub explain: RawExplain,
+}
+
+/// `[rules.select]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSelect {
+    /// Accepted Modality values.
+    pub modality: Option<Vec<String>>,
+    /// Regex SeriesDescription must match.
+    pub series_description: Option<String>,
+    /// Regex SeriesDescription must not match.
+    pub series_description_exclude: Option<String>,
+    /// Regex ProtocolName must match.
+    pub protocol_name: Option<String>,
+    /// Regex ProtocolName must not match.
+    pub protocol_name_exclude: Option<String>,
+    /// Regex StudyDescription must match.
+    pub study_description: Option<String>,
+    /// Regex StudyDescription must not match.
+    pub study_description_exclude: Option<String>,
+    /// Accepted BodyPartExamined values.
+    pub body_part: Option<Vec<String>>,
+    /// Whether a series without BodyPartExamined fails `body_part`.
+    pub body_part_required: Option<bool>,
+    /// ImageType values that must all be present.
+    pub image_type: Option<Vec<String>>,
+    /// ImageType values none of which may be present.
+    pub image_type_exclude: Option<Vec<String>>,
+    /// Accepted planes.
+    pub planes: Option<Vec<String>>,
+    /// Fewest slices.
+    pub min_slices: Option<i64>,
+    /// Most slices.
+    pub max_slices: Option<i64>,
+}

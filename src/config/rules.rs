@@ -1,0 +1,481 @@
+//! Site rules: which series are explained, and how. Rules are tried in file order and the
+//! first whose selector accepts a series wins; a series no rule accepts is not processed.
+//!
+//! Our own overlays are never processed: a series whose Modality is `OT` and whose
+//! SeriesDescription contains `NOT FOR DIAGNOSTIC USE` (what
+//! [`crate::dicom::secondary_capture`] writes) matches no rule, whatever the rules say, so
+//! overlays written back into a watched study are not explained again.
+
+use std::fmt;
+
+use regex::Regex;
+
+use super::settings::{ExplainPlan, Settings};
+use crate::dicom::Series;
+use crate::dicom::scan::{Plane, SeriesHeader};
+
+/// What our overlays carry in SeriesDescription (DESIGN.md 4.5).
+pub const OVERLAY_MARKER: &str = crate::dicom::secondary_capture::NOT_FOR_DIAGNOSTIC_USE;
+
+/// One `[[rules]]` entry, validated.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Unique name, written into report.json.
+    pub name: String,
+    /// Free text for the administrators (`description`); not used.
+    pub description: Option<String>,
+    /// `false`: kept in the file, never matched.
+    pub enabled: bool,
+    /// Which series the rule takes.
+    pub selector: Selector,
+    /// What to do with them (`[rules.explain]` over `[explain]`).
+    pub plan: ExplainPlan,
+}
+
+/// A regular expression an attribute must match, and one it must not.
+///
+/// Matching is a search (the pattern may match anywhere in the value, as `grep` does);
+/// anchor with `^...$` for whole values, and use `(?i)` for case-insensitive matching.
+#[derive(Debug, Clone, Default)]
+pub struct TextFilter {
+    /// Must match (a series without the attribute fails).
+    pub include: Option<Regex>,
+    /// Must not match (a series without the attribute passes).
+    pub exclude: Option<Regex>,
+}
+
+impl TextFilter {
+    /// Whether the filter accepts nothing in particular.
+    pub fn is_empty(&self) -> bool {
+        self.include.is_none() && self.exclude.is_none()
+    }
+
+    fn check(&self, attribute: &str, key: &str, value: Option<&str>) -> Result<(), String> {
+        if let Some(include) = &self.include {
+            match value {
+                None => {
+                    return Err(format!(
+                        "{attribute} is absent, and {key} = {} requires it",
+                        toml_quote(include.as_str())
+                    ));
+                }
+                Some(value) if !include.is_match(value) => {
+                    return Err(format!(
+                        "{attribute} {value:?} does not match {key} = {}",
+                        toml_quote(include.as_str())
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if let (Some(exclude), Some(value)) = (&self.exclude, value)
+            && exclude.is_match(value)
+        {
+            return Err(format!(
+                "{attribute} {value:?} matches {key}_exclude = {}",
+                toml_quote(exclude.as_str())
+            ));
+        }
+        Ok(())
+    }
+
+    fn describe(&self, attribute: &str, parts: &mut Vec<String>) {
+        if let Some(include) = &self.include {
+            parts.push(format!(
+                "{attribute} matches {}",
+                toml_quote(include.as_str())
+            ));
+        }
+        if let Some(exclude) = &self.exclude {
+            parts.push(format!(
+                "{attribute} does not match {}",
+                toml_quote(exclude.as_str())
+            ));
+        }
+    }
+}
+
+/// The criteria of `[rules.select]`; a series must pass every one that is set. Value lists
+/// (modality, body part, image type) compare case-insensitively, ignoring surrounding spaces.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    /// Accepted Modality values (upper case); `None` = any.
+    pub modality: Option<Vec<String>>,
+    /// SeriesDescription patterns.
+    pub series_description: TextFilter,
+    /// ProtocolName patterns.
+    pub protocol_name: TextFilter,
+    /// StudyDescription patterns.
+    pub study_description: TextFilter,
+    /// Accepted BodyPartExamined values (upper case); `None` = any.
+    pub body_part: Option<Vec<String>>,
+    /// Whether a series without BodyPartExamined fails `body_part` (default: it passes).
+    pub body_part_required: bool,
+    /// ImageType values that must all be present (upper case).
+    pub image_type: Vec<String>,
+    /// ImageType values none of which may be present (upper case).
+    pub image_type_exclude: Vec<String>,
+    /// Accepted planes; `None` = any, including series without orientation.
+    pub planes: Option<Vec<Plane>>,
+    /// Fewest slices (frames of every instance), at least 1.
+    pub min_slices: usize,
+    /// Most slices; `None` = no limit.
+    pub max_slices: Option<usize>,
+}
+
+impl Default for Selector {
+    /// Accepts every series.
+    fn default() -> Self {
+        Self {
+            modality: None,
+            series_description: TextFilter::default(),
+            protocol_name: TextFilter::default(),
+            study_description: TextFilter::default(),
+            body_part: None,
+            body_part_required: false,
+            image_type: Vec::new(),
+            image_type_exclude: Vec::new(),
+            planes: None,
+            min_slices: 1,
+            max_slices: None,
+        }
+    }
+}
+
+/// Upper case without surrounding spaces, as DICOM code strings compare.
+pub(crate) fn normalise(value: &str) -> String {
+    value.trim().to_uppercase()
+}
+
+/// The name of a plane as written in configurations.
+pub fn plane_name(plane: Plane) -> &'static str {
+    match plane {
+        Plane::Axial => "axial",
+        Plane::Coronal => "coronal",
+        Plane::Sagittal => "sagittal",
+        Plane::Oblique => "oblique",
+    }
+}
+
+/// A pattern as TOML would write it: a literal string when it has backslashes (so they read
+/// as written), else a basic string.
+pub(crate) fn toml_quote(text: &str) -> String {
+    if text.contains('\\') && !text.contains('\'') && !text.contains('\n') {
+        format!("'{text}'")
+    } else {
+        format!("{text:?}")
+    }
+}
+
+fn list(values: &[String]) -> String {
+    format!("[{}]", values.join(", "))
+}
+
+impl Selector {
+    /// Whether `series` passes every criterion; else the first that failed, in words, e.g.
+    /// `Modality CT is not one of [MR]`.
+    pub fn check(&self, series: &Series) -> Result<(), String> {
+        let header = &series.header;
+        if let Some(allowed) = &self.modality {
+            match header.modality.as_deref().map(normalise) {
+                Some(modality) if allowed.contains(&modality) => {}
+                Some(modality) => {
+                    return Err(format!(
+                        "Modality {modality} is not one of {}",
+                        list(allowed)
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "Modality is absent, and the rule requires one of {}",
+                        list(allowed)
+                    ));
+                }
+            }
+        }
+        self.series_description.check(
+            "SeriesDescription",
+            "series_description",
+            header.description.as_deref(),
+        )?;
+        self.protocol_name.check(
+            "ProtocolName",
+            "protocol_name",
+            header.protocol_name.as_deref(),
+        )?;
+        self.study_description.check(
+            "StudyDescription",
+            "study_description",
+            header.study_description.as_deref(),
+        )?;
+        if let Some(allowed) = &self.body_part {
+            match header.body_part_examined.as_deref().map(normalise) {
+                Some(part) if allowed.contains(&part) => {}
+                Some(part) => {
+                    return Err(format!(
+                        "BodyPartExamined {part} is not one of {}",
+                        list(allowed)
+                    ));
+                }
+                None if self.body_part_required => {
+                    return Err(format!(
+                        "BodyPartExamined is absent, and body_part_required = true (one of {})",
+                        list(allowed)
+                    ));
+                }
+                None => {}
+            }
+        }
+        let image_type: Vec<String> = header.image_type.iter().map(|v| normalise(v)).collect();
+        let shown = image_type.join("\\");
+        if let Some(missing) = self.image_type.iter().find(|v| !image_type.contains(v)) {
+            return Err(if image_type.is_empty() {
+                format!("ImageType is absent, and image_type requires {missing}")
+            } else {
+                format!("ImageType {shown} lacks {missing}")
+            });
+        }
+        if let Some(found) = self
+            .image_type_exclude
+            .iter()
+            .find(|v| image_type.contains(v))
+        {
+            return Err(format!(
+                "ImageType {shown} contains {found}, which image_type_exclude refuses"
+            ));
+        }
+        if let Some(planes) = &self.planes {
+            let names: Vec<String> = planes.iter().map(|p| plane_name(*p).to_string()).collect();
+            match series.plane() {
+                Some(plane) if planes.contains(&plane) => {}
+                Some(plane) => {
+                    return Err(format!(
+                        "plane {} is not one of {}",
+                        plane_name(plane),
+                        list(&names)
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "plane unknown (no ImageOrientationPatient), and the rule requires one of {}",
+                        list(&names)
+                    ));
+                }
+            }
+        }
+        let slices = series.slices.len();
+        if slices < self.min_slices {
+            return Err(format!(
+                "{slices} slice(s), fewer than min_slices = {}",
+                self.min_slices
+            ));
+        }
+        if let Some(max) = self.max_slices
+            && slices > max
+        {
+            return Err(format!("{slices} slices, more than max_slices = {max}"));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Selector {
+    /// The criteria in words, `;`-separated (`every series` when there are none).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(modality) = &self.modality {
+            parts.push(format!("Modality in {}", list(modality)));
+        }
+        self.series_description
+            .describe("SeriesDescription", &mut parts);
+        self.protocol_name.describe("ProtocolName", &mut parts);
+        self.study_description
+            .describe("StudyDescription", &mut parts);
+        if let Some(body_part) = &self.body_part {
+            let absent = if self.body_part_required {
+                ""
+            } else {
+                " (or absent)"
+            };
+            parts.push(format!("BodyPartExamined in {}{absent}", list(body_part)));
+        }
+        if !self.image_type.is_empty() {
+            parts.push(format!("ImageType has {}", self.image_type.join(", ")));
+        }
+        if !self.image_type_exclude.is_empty() {
+            parts.push(format!(
+                "ImageType has none of {}",
+                self.image_type_exclude.join(", ")
+            ));
+        }
+        if let Some(planes) = &self.planes {
+            let names: Vec<String> = planes.iter().map(|p| plane_name(*p).to_string()).collect();
+            parts.push(format!("plane in {}", list(&names)));
+        }
+        match (self.min_slices, self.max_slices) {
+            (1, None) => {}
+            (min, None) => parts.push(format!("at least {min} slices")),
+            (min, Some(max)) => parts.push(format!("{min} to {max} slices")),
+        }
+        if parts.is_empty() {
+            f.write_str("every series")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
+/// Whether a series is one of our own overlays (Modality OT, SeriesDescription containing
+/// "NOT FOR DIAGNOSTIC USE", in any case): such series never match a rule.
+pub fn is_own_overlay(header: &SeriesHeader) -> bool {
+    header.modality.as_deref().map(normalise).as_deref() == Some("OT")
+        && header
+            .description
+            .as_deref()
+            .is_some_and(|d| d.to_uppercase().contains(OVERLAY_MARKER))
+}
+
+/// How the rules judged one series: the rule that took it, and why each rule before it
+/// did not.
+#[derive(Debug, Clone)]
+pub struct Verdict<'a> {
+    /// The first rule that accepted the series, if any.
+    pub rule: Option<&'a Rule>,
+    /// Every rule tried before it (all rules when none matched), with the reason it did
+    /// not take the series.
+    pub rejected: Vec<(&'a Rule, String)>,
+    /// The series is one of our own overlays, which no rule takes (no rule was tried).
+    pub own_overlay: bool,
+}
+
+impl Settings {
+    /// The rule that takes `series`: the first enabled rule whose selector accepts it, in
+    /// file order. Never a rule for one of our own overlays (see [`is_own_overlay`]).
+    pub fn rule_for(&self, series: &Series) -> Option<&Rule> {
+        self.evaluate(series).rule
+    }
+
+    /// Like [`Settings::rule_for`], with the reasons the earlier rules did not match (what
+    /// `dicom-xai rules test` prints).
+    pub fn evaluate(&self, series: &Series) -> Verdict<'_> {
+        let mut verdict = Verdict {
+            rule: None,
+            rejected: Vec::new(),
+            own_overlay: is_own_overlay(&series.header),
+        };
+        if verdict.own_overlay {
+            return verdict;
+        }
+        for rule in &self.rules {
+            if !rule.enabled {
+                verdict
+                    .rejected
+                    .push((rule, "rule disabled (enabled = false)".to_string()));
+                continue;
+            }
+            match rule.selector.check(series) {
+                Ok(()) => {
+                    verdict.rule = Some(rule);
+                    break;
+                }
+                Err(reason) => verdict.rejected.push((rule, reason)),
+            }
+        }
+        verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dicom::scan::{Instance, SliceRef};
+
+    fn series(modality: &str, description: &str, orientation: Option<[f64; 6]>) -> Series {
+        let instance = Instance {
+            path: "IM0001.dcm".into(),
+            sop_instance_uid: "1.2.3.1".into(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.4".into(),
+            instance_number: Some(1),
+            frames: 1,
+            positions: vec![None],
+            orientation,
+        };
+        Series {
+            uid: "1.2.3".into(),
+            header: SeriesHeader {
+                number: Some(1),
+                description: Some(description.into()),
+                modality: Some(modality.into()),
+                image_type: vec!["ORIGINAL".into(), "PRIMARY".into()],
+                ..SeriesHeader::default()
+            },
+            instances: vec![instance],
+            slices: vec![SliceRef {
+                instance: 0,
+                frame: 0,
+            }],
+        }
+    }
+
+    fn regex(pattern: &str) -> Option<Regex> {
+        Regex::new(pattern).ok()
+    }
+
+    #[test]
+    fn first_failed_criterion_in_words() {
+        let selector = Selector {
+            modality: Some(vec!["MR".into()]),
+            series_description: TextFilter {
+                include: regex("(?i)t1"),
+                exclude: regex("(?i)localizer"),
+            },
+            image_type: vec!["ORIGINAL".into()],
+            planes: Some(vec![Plane::Axial]),
+            ..Selector::default()
+        };
+        let axial = Some([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(selector.check(&series("MR", "AX T1", axial)), Ok(()));
+        assert_eq!(
+            selector.check(&series("CT", "AX T1", axial)),
+            Err("Modality CT is not one of [MR]".to_string())
+        );
+        assert_eq!(
+            selector.check(&series("MR", "AX T2", axial)),
+            Err(
+                "SeriesDescription \"AX T2\" does not match series_description = \"(?i)t1\"".into()
+            )
+        );
+        assert!(
+            selector
+                .check(&series("mr", "T1 localizer", axial))
+                .is_err_and(|e| e.contains("series_description_exclude"))
+        );
+        let coronal = Some([1.0, 0.0, 0.0, 0.0, 0.0, -1.0]);
+        assert_eq!(
+            selector.check(&series("MR", "COR T1", coronal)),
+            Err("plane coronal is not one of [axial]".to_string())
+        );
+        assert!(
+            selector
+                .check(&series("MR", "T1", None))
+                .is_err_and(|e| e.starts_with("plane unknown"))
+        );
+        let many = Selector {
+            min_slices: 2,
+            ..Selector::default()
+        };
+        assert!(many.check(&series("MR", "T1", axial)).is_err());
+    }
+
+    #[test]
+    fn own_overlays_are_recognised() {
+        let overlay = series("OT", "AX T1 gradcam - NOT FOR DIAGNOSTIC USE", None);
+        assert!(is_own_overlay(&overlay.header));
+        assert!(!is_own_overlay(
+            &series("OT", "scanned report", None).header
+        ));
+        assert!(!is_own_overlay(
+            &series("MR", "NOT FOR DIAGNOSTIC USE", None).header
+        ));
+    }
+}

@@ -1,0 +1,1041 @@
+//! Validated settings: defaults applied, ranges, names, patterns and paths checked, every
+//! problem reported with the file, key path and value (see [`ConfigError`]).
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use snafu::ResultExt;
+
+use super::document::Document;
+use super::error::{ConfigError, Problem, ReadSnafu};
+use super::raw::{
+    RawConfig, RawExplain, RawMethods, RawModel, RawOutput, RawRule, RawRuntime, RawSelect,
+};
+use super::rules::{Rule, Selector, TextFilter, normalise};
+use crate::dicom::scan::Plane;
+
+/// Every explanation method, as rules, `--methods` and reports name them.
+pub const METHOD_NAMES: &[&str] = &[
+    "gradcam",
+    "gradcampp",
+    "layercam",
+    "hirescam",
+    "saliency",
+    "smoothgrad",
+    "intgrad",
+    "gradxinput",
+    "occlusion",
+    "rise",
+    "scorecam",
+    "rollout",
+    "attn-grad",
+    "sae",
+];
+
+/// Colour maps an overlay may use.
+pub const COLOUR_MAPS: &[&str] = &["inferno", "magma", "plasma", "viridis", "cividis", "turbo"];
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The configuration file.
+    pub source: PathBuf,
+    /// `[runtime]`: ONNX Runtime.
+    pub runtime: RuntimeSettings,
+    /// `[[models]]`, in file order.
+    pub models: Vec<ModelRef>,
+    /// `[output]`.
+    pub output: OutputSettings,
+    /// `[prediction]`.
+    pub prediction: PredictionSettings,
+    /// `[quality]`.
+    pub quality: QualitySettings,
+    /// `[methods.*]`: per-method parameters.
+    pub methods: MethodSettings,
+    /// `[explain]`: what rules do unless they say otherwise.
+    pub defaults: ExplainPlan,
+    /// `[[rules]]`, in file order; the first that matches a series wins.
+    pub rules: Vec<Rule>,
+}
+
+/// An ONNX Runtime execution provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExecutionProviderKind {
+    /// NVIDIA CUDA (needs the `cuda` feature and onnxruntime-gpu).
+    Cuda,
+    /// The CPU.
+    Cpu,
+}
+
+impl ExecutionProviderKind {
+    /// The name used in configuration files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cuda => "cuda",
+            Self::Cpu => "cpu",
+        }
+    }
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeSettings {
+    /// `libonnxruntime.so` to load; `None`: `ORT_DYLIB_PATH` or the loader's search path.
+    /// A bare file name is left to the dynamic loader; any other relative path is resolved
+    /// against the configuration file's folder.
+    pub onnxruntime: Option<PathBuf>,
+    /// Execution providers in order of preference (never empty).
+    pub execution_providers: Vec<ExecutionProviderKind>,
+    /// CUDA device index.
+    pub cuda_device: i32,
+    /// Refuse to start without the CUDA provider instead of falling back to the CPU.
+    pub require_gpu: bool,
+    /// Intra-op threads; 0 = ONNX Runtime's default.
+    pub intra_threads: usize,
+    /// Slices per inference batch, at least 1.
+    pub batch_size: usize,
+}
+
+/// One `[[models]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRef {
+    /// The model manifest (DESIGN.md 4.3), resolved against the configuration's folder.
+    pub manifest: PathBuf,
+    /// Whether rules use the model (disabled models stay in the file, unused).
+    pub enabled: bool,
+    /// `[model] name` of the manifest: what rules and `--models` call it.
+    pub name: String,
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputSettings {
+    /// Output folder; a relative path is relative to the current directory.
+    pub dir: PathBuf,
+    /// Overlay series get SeriesNumber `series_number_base + index`.
+    pub series_number_base: u32,
+}
+
+/// `[prediction]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionSettings {
+    /// Tumour probability (1 - P(notumor)) at or above which a slice counts as showing a
+    /// tumour; in [0, 1].
+    pub tumour_threshold: f32,
+}
+
+/// `[quality]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualitySettings {
+    /// Fraction of the evidence inside the brain below which an explanation is flagged
+    /// `evidence-outside-brain`; in [0, 1].
+    pub in_brain_threshold: f32,
+}
+
+/// `[methods.*]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodSettings {
+    /// `[methods.occlusion]`.
+    pub occlusion: OcclusionSettings,
+}
+
+/// `[methods.occlusion]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcclusionSettings {
+    /// Square patch side in model-input pixels, at least 1.
+    pub patch: usize,
+    /// Step between patches in model-input pixels, 1 to `patch`.
+    pub stride: usize,
+    /// What an occluded patch is filled with.
+    pub baseline: Baseline,
+}
+
+/// The fill of an occluded patch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Baseline {
+    /// The mean of the model input, per channel (hides structure, keeps brightness).
+    Mean,
+    /// Black: the windowed grey level 0.
+    Zero,
+    /// This windowed grey level, in [0, 1].
+    Value(f32),
+}
+
+/// What to do with the series a rule takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExplainPlan {
+    /// Model names; `None` = every enabled model.
+    pub models: Option<Vec<String>>,
+    /// Method names, from [`METHOD_NAMES`], in order (empty only with `slices = "none"`).
+    pub methods: Vec<String>,
+    /// Which slices are explained (every slice is classified).
+    pub slices: SlicePolicy,
+    /// Colour map, from [`COLOUR_MAPS`].
+    pub colour_map: String,
+    /// Heat-map opacity in the overlay, in [0, 1].
+    pub opacity: f32,
+}
+
+/// Which slices of a series are explained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlicePolicy {
+    /// Every slice.
+    All,
+    /// The k slices with the highest tumour probability.
+    TopK(usize),
+    /// None: classify only (no overlays).
+    None,
+}
+
+impl std::fmt::Display for SlicePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("all"),
+            Self::TopK(k) => write!(f, "top-k {k}"),
+            Self::None => f.write_str("none"),
+        }
+    }
+}
+
+impl std::fmt::Display for ExplainPlan {
+    /// One line, e.g. `models: every enabled model; methods: occlusion; slices: top-k 3;
+    /// colour map: inferno; opacity: 0.45`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.models {
+            None => f.write_str("models: every enabled model")?,
+            Some(models) => write!(f, "models: {}", models.join(", "))?,
+        }
+        write!(
+            f,
+            "; methods: {}; slices: {}; colour map: {}; opacity: {}",
+            self.methods.join(", "),
+            self.slices,
+            self.colour_map,
+            self.opacity
+        )
+    }
+}
+
+/// The default `top_k`.
+const DEFAULT_TOP_K: usize = 3;
+
+impl Default for ExplainPlan {
+    /// What `[explain]` means when it is absent.
+    fn default() -> Self {
+        Self {
+            models: None,
+            methods: vec!["occlusion".to_string()],
+            slices: SlicePolicy::TopK(DEFAULT_TOP_K),
+            colour_map: "inferno".to_string(),
+            opacity: 0.45,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).context(ReadSnafu { path })?;
+        Self::from_str(&text, path)
+    }
+
+    /// Validates configuration text; `source` is the file it came from (named in errors,
+    /// and the folder relative model paths are resolved against).
+    pub fn from_str(text: &str, source: &Path) -> Result<Settings, ConfigError> {
+        let document = Document::parse(text).map_err(|problem| ConfigError::Syntax {
+            path: source.to_path_buf(),
+            problem,
+        })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError::Invalid {
+            path: source.to_path_buf(),
+            problems: vec![document.problem_at(error.span(), plain_serde(error.message()))],
+        })?;
+        let mut validator = Validator {
+            document: &document,
+            base: folder_of(source),
+            problems: Vec::new(),
+        };
+        let settings = validator.settings(raw, source);
+        let mut problems = validator.problems;
+        if problems.is_empty() {
+            return Ok(settings);
+        }
+        problems.sort_by_key(|p| p.position.unwrap_or((usize::MAX, usize::MAX)));
+        Err(ConfigError::Invalid {
+            path: source.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// The enabled models, in file order.
+    pub fn enabled_models(&self) -> impl Iterator<Item = &ModelRef> {
+        self.models.iter().filter(|m| m.enabled)
+    }
+
+    /// A rule by name.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+}
+
+/// serde's wording, in configuration terms.
+fn plain_serde(message: &str) -> String {
+    let message = message
+        .replace("unknown field", "unknown key")
+        .replace("expected f64", "expected a number")
+        .replace("expected i64", "expected an integer")
+        .replace("a sequence", "an array")
+        .replace("a map", "a table");
+    // `expected struct RawExplain` (a section given as a value)
+    match Regex::new(r"struct Raw\w+") {
+        Ok(raw) => raw.replace_all(&message, "a table").into_owned(),
+        Err(_) => message,
+    }
+}
+
+/// The folder relative paths in the file are resolved against.
+fn folder_of(source: &Path) -> PathBuf {
+    let folder = match source.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    folder
+        .canonicalize()
+        .or_else(|_| std::path::absolute(&folder))
+        .unwrap_or(folder)
+}
+
+/// Absolute, and canonical when the path exists.
+fn resolved(base: &Path, relative: &str) -> PathBuf {
+    let joined = base.join(relative);
+    joined
+        .canonicalize()
+        .or_else(|_| std::path::absolute(&joined))
+        .unwrap_or(joined)
+}
+
+fn quoted(values: &[&str]) -> String {
+    values
+        .iter()
+        .map(|v| format!("\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+struct Validator<'d> {
+    document: &'d Document<'d>,
+    base: PathBuf,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn bad(&mut self, key: &str, fallback: Option<String>, message: impl Into<String>) {
+        let problem = self.document.problem(key, fallback, message.into());
+        self.problems.push(problem);
+    }
+
+    /// An integer in `min..=max`, or `default` when absent.
+    fn integer(&mut self, key: &str, value: Option<i64>, default: i64, min: i64, max: i64) -> i64 {
+        match value {
+            None => default,
+            Some(v) if (min..=max).contains(&v) => v,
+            Some(v) => {
+                let range = if max == i64::MAX {
+                    format!("at least {min}")
+                } else {
+                    format!("between {min} and {max}")
+                };
+                self.bad(key, Some(v.to_string()), format!("must be {range}"));
+                default
+            }
+        }
+    }
+
+    fn count(&mut self, key: &str, value: Option<i64>, default: usize, min: usize) -> usize {
+        let min = i64::try_from(min).unwrap_or(i64::MAX);
+        let default = i64::try_from(default).unwrap_or(min);
+        let v = self.integer(key, value, default, min, i64::MAX);
+        usize::try_from(v).unwrap_or(usize::MAX)
+    }
+
+    /// A number in [0, 1], or `default` when absent.
+    fn fraction(&mut self, key: &str, value: Option<f64>, default: f32) -> f32 {
+        match value {
+            None => default,
+            Some(v) if (0.0..=1.0).contains(&v) => v as f32,
+            Some(v) => {
+                self.bad(key, Some(v.to_string()), "must be between 0 and 1");
+                default
+            }
+        }
+    }
+
+    /// A list of non-empty code strings, upper case.
+    fn codes(&mut self, key: &str, values: &[String], allow_empty: bool) -> Vec<String> {
+        if values.is_empty() && !allow_empty {
+            self.bad(
+                key,
+                Some("[]".into()),
+                "the list is empty, so nothing would match; remove the key to accept any value",
+            );
+        }
+        let mut codes = Vec::new();
+        for (i, value) in values.iter().enumerate() {
+            let code = normalise(value);
+            if code.is_empty() {
+                self.bad(
+                    &format!("{key}[{i}]"),
+                    Some(format!("{value:?}")),
+                    "empty value",
+                );
+            } else if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+        codes
+    }
+
+    fn settings(&mut self, raw: RawConfig, source: &Path) -> Settings {
+        let runtime = self.runtime(&raw.runtime);
+        let models = self.models(&raw.models);
+        // rules may only name models when every manifest could be read
+        let names: Option<Vec<ModelRef>> =
+            (models.len() == raw.models.len()).then(|| models.clone());
+        let output = self.output(&raw.output);
+        let prediction = PredictionSettings {
+            tumour_threshold: self.fraction(
+                "prediction.tumour_threshold",
+                raw.prediction.tumour_threshold,
+                0.5,
+            ),
+        };
+        let quality = QualitySettings {
+            in_brain_threshold: self.fraction(
+                "quality.in_brain_threshold",
+                raw.quality.in_brain_threshold,
+                0.5,
+            ),
+        };
+        let methods = self.methods(&raw.methods);
+        let builtin = ExplainPlan::default();
+        // what `slices = "top-k"` without `top_k` means in a rule (reported once, below)
+        let default_top_k = raw
+            .explain
+            .top_k
+            .and_then(|k| usize::try_from(k).ok())
+            .filter(|k| *k >= 1)
+            .unwrap_or(DEFAULT_TOP_K);
+        let defaults = self.plan(
+            &raw.explain,
+            "explain",
+            "built-in default",
+            &builtin,
+            DEFAULT_TOP_K,
+            names.as_deref(),
+        );
+        let rules = self.rules(&raw.rules, &defaults, default_top_k, names.as_deref());
+        Settings {
+            source: source.to_path_buf(),
+            runtime,
+            models,
+            output,
+            prediction,
+            quality,
+            methods,
+            defaults,
+            rules,
+        }
+    }
+
+    fn runtime(&mut self, raw: &RawRuntime) -> RuntimeSettings {
+        let onnxruntime = raw.onnxruntime.as_deref().and_then(|path| {
+            if path.trim().is_empty() {
+                self.bad(
+                    "runtime.onnxruntime",
+                    None,
+                    "empty path; remove the key to use ORT_DYLIB_PATH or the loader's search path",
+                );
+                return None;
+            }
+            if !path.contains('/') {
+                // a bare library name: the dynamic loader searches for it
+                return Some(PathBuf::from(path));
+            }
+            let full = resolved(&self.base, path);
+            if !full.is_file() {
+                self.bad(
+                    "runtime.onnxruntime",
+                    None,
+                    format!(
+                        "{} does not exist (relative paths are resolved against {})",
+                        full.display(),
+                        self.base.display()
+                    ),
+                );
+            }
+            Some(full)
+        });
+        let mut execution_providers = Vec::new();
+        match &raw.execution_providers {
+            None => execution_providers.push(ExecutionProviderKind::Cpu),
+            Some(names) if names.is_empty() => self.bad(
+                "runtime.execution_providers",
+                None,
+                "no execution provider; list \"cuda\", \"cpu\" or both, in order of preference",
+            ),
+            Some(names) => {
+                for (i, name) in names.iter().enumerate() {
+                    let key = format!("runtime.execution_providers[{i}]");
+                    let kind = match name.as_str() {
+                        "cuda" => ExecutionProviderKind::Cuda,
+                        "cpu" => ExecutionProviderKind::Cpu,
+                        _ => {
+                            self.bad(
+                                &key,
+                                Some(format!("{name:?}")),
+                                "unknown execution provider; valid: \"cuda\", \"cpu\"",
+                            );
+                            continue;
+                        }
+                    };
+                    if execution_providers.contains(&kind) {
+                        self.bad(&key, Some(format!("{name:?}")), "listed twice");
+                    } else {
+                        execution_providers.push(kind);
+                    }
+                }
+            }
+        }
+        let require_gpu = raw.require_gpu.unwrap_or(false);
+        if require_gpu
+            && raw.execution_providers.is_some()
+            && !execution_providers.contains(&ExecutionProviderKind::Cuda)
+        {
+            self.bad(
+                "runtime.require_gpu",
+                Some("true".into()),
+                "requires \"cuda\" in runtime.execution_providers",
+            );
+        } else if require_gpu && raw.execution_providers.is_none() {
+            self.bad(
+                "runtime.require_gpu",
+                Some("true".into()),
+                "requires \"cuda\" in runtime.execution_providers (the default is [\"cpu\"])",
+            );
+        }
+        let cuda_device = self.integer(
+            "runtime.cuda_device",
+            raw.cuda_device,
+            0,
+            0,
+            i64::from(i32::MAX),
+        );
+        RuntimeSettings {
+            onnxruntime,
+            execution_providers,
+            cuda_device: i32::try_from(cuda_device).unwrap_or(0),
+            require_gpu,
+            intra_threads: self.count("runtime.intra_threads", raw.intra_threads, 0, 0),
+            batch_size: self.count("runtime.batch_size", raw.batch_size, 8, 1),
+        }
+    }
+
+    fn models(&mut self, raw: &[RawModel]) -> Vec<ModelRef> {
+        if raw.is_empty() {
+            self.bad(
+                "models",
+                None,
+                "no [[models]] entry; add at least one with manifest = \"path/to/model.toml\"",
+            );
+        }
+        let mut models: Vec<ModelRef> = Vec::new();
+        for (i, model) in raw.iter().enumerate() {
+            let key = format!("models[{i}].manifest");
+            let Some(manifest) = &model.manifest else {
+                self.bad(
+                    &format!("models[{i}]"),
+                    None,
+                    "missing manifest = \"path/to/model.toml\"",
+                );
+                continue;
+            };
+            let path = resolved(&self.base, manifest);
+            if path.is_dir() {
+                self.bad(
+                    &key,
+                    None,
+                    format!("{} is a folder, not a model manifest", path.display()),
+                );
+                continue;
+            }
+            if !path.is_file() {
+                self.bad(
+                    &key,
+                    None,
+                    format!(
+                        "model manifest {} does not exist (relative paths are resolved against \
+                         the configuration's folder, {})",
+                        path.display(),
+                        self.base.display()
+                    ),
+                );
+                continue;
+            }
+            let name = match manifest_name(&path) {
+                Ok(name) => name,
+                Err(why) => {
+                    self.bad(
+                        &key,
+                        None,
+                        format!("cannot read the model name from {}: {why}", path.display()),
+                    );
+                    continue;
+                }
+            };
+            if let Some(j) = models.iter().position(|m| m.name == name) {
+                self.bad(
+                    &key,
+                    None,
+                    format!("model name {name:?} is already used by models[{j}]"),
+                );
+                continue;
+            }
+            models.push(ModelRef {
+                manifest: path,
+                enabled: model.enabled.unwrap_or(true),
+                name,
+            });
+        }
+        if !models.is_empty() && models.len() == raw.len() && !models.iter().any(|m| m.enabled) {
+            self.bad(
+                "models",
+                None,
+                "every model is disabled (enabled = false); enable at least one",
+            );
+        }
+        models
+    }
+
+    fn output(&mut self, raw: &RawOutput) -> OutputSettings {
+        let dir = match raw.dir.as_deref() {
+            Some(dir) if dir.trim().is_empty() => {
+                self.bad("output.dir", None, "empty path");
+                PathBuf::from("out")
+            }
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from("out"),
+        };
+        // SeriesNumber is an IS (at most 2^31 - 1): leave room for the indices added to it
+        let base = self.integer(
+            "output.series_number_base",
+            raw.series_number_base,
+            9900,
+            1,
+            2_147_000_000,
+        );
+        OutputSettings {
+            dir,
+            series_number_base: u32::try_from(base).unwrap_or(9900),
+        }
+    }
+
+    fn methods(&mut self, raw: &RawMethods) -> MethodSettings {
+        let occlusion = &raw.occlusion;
+        let patch = self.count("methods.occlusion.patch", occlusion.patch, 48, 1);
+        let mut stride = self.count("methods.occlusion.stride", occlusion.stride, 24, 1);
+        if stride > patch {
+            self.bad(
+                "methods.occlusion.stride",
+                Some(stride.to_string()),
+                format!(
+                    "stride {stride} is larger than patch {patch}: parts of the image would \
+                     never be occluded"
+                ),
+            );
+            stride = patch;
+        }
+        let baseline = match &occlusion.baseline {
+            None => Baseline::Mean,
+            Some(toml::Value::String(s)) if s == "mean" => Baseline::Mean,
+            Some(toml::Value::String(s)) if s == "zero" => Baseline::Zero,
+            Some(toml::Value::Integer(v)) if (0..=1).contains(v) => Baseline::Value(*v as f32),
+            Some(toml::Value::Float(v)) if (0.0..=1.0).contains(v) => Baseline::Value(*v as f32),
+            Some(other) => {
+                self.bad(
+                    "methods.occlusion.baseline",
+                    Some(other.to_string()),
+                    "must be \"mean\", \"zero\" or a grey level in [0, 1]",
+                );
+                Baseline::Mean
+            }
+        };
+        MethodSettings {
+            occlusion: OcclusionSettings {
+                patch,
+                stride,
+                baseline,
+            },
+        }
+    }
+
+    /// `[explain]` or `[rules.explain]` over `parent`; keys absent from `raw` inherit.
+    fn plan(
+        &mut self,
+        raw: &RawExplain,
+        prefix: &str,
+        parent_name: &str,
+        parent: &ExplainPlan,
+        parent_top_k: usize,
+        model_names: Option<&[ModelRef]>,
+    ) -> ExplainPlan {
+        let models = match &raw.models {
+            None => parent.models.clone(),
+            Some(list) => Some(self.model_list(&format!("{prefix}.models"), list, model_names)),
+        };
+        let methods = match &raw.methods {
+            None => parent.methods.clone(),
+            Some(list) => self.method_list(&format!("{prefix}.methods"), list),
+        };
+        let top_k_key = format!("{prefix}.top_k");
+        let top_k = self.count(&top_k_key, raw.top_k, parent_top_k, 1);
+        let slices = match raw.slices.as_deref() {
+            None => match parent.slices {
+                SlicePolicy::TopK(_) if raw.top_k.is_some() => SlicePolicy::TopK(top_k),
+                inherited => inherited,
+            },
+            Some("all") => SlicePolicy::All,
+            Some("none") => SlicePolicy::None,
+            Some("top-k") => SlicePolicy::TopK(top_k),
+            Some(other) => {
+                self.bad(
+                    &format!("{prefix}.slices"),
+                    Some(format!("{other:?}")),
+                    "must be \"all\", \"top-k\" or \"none\"",
+                );
+                parent.slices
+            }
+        };
+        if raw.top_k.is_some() && !matches!(slices, SlicePolicy::TopK(_)) {
+            let whence = if raw.slices.is_some() {
+                String::new()
+            } else {
+                format!(", inherited from the {parent_name}")
+            };
+            self.bad(
+                &top_k_key,
+                None,
+                format!("has no effect: slices is \"{slices}\"{whence}; set slices = \"top-k\""),
+            );
+        }
+        if methods.is_empty() && slices != SlicePolicy::None {
+            self.bad(
+                &format!("{prefix}.methods"),
+                Some("[]".into()),
+                format!(
+                    "names no method, but slices is \"{slices}\"; to classify without \
+                     explaining, set slices = \"none\""
+                ),
+            );
+        }
+        let colour_map = match &raw.colour_map {
+            None => parent.colour_map.clone(),
+            Some(name) if COLOUR_MAPS.contains(&name.as_str()) => name.clone(),
+            Some(name) => {
+                self.bad(
+                    &format!("{prefix}.colour_map"),
+                    Some(format!("{name:?}")),
+                    format!("unknown colour map; valid: {}", quoted(COLOUR_MAPS)),
+                );
+                parent.colour_map.clone()
+            }
+        };
+        let opacity = self.fraction(&format!("{prefix}.opacity"), raw.opacity, parent.opacity);
+        ExplainPlan {
+            models,
+            methods,
+            slices,
+            colour_map,
+            opacity,
+        }
+    }
+
+    fn model_list(
+        &mut self,
+        key: &str,
+        list: &[String],
+        known: Option<&[ModelRef]>,
+    ) -> Vec<String> {
+        if list.is_empty() {
+            self.bad(
+                key,
+                Some("[]".into()),
+                "names no model; remove the key to use every enabled model",
+            );
+        }
+        let mut names: Vec<String> = Vec::new();
+        for (i, name) in list.iter().enumerate() {
+            let item = format!("{key}[{i}]");
+            if names.contains(name) {
+                self.bad(&item, Some(format!("{name:?}")), "listed twice");
+                continue;
+            }
+            if let Some(known) = known {
+                match known.iter().position(|m| &m.name == name) {
+                    Some(index) if !known[index].enabled => self.bad(
+                        &item,
+                        Some(format!("{name:?}")),
+                        format!(
+                            "that model is disabled (models[{index}].enabled = false); enable it \
+                             or leave it out of this list"
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        let known: Vec<&str> = known.iter().map(|m| m.name.as_str()).collect();
+                        self.bad(
+                            &item,
+                            Some(format!("{name:?}")),
+                            format!(
+                                "no model of that name in [[models]] (their manifests name: {})",
+                                quoted(&known)
+                            ),
+                        );
+                    }
+                }
+            }
+            names.push(name.clone());
+        }
+        names
+    }
+
+    fn method_list(&mut self, key: &str, list: &[String]) -> Vec<String> {
+        let mut methods: Vec<String> = Vec::new();
+        for (i, name) in list.iter().enumerate() {
+            let item = format!("{key}[{i}]");
+            if !METHOD_NAMES.contains(&name.as_str()) {
+                self.bad(
+                    &item,
+                    Some(format!("{name:?}")),
+                    format!("unknown method; valid: {}", quoted(METHOD_NAMES)),
+                );
+            } else if methods.contains(name) {
+                self.bad(&item, Some(format!("{name:?}")), "listed twice");
+            } else {
+                methods.push(name.clone());
+            }
+        }
+        methods
+    }
+
+    fn rules(
+        &mut self,
+        raw: &[RawRule],
+        defaults: &ExplainPlan,
+        default_top_k: usize,
+        model_names: Option<&[ModelRef]>,
+    ) -> Vec<Rule> {
+        if raw.is_empty() {
+            self.bad(
+                "rules",
+                None,
+                "no [[rules]] entry; add at least one, or no series will ever be explained",
+            );
+        }
+        let mut rules: Vec<Rule> = Vec::new();
+        for (i, rule) in raw.iter().enumerate() {
+            let prefix = format!("rules[{i}]");
+            let name = match rule.name.as_deref().map(str::trim) {
+                None => {
+                    self.bad(
+                        &prefix,
+                        None,
+                        "missing name = \"...\" (unique among the rules)",
+                    );
+                    format!("#{i}")
+                }
+                Some("") => {
+                    self.bad(&format!("{prefix}.name"), None, "empty name");
+                    format!("#{i}")
+                }
+                Some(name) => {
+                    if let Some(j) = rules.iter().position(|r| r.name == name) {
+                        self.bad(
+                            &format!("{prefix}.name"),
+                            Some(format!("{name:?}")),
+                            format!("rule name already used by rules[{j}]"),
+                        );
+                    }
+                    name.to_string()
+                }
+            };
+            let selector = self.selector(&format!("{prefix}.select"), &rule.select);
+            let plan = self.plan(
+                &rule.explain,
+                &format!("{prefix}.explain"),
+                "[explain] section",
+                defaults,
+                default_top_k,
+                model_names,
+            );
+            rules.push(Rule {
+                name,
+                description: rule.description.clone(),
+                enabled: rule.enabled.unwrap_or(true),
+                selector,
+                plan,
+            });
+        }
+        rules
+    }
+
+    fn pattern(&mut self, key: &str, pattern: Option<&String>) -> Option<Regex> {
+        let pattern = pattern?;
+        match Regex::new(pattern) {
+            Ok(regex) => Some(regex),
+            Err(error) => {
+                // the last line of the regex error says what is wrong
+                let why = error.to_string();
+                let why = why
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_string();
+                self.bad(
+                    key,
+                    Some(format!("{pattern:?}")),
+                    format!("invalid regular expression: {why}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn filter(
+        &mut self,
+        prefix: &str,
+        name: &str,
+        include: Option<&String>,
+        exclude: Option<&String>,
+    ) -> TextFilter {
+        TextFilter {
+            include: self.pattern(&format!("{prefix}.{name}"), include),
+            exclude: self.pattern(&format!("{prefix}.{name}_exclude"), exclude),
+        }
+    }
+
+    fn selector(&mut self, prefix: &str, raw: &RawSelect) -> Selector {
+        let modality = raw
+            .modality
+            .as_ref()
+            .map(|list| self.codes(&format!("{prefix}.modality"), list, false));
+        let body_part = raw
+            .body_part
+            .as_ref()
+            .map(|list| self.codes(&format!("{prefix}.body_part"), list, false));
+        let image_type = raw
+            .image_type
+            .as_ref()
+            .map(|list| self.codes(&format!("{prefix}.image_type"), list, true))
+            .unwrap_or_default();
+        let image_type_exclude = raw
+            .image_type_exclude
+            .as_ref()
+            .map(|list| self.codes(&format!("{prefix}.image_type_exclude"), list, true))
+            .unwrap_or_default();
+        if let Some(both) = image_type.iter().find(|v| image_type_exclude.contains(v)) {
+            self.bad(
+                &format!("{prefix}.image_type_exclude"),
+                None,
+                format!("{both} is both required (image_type) and refused; nothing would match"),
+            );
+        }
+        let planes = raw.planes.as_ref().map(|list| {
+            if list.is_empty() {
+                self.bad(
+                    &format!("{prefix}.planes"),
+                    Some("[]".into()),
+                    "the list is empty, so nothing would match; remove the key to accept any plane",
+                );
+            }
+            let mut planes = Vec::new();
+            for (i, name) in list.iter().enumerate() {
+                let plane = match name.trim().to_lowercase().as_str() {
+                    "axial" => Plane::Axial,
+                    "coronal" => Plane::Coronal,
+                    "sagittal" => Plane::Sagittal,
+                    "oblique" => Plane::Oblique,
+                    _ => {
+                        self.bad(
+                            &format!("{prefix}.planes[{i}]"),
+                            Some(format!("{name:?}")),
+                            "unknown plane; valid: \"axial\", \"coronal\", \"sagittal\", \"oblique\"",
+                        );
+                        continue;
+                    }
+                };
+                if !planes.contains(&plane) {
+                    planes.push(plane);
+                }
+            }
+            planes
+        });
+        let min_slices = self.count(&format!("{prefix}.min_slices"), raw.min_slices, 1, 1);
+        let max_slices = raw.max_slices.map(|max| {
+            let max = self.count(&format!("{prefix}.max_slices"), Some(max), usize::MAX, 1);
+            if max < min_slices {
+                self.bad(
+                    &format!("{prefix}.max_slices"),
+                    Some(max.to_string()),
+                    format!("smaller than min_slices = {min_slices}; nothing would match"),
+                );
+            }
+            max
+        });
+        Selector {
+            modality,
+            series_description: self.filter(
+                prefix,
+                "series_description",
+                raw.series_description.as_ref(),
+                raw.series_description_exclude.as_ref(),
+            ),
+            protocol_name: self.filter(
+                prefix,
+                "protocol_name",
+                raw.protocol_name.as_ref(),
+                raw.protocol_name_exclude.as_ref(),
+            ),
+            study_description: self.filter(
+                prefix,
+                "study_description",
+                raw.study_description.as_ref(),
+                raw.study_description_exclude.as_ref(),
+            ),
+            body_part,
+            body_part_required: raw.body_part_required.unwrap_or(false),
+            image_type,
+            image_type_exclude,
+            planes,
+            min_slices,
+            max_slices,
+        }
+    }
+}
+
+/// `[model] name` of a model manifest (the rest of the manifest is the model loader's).
+fn manifest_name(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| e.message().to_string())?;
+    let name = table
+        .get("model")
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .ok_or("no [model] name = \"...\"")?;
+    if name.trim().is_empty() {
+        return Err("empty [model] name".into());
+    }
+    Ok(name.to_string())
+}

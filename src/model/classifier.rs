@@ -1,0 +1,295 @@
+//! A loaded classifier: the manifest checked against the file (SHA-256) and the graph
+//! (input and output names, shapes, label count), and batched prediction.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use ndarray::{Array2, ArrayView4, Axis, s};
+use ort::value::TensorRef;
+use sha2::{Digest, Sha256};
+use snafu::Snafu;
+
+use super::manifest::{Layout, Manifest, ManifestError, OutputKind};
+use super::runtime::{LoadedSession, Runtime, RuntimeError};
+
+/// Why a model could not be loaded or run. Messages name the model and its manifest.
+#[derive(Debug, Snafu)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// The manifest is invalid.
+    #[snafu(display("{source}"))]
+    InvalidManifest {
+        /// The manifest problem.
+        source: ManifestError,
+    },
+    /// ONNX Runtime refused.
+    #[snafu(display("{source}"))]
+    Runtime {
+        /// The runtime problem.
+        source: RuntimeError,
+    },
+    /// The ONNX file is not the one the manifest names.
+    #[snafu(display(
+        "model {model}: {} has sha256 {actual}, the manifest {} expects {expected}",
+        onnx.display(),
+        manifest.display()
+    ))]
+    Checksum {
+        /// Model name.
+        model: String,
+        /// The ONNX file.
+        onnx: PathBuf,
+        /// The manifest.
+        manifest: PathBuf,
+        /// Expected digest.
+        expected: String,
+        /// Actual digest.
+        actual: String,
+    },
+    /// The graph does not match the manifest.
+    #[snafu(display("model manifest {}: {key}: {message}", manifest.display()))]
+    Graph {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The manifest key that disagrees with the graph.
+        key: String,
+        /// How.
+        message: String,
+    },
+    /// A run failed.
+    #[snafu(display("model {model}: inference failed: {message}"))]
+    Inference {
+        /// Model name.
+        model: String,
+        /// ONNX Runtime's reason.
+        message: String,
+    },
+}
+
+/// A model ready to classify batches of preprocessed inputs.
+pub struct Classifier {
+    manifest: Manifest,
+    session: Mutex<LoadedSession>,
+    batch_size: usize,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("model", &self.manifest.name)
+            .field("batch_size", &self.batch_size)
+            .finish()
+    }
+}
+
+/// SHA-256 of a file, lower-case hex.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+impl Classifier {
+    /// Verifies the checksum, creates the session and checks the graph against the manifest.
+    pub fn load(
+        runtime: &Runtime,
+        manifest: Manifest,
+        batch_size: usize,
+    ) -> Result<Classifier, ModelError> {
+        if let Some(expected) = &manifest.sha256 {
+            let actual = sha256_file(&manifest.onnx).map_err(|e| ModelError::Graph {
+                manifest: manifest.path.clone(),
+                key: "model.onnx".into(),
+                message: format!("cannot read {}: {e}", manifest.onnx.display()),
+            })?;
+            if &actual != expected {
+                return Err(ModelError::Checksum {
+                    model: manifest.name.clone(),
+                    onnx: manifest.onnx.clone(),
+                    manifest: manifest.path.clone(),
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        let loaded = runtime
+            .session(&manifest.onnx)
+            .map_err(|source| ModelError::Runtime { source })?;
+        check_graph(&manifest, &loaded)?;
+        tracing::info!(model = %manifest.name, provider = loaded.provider, "model loaded");
+        Ok(Classifier {
+            manifest,
+            session: Mutex::new(loaded),
+            batch_size: batch_size.max(1),
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The execution provider the model runs on.
+    pub fn provider(&self) -> &'static str {
+        self.session.lock().map(|s| s.provider).unwrap_or("cpu")
+    }
+
+    /// The largest batch sent to ONNX Runtime at once.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Class probabilities `[N, labels]` of preprocessed inputs (`[N, H, W, C]` or
+    /// `[N, C, H, W]` per the manifest), run in batches of at most `batch_size`; softmax is
+    /// applied when the model outputs logits.
+    pub fn predict(&self, inputs: ArrayView4<'_, f32>) -> Result<Array2<f32>, ModelError> {
+        let n = inputs.len_of(Axis(0));
+        let labels = self.manifest.labels.len();
+        let mut probabilities = Array2::<f32>::zeros((n, labels));
+        let failed = |message: String| ModelError::Inference {
+            model: self.manifest.name.clone(),
+            message,
+        };
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| failed("a previous run panicked".into()))?;
+        for start in (0..n).step_by(self.batch_size) {
+            let end = (start + self.batch_size).min(n);
+            let chunk = inputs
+                .slice(s![start..end, .., .., ..])
+                .as_standard_layout()
+                .into_owned();
+            let tensor = TensorRef::from_array_view(&chunk).map_err(|e| failed(e.to_string()))?;
+            let outputs = session
+                .session
+                .run(ort::inputs![self.manifest.input.name.as_str() => tensor])
+                .map_err(|e| failed(e.to_string()))?;
+            let scores = outputs[self.manifest.output.name.as_str()]
+                .try_extract_array::<f32>()
+                .map_err(|e| failed(e.to_string()))?;
+            let scores = scores
+                .into_shape_with_order((end - start, labels))
+                .map_err(|e| failed(format!("output shape: {e}")))?;
+            let mut target = probabilities.slice_mut(s![start..end, ..]);
+            target.assign(&scores);
+            if self.manifest.output.kind == OutputKind::Logits {
+                for mut row in target.outer_iter_mut() {
+                    softmax_in_place(row.as_slice_mut().unwrap_or(&mut []));
+                }
+            }
+        }
+        if probabilities.iter().any(|p| !p.is_finite()) {
+            return Err(failed("non-finite output".into()));
+        }
+        Ok(probabilities)
+    }
+}
+
+/// Numerically stable softmax.
+pub fn softmax_in_place(scores: &mut [f32]) {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0f64;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        total += f64::from(*s);
+    }
+    for s in scores.iter_mut() {
+        *s = (f64::from(*s) / total) as f32;
+    }
+}
+
+/// The graph's input and output against the manifest: names exist, rank 4 input with the
+/// manifest's size and channels (dynamic dimensions accepted), output width = label count.
+fn check_graph(manifest: &Manifest, loaded: &LoadedSession) -> Result<(), ModelError> {
+    let graph_error = |key: &str, message: String| ModelError::Graph {
+        manifest: manifest.path.clone(),
+        key: key.to_string(),
+        message,
+    };
+    let session = &loaded.session;
+    let input = session
+        .inputs()
+        .iter()
+        .find(|i| i.name() == manifest.input.name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+            graph_error(
+                "input.name",
+                format!(
+                    "{:?} is not an input of the graph (inputs: {names:?})",
+                    manifest.input.name
+                ),
+            )
+        })?;
+    let shape: Vec<i64> = input
+        .dtype()
+        .tensor_shape()
+        .map(|s| s.to_vec())
+        .unwrap_or_default();
+    let spec = &manifest.input;
+    let expected = match spec.layout {
+        Layout::Nhwc => [
+            -1,
+            spec.height as i64,
+            spec.width as i64,
+            spec.channels as i64,
+        ],
+        Layout::Nchw => [
+            -1,
+            spec.channels as i64,
+            spec.height as i64,
+            spec.width as i64,
+        ],
+    };
+    let fits = shape.len() == 4
+        && shape
+            .iter()
+            .zip(expected)
+            .skip(1)
+            .all(|(actual, want)| *actual < 0 || *actual == want);
+    if !fits {
+        return Err(graph_error(
+            "input.layout",
+            format!(
+                "the graph's input {:?} has shape {shape:?}; the manifest describes {:?} {expected:?}",
+                spec.name, spec.layout
+            ),
+        ));
+    }
+    let output = session
+        .outputs()
+        .iter()
+        .find(|o| o.name() == manifest.output.name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+            graph_error(
+                "output.name",
+                format!(
+                    "{:?} is not an output of the graph (outputs: {names:?})",
+                    manifest.output.name
+                ),
+            )
+        })?;
+    let width = output
+        .dtype()
+        .tensor_shape()
+        .and_then(|s| s.last().copied())
+        .unwrap_or(-1);
+    if width >= 0 && width as usize != manifest.labels.len() {
+        return Err(graph_error(
+            "model.labels",
+            format!(
+                "{} labels, but the output {:?} has {width} classes",
+                manifest.labels.len(),
+                manifest.output.name
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! ONNX Runtime: finding and loading the shared library, and building sessions on the
+//! execution providers the site asked for, with every fallback reported.
+//!
+//! The library is loaded at run time (`ort`'s `load-dynamic`), so one binary serves the CPU
+//! and the GPU builds of ONNX Runtime. Search order: the configured path, `ORT_DYLIB_PATH`,
+//! beside the executable, then the project's `.venv` (the `onnxruntime` wheel's `capi`
+//! folder). A missing or incompatible library is an error listing what was tried.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use snafu::Snafu;
+
+/// Why ONNX Runtime could not be used.
+#[derive(Debug, Snafu)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// No candidate library file exists.
+    #[snafu(display(
+        "ONNX Runtime library not found; tried: {}. Install it with `make setup` (the onnxruntime \
+         wheel in .venv), or set [runtime] onnxruntime in the configuration or ORT_DYLIB_PATH",
+        tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    ))]
+    NotFound {
+        /// Every path tried.
+        tried: Vec<PathBuf>,
+    },
+    /// The library exists but could not be loaded (wrong file, wrong version).
+    #[snafu(display("cannot load ONNX Runtime from {}: {message}", path.display()))]
+    Load {
+        /// The library.
+        path: PathBuf,
+        /// ort's reason.
+        message: String,
+    },
+    /// This process already loaded a different library.
+    #[snafu(display(
+        "ONNX Runtime is already loaded from {}; cannot switch to {} in the same process",
+        loaded.display(),
+        requested.display()
+    ))]
+    AlreadyLoaded {
+        /// The library in use.
+        loaded: PathBuf,
+        /// The one asked for.
+        requested: PathBuf,
+    },
+    /// The GPU was required but its provider could not be registered.
+    #[snafu(display("the CUDA execution provider is required but unavailable for {}: {reason}", model.display()))]
+    GpuRequired {
+        /// The model being loaded.
+        model: PathBuf,
+        /// ONNX Runtime's reason.
+        reason: String,
+    },
+    /// Creating the session failed (bad ONNX file, unsupported operator...).
+    #[snafu(display("cannot create an ONNX Runtime session for {}: {message}", model.display()))]
+    Session {
+        /// The model.
+        model: PathBuf,
+        /// ONNX Runtime's reason.
+        message: String,
+    },
+}
+
+/// An execution provider, in the site's order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// NVIDIA CUDA (needs the `cuda` cargo feature and the onnxruntime-gpu library).
+    Cuda,
+    /// The CPU.
+    Cpu,
+}
+
+/// How to run models.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// An explicit library path (first in the search order).
+    pub library: Option<PathBuf>,
+    /// Providers in order of preference; the CPU is always the last resort.
+    pub providers: Vec<Provider>,
+    /// CUDA device id.
+    pub cuda_device: i32,
+    /// Fail instead of falling back to the CPU when CUDA cannot be used.
+    pub require_gpu: bool,
+    /// Threads per session (0: ONNX Runtime's default).
+    pub intra_threads: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            library: None,
+            providers: vec![Provider::Cpu],
+            cuda_device: 0,
+            require_gpu: false,
+            intra_threads: 0,
+        }
+    }
+}
+
+/// The loaded ONNX Runtime (the library is loaded once per process).
+pub struct Runtime {
+    library: PathBuf,
+    environment: ort::environment::Environment,
+    options: RuntimeOptions,
+}
+
+/// A session and the provider it actually runs on.
+pub struct LoadedSession {
+    /// The session.
+    pub session: Session,
+    /// The provider in use ("cuda" or "cpu").
+    pub provider: &'static str,
+}
+
+/// The process's one ONNX Runtime environment and the library it was loaded from.
+static ENVIRONMENT: OnceLock<(PathBuf, ort::environment::Environment)> = OnceLock::new();
+
+/// The candidate library paths, in search order.
+pub fn library_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
+    candidates.extend(explicit.map(Path::to_path_buf));
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        candidates.push(PathBuf::from(path));
+    }
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    if let Some(dir) = &exe_dir {
+        candidates.extend(versioned_libraries(dir));
+    }
+    // the project's .venv: above the executable (target/release/..) or the current folder
+    let mut roots: Vec<PathBuf> = exe_dir
+        .iter()
+        .flat_map(|d| d.ancestors().map(Path::to_path_buf))
+        .collect();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.extend(cwd.ancestors().map(Path::to_path_buf));
+    }
+    for root in roots {
+        let lib = root.join(".venv/lib");
+        let Ok(pythons) = std::fs::read_dir(&lib) else {
+            continue;
+        };
+        let mut pythons: Vec<PathBuf> = pythons.filter_map(Result::ok).map(|e| e.path()).collect();
+        pythons.sort();
+        for python in pythons {
+            candidates.extend(versioned_libraries(
+                &python.join("site-packages/onnxruntime/capi"),
+            ));
+        }
+    }
+    candidates.dedup();
+    candidates
+}
+
+/// `libonnxruntime.so.1.*` files in `dir`, newest name last.
+fn versioned_libraries(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![dir.join("libonnxruntime.so.1.*")];
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so.1.") || n == "libonnxruntime.so")
+        })
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        vec![dir.join("libonnxruntime.so.1.*")]
+    } else {
+        found
+    }
+}
+
+impl Runtime {
+    /// Finds and loads the library (once per process) and prepares sessions as `options` say.
+    pub fn init(options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
+        let candidates = library_candidates(options.library.as_deref());
+        // a bare file name (no folder) is left to the dynamic loader's search path
+        let bare_name = options
+            .library
+            .as_ref()
+            .filter(|p| p.components().count() == 1 && !p.is_file())
+            .cloned();
+        let library = bare_name
+            .or_else(|| candidates.iter().find(|p| p.is_file()).cloned())
+            .ok_or(RuntimeError::NotFound {
+                tried: candidates.clone(),
+            })?;
+        let environment = match ENVIRONMENT.get() {
+            Some((loaded, environment)) if *loaded == library => environment.clone(),
+            Some((loaded, _)) => {
+                return Err(RuntimeError::AlreadyLoaded {
+                    loaded: loaded.clone(),
+                    requested: library,
+                });
+            }
+            None => {
+                let load_error = |message: String| RuntimeError::Load {
+                    path: library.clone(),
+                    message,
+                };
+                let environment = ort::init_from(&library)
+                    .map_err(|e| load_error(e.to_string()))?
+                    .with_name("dicom-xai")
+                    .build()
+                    .map_err(|e| load_error(e.to_string()))?;
+                // ort allows one environment per process: keep it for every later caller
+                ENVIRONMENT
+                    .get_or_init(|| (library.clone(), environment))
+                    .1
+                    .clone()
+            }
+        };
+        tracing::info!(library = %library.display(), "ONNX Runtime loaded");
+        Ok(Runtime {
+            library,
+            environment,
+            options,
+        })
+    }
+
+    /// The library in use.
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+
+    /// Creates a session for `model` on the first provider that works, logging every
+    /// fallback; with `require_gpu`, a CUDA failure is an error carrying ORT's reason.
+    pub fn session(&self, model: &Path) -> Result<LoadedSession, RuntimeError> {
+        for provider in &self.options.providers {
+            if *provider == Provider::Cuda {
+                match self.cuda_session(model) {
+                    Ok(session) => {
+                        return Ok(LoadedSession {
+                            session,
+                            provider: "cuda",
+                        });
+                    }
+                    Err(reason) if self.options.require_gpu => {
+                        return Err(RuntimeError::GpuRequired {
+                            model: model.to_path_buf(),
+                            reason,
+                        });
+                    }
+                    Err(reason) => {
+                        tracing::warn!(model = %model.display(), "CUDA unavailable, falling back: {reason}");
+                    }
+                }
+            }
+        }
+        let session =
+            self.builder(model)?
+                .commit_from_file(model)
+                .map_err(|e| RuntimeError::Session {
+                    model: model.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+        Ok(LoadedSession {
+            session,
+            provider: "cpu",
+        })
+    }
+
+    fn builder(&self, model: &Path) -> Result<ort::session::builder::SessionBuilder, RuntimeError> {
+        let failed = |e: &dyn std::fmt::Display| RuntimeError::Session {
+            model: model.to_path_buf(),
+            message: e.to_string(),
+        };
+        let mut builder = Session::builder(&self.environment)
+            .map_err(|e| failed(&e))?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| failed(&e))?;
+        if self.options.intra_threads > 0 {
+            builder = builder
+                .with_intra_threads(self.options.intra_threads)
+                .map_err(|e| failed(&e))?;
+        }
+        Ok(builder)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_session(&self, model: &Path) -> Result<Session, String> {
+        let cuda = ort::ep::CUDA::default()
+            .with_device_id(self.options.cuda_device)
+            .build()
+            .error_on_failure();
+        self.builder(model)
+            .map_err(|e| e.to_string())?
+            .with_execution_providers([cuda])
+            .map_err(|e| e.to_string())?
+            .commit_from_file(model)
+            .map_err(|e| e.to_string())
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn cuda_session(&self, _model: &Path) -> Result<Session, String> {
+        Err("this build of dicom-xai has no CUDA support (build with `--features cuda`)".into())
+    }
+}

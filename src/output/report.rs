@@ -1,0 +1,190 @@
+//! `report.json` (DESIGN.md 4.2): what happened to one study, per series, model, slice and
+//! explanation. Field names and meanings are a contract; fields may be added, never changed.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+/// Outcome of a study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every selected series processed without error.
+    Ok,
+    /// Some files, slices, series or models failed; the rest was processed.
+    Partial,
+    /// Nothing could be processed.
+    Failed,
+}
+
+/// One error: the file (or series/model) concerned and what went wrong.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportError {
+    /// The file, or the series UID when no single file is to blame.
+    pub file: String,
+    /// The message (names file, UID or model).
+    pub message: String,
+}
+
+/// The report of one study.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyReport {
+    /// StudyInstanceUID.
+    pub study_instance_uid: String,
+    /// ok, partial or failed.
+    pub status: Status,
+    /// Everything that failed.
+    pub errors: Vec<ReportError>,
+    /// Selected series.
+    pub series: Vec<SeriesReport>,
+    /// Series not selected by any rule, with the reason (UIDs only).
+    pub skipped_series: Vec<SkippedSeries>,
+    /// This software.
+    pub software: String,
+}
+
+/// A series no rule selected.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedSeries {
+    /// SeriesInstanceUID.
+    pub series_instance_uid: String,
+    /// Why no rule matched (each rule's first failed criterion).
+    pub reason: String,
+}
+
+/// One selected series.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesReport {
+    /// SeriesInstanceUID.
+    pub series_instance_uid: String,
+    /// The rule that selected it.
+    pub rule: String,
+    /// Slices in the series (frames of all instances).
+    pub slice_count: usize,
+    /// Per model.
+    pub models: Vec<ModelReport>,
+}
+
+/// One model's results on a series.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    /// Model name.
+    pub model: String,
+    /// Model version.
+    pub version: String,
+    /// False for untrained (demo) weights.
+    pub trained: bool,
+    /// The execution provider it ran on.
+    pub provider: String,
+    /// The series-level call.
+    pub series_prediction: Option<SeriesPrediction>,
+    /// Per slice, in spatial order.
+    pub slices: Vec<SliceReport>,
+    /// The explanations written.
+    pub explanations: Vec<ExplanationReport>,
+    /// Set when the model failed on this series.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The series-level prediction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesPrediction {
+    /// The label.
+    pub label: String,
+    /// Its probability (see the pipeline's documentation of the series rule).
+    pub probability: f32,
+}
+
+/// One slice's prediction.
+#[derive(Debug, Clone, Serialize)]
+pub struct SliceReport {
+    /// SOPInstanceUID of the source.
+    pub sop_instance_uid: String,
+    /// Frame (0-based).
+    pub frame: u32,
+    /// Predicted label.
+    pub label: String,
+    /// Probability per label, in the model's label order.
+    pub probabilities: Probabilities,
+}
+
+/// Label -> probability, serialised as a JSON object in label order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probabilities(pub Vec<(String, f32)>);
+
+impl Serialize for Probabilities {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (label, p) in &self.0 {
+            map.serialize_entry(label, p)?;
+        }
+        map.end()
+    }
+}
+
+/// One explanation written as an overlay.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplanationReport {
+    /// Method name.
+    pub method: String,
+    /// Source SOPInstanceUID.
+    pub sop_instance_uid: String,
+    /// Source frame (0-based).
+    pub frame: u32,
+    /// The class explained.
+    pub class: String,
+    /// The model's probability of that class on this slice.
+    pub probability: f32,
+    /// SOPInstanceUID of the overlay.
+    pub output_sop_instance_uid: String,
+    /// SeriesInstanceUID of the overlay.
+    pub output_series_instance_uid: String,
+    /// The overlay file, relative to this report's folder.
+    pub output_file: PathBuf,
+    /// Method parameters.
+    pub parameters: serde_json::Value,
+    /// Model passes spent.
+    pub model_passes: usize,
+    /// Seconds spent.
+    pub seconds: f64,
+    /// Plausibility and faithfulness.
+    pub quality: Quality,
+}
+
+/// Quality of an explanation (DESIGN.md 4.2). A figure not computed is `null`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Quality {
+    /// Fraction of the heat inside the brain mask.
+    pub in_brain_fraction: Option<f32>,
+    /// Deletion AUC (lower is more faithful).
+    pub deletion_auc: Option<f32>,
+    /// Insertion AUC (higher is more faithful).
+    pub insertion_auc: Option<f32>,
+    /// `evidence-outside-brain`, `unfaithful`, `methods-disagree`.
+    pub flags: Vec<String>,
+}
+
+impl StudyReport {
+    /// The status implied by errors and results: failed when nothing was explained or
+    /// classified and something failed, partial when anything failed, else ok.
+    pub fn settle_status(&mut self) {
+        let produced = self
+            .series
+            .iter()
+            .flat_map(|s| &s.models)
+            .any(|m| !m.slices.is_empty());
+        let failed = !self.errors.is_empty()
+            || self
+                .series
+                .iter()
+                .flat_map(|s| &s.models)
+                .any(|m| m.error.is_some());
+        self.status = match (failed, produced) {
+            (false, _) => Status::Ok,
+            (true, true) => Status::Partial,
+            (true, false) => Status::Failed,
+        };
+    }
+}

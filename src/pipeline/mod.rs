@@ -1,0 +1,352 @@
+//! The pipeline: studies in, overlays and reports out. One [`Engine`] holds what is loaded
+//! once (ONNX Runtime, the models, the font); [`Engine::process_study`] runs one study and
+//! never fails as a whole: a bad slice fails that slice, a model that cannot run fails that
+//! series for that model, and everything is recorded in the study's `report.json`.
+//!
+//! Series prediction: the tumour class (any label but "notumor") with the highest
+//! probability on any slice, when that probability reaches `prediction.tumour_threshold`;
+//! otherwise "notumor", with probability 1 minus that highest tumour probability.
+//!
+//! Slices explained: per the rule's slice policy (all, the top k by tumour probability, or
+//! none), and always at least the most tumour-like slice, so that the radiologist sees what
+//! the model looked at even when it says "notumor". Each slice is explained for its own
+//! predicted class.
+
+mod series;
+mod slices;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use snafu::Snafu;
+
+use crate::config::{ExecutionProviderKind, Settings};
+use crate::dicom::scan::{self, Disposition, FileIssue, Study};
+use crate::dicom::secondary_capture::Timestamp;
+use crate::explain::occlusion::Occlusion;
+use crate::explain::{self, ExplainError};
+use crate::model::runtime::{Provider, RuntimeError, RuntimeOptions};
+use crate::model::{Classifier, Manifest, ModelError, Runtime};
+use crate::output::{self, ReportError, Status, StudyReport};
+use crate::render::{Font, RenderError};
+
+/// Why a run could not start or continue at all (per-study problems are in the reports).
+#[derive(Debug, Snafu)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The configuration, a manifest or an override is unusable (exit status 2).
+    #[snafu(display("{message}"))]
+    Configuration {
+        /// What is wrong, naming the file, key or value.
+        message: String,
+    },
+    /// ONNX Runtime could not be loaded (exit status 1).
+    #[snafu(display("{source}"))]
+    Runtime {
+        /// The runtime error.
+        source: RuntimeError,
+    },
+    /// A model could not be loaded (exit status 2: its manifest or file is wrong).
+    #[snafu(display("{source}"))]
+    Model {
+        /// The model error.
+        source: ModelError,
+    },
+    /// No font to burn the legend in (exit status 1).
+    #[snafu(display("{source}"))]
+    Font {
+        /// The render error.
+        source: RenderError,
+    },
+    /// An output could not be written (exit status 1).
+    #[snafu(display("{}: cannot write: {source}", path.display()))]
+    Output {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl RunError {
+    /// The exit status of DESIGN.md 4.1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Configuration { .. } | RunError::Model { .. } => crate::cli::EXIT_USAGE,
+            _ => crate::cli::EXIT_FATAL,
+        }
+    }
+}
+
+/// What a run was asked to do beyond the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--models`: replaces every rule's model list.
+    pub models: Option<Vec<String>>,
+    /// `--methods`: replaces every rule's method list.
+    pub methods: Option<Vec<String>>,
+}
+
+/// Everything loaded once and shared by every study.
+pub struct Engine {
+    settings: Settings,
+    overrides: Overrides,
+    models: Vec<Classifier>,
+    font: Font,
+    occlusion: Occlusion,
+}
+
+/// The outcome of [`run`].
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    /// Studies processed.
+    pub studies: usize,
+    /// Studies whose status is not ok.
+    pub studies_with_errors: usize,
+    /// Files that joined no study (unreadable) or were skipped.
+    pub file_issues: Vec<FileIssue>,
+    /// The reports written.
+    pub reports: Vec<PathBuf>,
+}
+
+impl RunSummary {
+    /// 0 when everything succeeded, 3 when anything failed (DESIGN.md 4.1).
+    pub fn exit_code(&self) -> u8 {
+        let file_failures = self
+            .file_issues
+            .iter()
+            .any(|i| i.disposition == Disposition::Failed);
+        if self.studies_with_errors > 0 || file_failures {
+            crate::cli::EXIT_PARTIAL
+        } else {
+            crate::cli::EXIT_OK
+        }
+    }
+}
+
+fn runtime_options(settings: &Settings) -> RuntimeOptions {
+    RuntimeOptions {
+        library: settings.runtime.onnxruntime.clone(),
+        providers: settings
+            .runtime
+            .execution_providers
+            .iter()
+            .map(|p| match p {
+                ExecutionProviderKind::Cuda => Provider::Cuda,
+                ExecutionProviderKind::Cpu => Provider::Cpu,
+            })
+            .collect(),
+        cuda_device: settings.runtime.cuda_device,
+        require_gpu: settings.runtime.require_gpu,
+        intra_threads: settings.runtime.intra_threads,
+    }
+}
+
+impl Engine {
+    /// Loads ONNX Runtime, the enabled models the rules (or overrides) use, and the font;
+    /// checks that every model and method named anywhere exists.
+    pub fn new(settings: Settings, overrides: Overrides) -> Result<Engine, RunError> {
+        let configuration = |message: String| RunError::Configuration { message };
+        let mut manifests = Vec::new();
+        for model in settings.models.iter().filter(|m| m.enabled) {
+            let manifest =
+                Manifest::load(&model.manifest).map_err(|e| configuration(e.to_string()))?;
+            if manifests.iter().any(|m: &Manifest| m.name == manifest.name) {
+                return Err(configuration(format!(
+                    "{}: model name {:?} is used by two manifests",
+                    settings.source.display(),
+                    manifest.name
+                )));
+            }
+            manifests.push(manifest);
+        }
+        let known: Vec<&str> = manifests.iter().map(|m| m.name.as_str()).collect();
+        let mut wanted: Vec<String> = Vec::new();
+        let plans =
+            std::iter::once(&settings.defaults).chain(settings.rules.iter().map(|r| &r.plan));
+        for plan in plans {
+            let models = overrides.models.clone().or_else(|| plan.models.clone());
+            for name in models.unwrap_or_else(|| known.iter().map(|s| s.to_string()).collect()) {
+                if !known.contains(&name.as_str()) {
+                    return Err(configuration(format!(
+                        "{}: model {name:?} is not configured (configured and enabled: {})",
+                        settings.source.display(),
+                        known.join(", ")
+                    )));
+                }
+                if !wanted.contains(&name) {
+                    wanted.push(name);
+                }
+            }
+            for method in overrides.methods.as_ref().unwrap_or(&plan.methods) {
+                if !explain::AVAILABLE.contains(&method.as_str()) {
+                    let error = ExplainError::Unavailable {
+                        name: method.clone(),
+                        available: explain::AVAILABLE.to_vec(),
+                    };
+                    return Err(configuration(format!(
+                        "{}: {error}",
+                        settings.source.display()
+                    )));
+                }
+            }
+        }
+        let runtime = Runtime::init(runtime_options(&settings))
+            .map_err(|source| RunError::Runtime { source })?;
+        let models = manifests
+            .into_iter()
+            .filter(|m| wanted.contains(&m.name))
+            .map(|m| Classifier::load(&runtime, m, settings.runtime.batch_size))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| RunError::Model { source })?;
+        let font = Font::find(None).map_err(|source| RunError::Font { source })?;
+        let occlusion_settings = &settings.methods.occlusion;
+        let occlusion = Occlusion {
+            patch: occlusion_settings.patch,
+            stride: occlusion_settings.stride,
+            baseline: occlusion_settings.baseline,
+        };
+        Ok(Engine {
+            settings,
+            overrides,
+            models,
+            font,
+            occlusion,
+        })
+    }
+
+    /// The site settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Processes one study into `out/<StudyInstanceUID>/`: overlays and `report.json`.
+    /// `file_errors` are errors already known for files of this study.
+    pub fn process_study(
+        &self,
+        study: &Study,
+        out: &Path,
+        file_errors: Vec<ReportError>,
+    ) -> Result<StudyReport, RunError> {
+        let span = tracing::info_span!("study", uid = %study.uid);
+        let _entered = span.enter();
+        let started = std::time::Instant::now();
+        let created = Timestamp::now();
+        let study_dir = output::study_dir(out, &study.uid);
+        let mut report = StudyReport {
+            study_instance_uid: study.uid.clone(),
+            status: Status::Ok,
+            errors: file_errors,
+            series: Vec::new(),
+            skipped_series: Vec::new(),
+            software: concat!("dicom-xai ", env!("CARGO_PKG_VERSION")).to_string(),
+        };
+        for series in &study.series {
+            match self.settings.rule_for(series) {
+                Some(rule) => {
+                    let context = series::SeriesContext {
+                        engine: self,
+                        rule,
+                        study_dir: &study_dir,
+                        created: &created,
+                    };
+                    let series_report = context.process(series, &mut report.errors);
+                    report.series.push(series_report);
+                }
+                None => {
+                    let reason = self
+                        .settings
+                        .rules
+                        .iter()
+                        .map(|rule| match rule.selector.check(series) {
+                            Ok(()) => format!("{}: matches but excluded", rule.name),
+                            Err(why) => format!("{}: {why}", rule.name),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    tracing::info!(series = %series.uid, "no rule selects the series: {reason}");
+                    report.skipped_series.push(output::report::SkippedSeries {
+                        series_instance_uid: series.uid.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        report.settle_status();
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| RunError::Output {
+            path: study_dir.join("report.json"),
+            source: std::io::Error::other(e),
+        })?;
+        let report_path = study_dir.join("report.json");
+        output::write_atomically(&report_path, &json).map_err(|source| RunError::Output {
+            path: report_path.clone(),
+            source,
+        })?;
+        tracing::info!(
+            status = ?report.status,
+            seconds = started.elapsed().as_secs_f64(),
+            errors = report.errors.len(),
+            "study done"
+        );
+        Ok(report)
+    }
+
+    fn plan_models(&self, plan: &crate::config::ExplainPlan) -> Vec<&Classifier> {
+        let names = self
+            .overrides
+            .models
+            .clone()
+            .or_else(|| plan.models.clone());
+        self.models
+            .iter()
+            .filter(|m| {
+                names
+                    .as_ref()
+                    .is_none_or(|n| n.contains(&m.manifest().name))
+            })
+            .collect()
+    }
+
+    fn plan_methods(&self, plan: &crate::config::ExplainPlan) -> Vec<String> {
+        self.overrides
+            .methods
+            .clone()
+            .unwrap_or_else(|| plan.methods.clone())
+    }
+}
+
+/// Processes every study under `inputs` once (the `run` command).
+pub fn run(engine: &Engine, inputs: &[PathBuf], out: &Path) -> Result<RunSummary, RunError> {
+    std::fs::create_dir_all(out).map_err(|source| RunError::Output {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let scanned = scan::scan(inputs);
+    let mut summary = RunSummary {
+        file_issues: scanned.issues.clone(),
+        ..RunSummary::default()
+    };
+    let progress = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(scanned.studies.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} studies [{elapsed}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    for study in &scanned.studies {
+        progress.set_message(study.uid.clone());
+        let report = engine.process_study(study, out, Vec::new())?;
+        summary.studies += 1;
+        if report.status != Status::Ok {
+            summary.studies_with_errors += 1;
+        }
+        summary
+            .reports
+            .push(output::study_dir(out, &study.uid).join("report.json"));
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    Ok(summary)
+}

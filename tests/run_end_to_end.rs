@@ -1,0 +1,292 @@
+//! `dicom-xai run` end to end, as a site runs it: generated MR studies with a corrupt slice,
+//! an empty file and a stray text file beside them; the real VGG16; occlusion overlays that
+//! must pass dciodvfy and render with dcmj2pnm; report.json checked against DESIGN.md 4.2;
+//! the input tree byte-identical afterwards; reruns replace rather than duplicate.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const LABELS: [&str; 4] = ["glioma", "meningioma", "notumor", "pituitary"];
+
+/// A configuration small enough for a test: one explained slice per series, a coarse
+/// occlusion grid (3 x 3 patches), the real VGG16.
+fn write_config(dir: &Path) -> PathBuf {
+    let manifest = common::root().join("onnx/manifests/vgg16-kaggle.toml");
+    let text = format!(
+        r#"
+[runtime]
+intra_threads = 2
+batch_size = 8
+
+[[models]]
+manifest = "{}"
+
+[output]
+dir = "unused"
+
+[explain]
+methods = ["occlusion"]
+slices = "top-k"
+top_k = 1
+colour_map = "inferno"
+opacity = 0.5
+
+[methods.occlusion]
+patch = 80
+stride = 80
+baseline = "mean"
+
+[[rules]]
+name = "brain-mr"
+[rules.select]
+modality = ["MR"]
+"#,
+        manifest.display()
+    );
+    let path = dir.join("site.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn checksums(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    common::files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let digest = Sha256::digest(std::fs::read(&p).unwrap()).to_vec();
+            (p, digest)
+        })
+        .collect()
+}
+
+fn run(config: &Path, out: &Path, extra: &[&str], inputs: &[&Path]) -> (i32, String, String) {
+    let output = common::binary()
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .args(inputs)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_valid_overlay(path: &Path) {
+    let verify = common::tool("dciodvfy", &[path.as_os_str()]);
+    let text = String::from_utf8_lossy(&verify.stderr).into_owned()
+        + &String::from_utf8_lossy(&verify.stdout);
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("Error")).collect();
+    assert!(
+        errors.is_empty(),
+        "{}: dciodvfy errors:\n{}",
+        path.display(),
+        errors.join("\n")
+    );
+    let png = path.with_extension("png");
+    let rendered = common::tool(
+        "dcmj2pnm",
+        &["+on".as_ref(), path.as_os_str(), png.as_os_str()],
+    );
+    assert!(
+        rendered.status.success(),
+        "dcmj2pnm cannot render {}",
+        path.display()
+    );
+    std::fs::remove_file(png).unwrap();
+}
+
+#[test]
+fn run_writes_valid_overlays_and_reports_and_leaves_inputs_alone() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("drop");
+    let template = common::asset("mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz");
+    common::run_support_script(
+        "make_series.py",
+        &[
+            "--template".as_ref(),
+            template.as_os_str(),
+            "--out".as_ref(),
+            input.as_os_str(),
+            "--preset".as_ref(),
+            "ordering".as_ref(),
+        ],
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(input.join("manifest.json")).unwrap()).unwrap();
+    // a slice whose pixel data was cut short, an empty file, a stray note
+    let victim = input.join(
+        manifest["studies"][0]["series"][0]["files"][3]
+            .as_str()
+            .unwrap(),
+    );
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() - 5000]).unwrap();
+    std::fs::write(input.join("empty.dcm"), b"").unwrap();
+    std::fs::write(input.join("README.txt"), b"exported by the PACS\n").unwrap();
+    let before = checksums(&input);
+
+    let config = write_config(work.path());
+    let out = work.path().join("out");
+    let (code, stdout, stderr) = run(&config, &out, &[], &[&input]);
+    assert_eq!(
+        code, 3,
+        "some inputs failed, so exit 3\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("empty.dcm"),
+        "the empty file is reported: {stderr}"
+    );
+    assert_eq!(checksums(&input), before, "input files were modified");
+
+    let study_uid = manifest["studies"][0]["study_instance_uid"]
+        .as_str()
+        .unwrap();
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join(study_uid).join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["study_instance_uid"], study_uid);
+    assert_eq!(report["status"], "partial");
+    let errors = report["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e["file"]
+            .as_str()
+            .unwrap()
+            .ends_with(victim.file_name().unwrap().to_str().unwrap())
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains(victim.to_str().unwrap())),
+        "the corrupt slice is reported by name: {errors:#?}"
+    );
+
+    let expected_series = manifest["studies"][0]["series"].as_array().unwrap();
+    let series = report["series"].as_array().unwrap();
+    assert_eq!(series.len(), expected_series.len());
+    let mut overlays = 0;
+    for s in series {
+        assert_eq!(s["rule"], "brain-mr");
+        let models = s["models"].as_array().unwrap();
+        assert_eq!(models.len(), 1);
+        let model = &models[0];
+        assert_eq!(model["model"], "vgg16-kaggle");
+        assert_eq!(model["trained"], true);
+        let prediction = &model["series_prediction"];
+        assert!(LABELS.contains(&prediction["label"].as_str().unwrap()));
+        let p = prediction["probability"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        let slices = model["slices"].as_array().unwrap();
+        let corrupted = s["series_instance_uid"] == expected_series[0]["series_instance_uid"];
+        assert_eq!(slices.len(), if corrupted { 19 } else { 20 });
+        for slice in slices {
+            let probabilities = slice["probabilities"].as_object().unwrap();
+            let keys: Vec<&str> = probabilities.keys().map(String::as_str).collect();
+            assert_eq!(keys.len(), 4);
+            for label in LABELS {
+                assert!(probabilities.contains_key(label), "{label} missing");
+            }
+            let total: f64 = probabilities.values().map(|v| v.as_f64().unwrap()).sum();
+            assert!((total - 1.0).abs() < 1e-3);
+            assert!(slice["sop_instance_uid"].is_string() && slice["frame"].is_u64());
+            let best = probabilities
+                .iter()
+                .max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()))
+                .unwrap()
+                .0;
+            assert_eq!(slice["label"].as_str().unwrap(), best);
+        }
+        let explanations = model["explanations"].as_array().unwrap();
+        assert_eq!(explanations.len(), 1, "top-k 1");
+        for e in explanations {
+            assert_eq!(e["method"], "occlusion");
+            assert!(LABELS.contains(&e["class"].as_str().unwrap()));
+            for key in [
+                "in_brain_fraction",
+                "deletion_auc",
+                "insertion_auc",
+                "flags",
+            ] {
+                assert!(e["quality"].get(key).is_some(), "quality.{key} missing");
+            }
+            let file = out.join(study_uid).join(e["output_file"].as_str().unwrap());
+            assert!(file.is_file(), "{}", file.display());
+            assert_valid_overlay(&file);
+            let overlay =
+                dicom_xai::dicom::file::open(&file, dicom_xai::dicom::file::Depth::Header).unwrap();
+            assert_eq!(
+                overlay.sop_instance_uid().as_deref(),
+                e["output_sop_instance_uid"].as_str()
+            );
+            let study = dicom_xai::dicom::attrs::string(
+                overlay.dataset(),
+                dicom_dictionary_std::tags::STUDY_INSTANCE_UID,
+            );
+            assert_eq!(
+                study.as_deref(),
+                Some(study_uid),
+                "the overlay joins the source study"
+            );
+            overlays += 1;
+        }
+    }
+    assert_eq!(overlays, expected_series.len());
+}
+
+#[test]
+fn reruns_replace_overlays_and_single_slice_series_are_explained() {
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path());
+    let out = work.path().join("out");
+    let source = common::asset("pydicom/MR_small.dcm");
+    let count = |dir: &Path| common::files_under(dir).len();
+    let (code, _, stderr) = run(&config, &out, &[], &[&source]);
+    assert_eq!(code, 0, "{stderr}");
+    let first = count(&out);
+    let overlays: Vec<PathBuf> = common::files_under(&out)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .collect();
+    assert_eq!(
+        overlays.len(),
+        1,
+        "one single-slice series, one method: one overlay"
+    );
+    let (code, _, stderr) = run(
+        &config,
+        &out,
+        &["--models", "vgg16-kaggle", "--methods", "occlusion"],
+        &[&source],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(count(&out), first, "a rerun replaces, it does not add");
+    assert!(overlays[0].is_file());
+}
+
+#[test]
+fn unknown_models_or_methods_are_usage_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path());
+    let out = work.path().join("out");
+    let source = common::asset("pydicom/MR_small.dcm");
+    let (code, _, stderr) = run(&config, &out, &["--models", "resnet-nowhere"], &[&source]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("resnet-nowhere"), "{stderr}");
+    let (code, _, stderr) = run(&config, &out, &["--methods", "telepathy"], &[&source]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("telepathy"), "{stderr}");
+    let (code, _, _) = run(&work.path().join("missing.toml"), &out, &[], &[&source]);
+    assert_eq!(code, 2);
+    assert!(
+        !out.exists(),
+        "nothing is written when the configuration is unusable"
+    );
+}
