@@ -33,9 +33,9 @@ build:
 
 ## demo: a realistic MR study made from the MNI152 template
 demo: assets
-	@test -f $(DEMO_STUDY)/.complete || $(PYTHON) tests/support/make_series.py \
+	@test -f $(DEMO_STUDY).complete || { $(PYTHON) tests/support/make_series.py \
 	    --template assets/mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz \
-	    --out $(DEMO_STUDY) --preset demo && touch $(DEMO_STUDY)/.complete
+	    --out $(DEMO_STUDY) --preset demo && touch $(DEMO_STUDY).complete; }
 
 ## run: set up, then run the main job on the demo study
 run: setup demo

@@ -10,13 +10,20 @@
 //!
 //! ```text
 //! inputs -> dicom::scan (group, order) -> dicom::pixels (decode, rescale) -> dicom::voi ([0,1])
-//!        -> models -> explanations -> quality -> render -> dicom::secondary_capture -> outputs
+//!        -> config (rules) -> model (preprocess, infer) -> explain -> render
+//!        -> dicom::secondary_capture -> output (report.json)
 //! ```
 //!
 //! ## Modules
 //!
 //! - [`dicom`]: reading files, grouping studies and series, decoding pixels, the VOI
 //!   transform, and the Secondary Capture writer.
+//! - [`config`]: the site configuration and the rules that select series.
+//! - [`model`]: ONNX Runtime, model manifests, preprocessing, batched classification.
+//! - [`explain`]: explanation methods (the [`explain::Method`] trait).
+//! - [`render`]: heat map, colour map and legend into the overlay picture.
+//! - [`pipeline`]: the [`pipeline::Engine`] that turns a study into overlays and a report.
+//! - [`output`]: `report.json` and output paths.
 //! - [`cli`]: the command-line interface (`main.rs` only calls [`cli::main`]).
 //!
 //! ## Example: decode a slice to model-ready grey levels

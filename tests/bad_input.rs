@@ -132,6 +132,10 @@ fn every_broken_file_fails_alone_with_its_name_in_the_message() {
 #[test]
 fn a_scan_groups_the_good_files_and_reports_each_bad_one() {
     let zoo = Zoo::new();
+    // a transfer in progress and desktop metadata: hidden, passed over without a word
+    std::fs::write(zoo.path(".IM0042.dcm.part"), b"half a file").unwrap();
+    std::fs::create_dir(zoo.path(".cache")).unwrap();
+    std::fs::write(zoo.path(".cache/x"), b"").unwrap();
     let before = zoo.hashes();
     let scanned = scan::scan(&[zoo.dir.path().to_path_buf()]);
 
@@ -152,6 +156,10 @@ fn a_scan_groups_the_good_files_and_reports_each_bad_one() {
         })
         .collect();
     assert_eq!(issues["notes.txt"].0, Disposition::Skipped);
+    assert!(
+        !issues.contains_key(".IM0042.dcm.part") && !issues.contains_key("x"),
+        "{issues:?}"
+    );
     assert_eq!(issues["empty.dcm"].0, Disposition::Failed);
     assert_eq!(issues["unknown_ts.dcm"].0, Disposition::Failed);
     assert_eq!(issues["no_meta_group_length.dcm"].0, Disposition::Failed);

@@ -135,12 +135,18 @@ pub struct Scan {
 }
 
 /// Every regular file under `inputs` (files as given, folders recursively), in a stable
-/// order; unreadable directory entries become issues.
+/// order; unreadable directory entries become issues. Hidden files and folders (names
+/// starting with a dot: partial transfers, our own temporary files, desktop metadata) inside
+/// a folder are passed over; a hidden file named directly is taken.
 pub fn files_under(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<FileIssue>) {
     let mut files = Vec::new();
     let mut issues = Vec::new();
     for input in inputs {
-        for entry in WalkDir::new(input).sort_by_file_name() {
+        let walk = WalkDir::new(input)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+        for entry in walk {
             match entry {
                 Ok(entry) if entry.file_type().is_file() => files.push(entry.into_path()),
                 Ok(_) => {}

@@ -4,9 +4,10 @@
 //!
 //! Patches slide over the model input with a stride, the last row and column of patches
 //! aligned to the far edges so every pixel is covered. A pixel's heat is the mean drop over
-//! the patches that covered it; rises (hiding the region helps the class) are clipped to
-//! zero, since the map shows evidence for the class. Occluded inputs are batched, at most
-//! `4 x batch size` of them in memory at once.
+//! the patches that covered it, each weighted by a smooth window (sin^2 along each axis,
+//! highest at the patch centre) so the map has no patch-shaped steps; rises (hiding the
+//! region helps the class) are clipped to zero, since the map shows evidence for the class.
+//! Occluded inputs are batched, at most `4 x batch size` of them in memory at once.
 //!
 //! Defaults (patch 48, stride 24 on a 224-240 pixel input): a patch of about a fifth of the
 //! image width covers a typical tumour on an axial slice, half-overlapping patches give a
@@ -40,6 +41,22 @@ impl Default for Occlusion {
             baseline: Baseline::Mean,
         }
     }
+}
+
+/// The weight of each pixel of a patch: sin^2 along each axis, sampled at pixel centres, so
+/// it never reaches zero inside the patch and peaks at its centre.
+fn smooth_window(rows: usize, columns: usize) -> Array2<f32> {
+    let along = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                (std::f32::consts::PI * (i as f32 + 0.5) / n as f32)
+                    .sin()
+                    .powi(2)
+            })
+            .collect()
+    };
+    let (r, c) = (along(rows), along(columns));
+    Array2::from_shape_fn((rows, columns), |(i, j)| r[i] * c[j])
 }
 
 /// Patch origins along an axis of `size` pixels: every `stride`, plus one flush with the end.
@@ -103,6 +120,8 @@ impl Method for Occlusion {
             .flat_map(|r| columns.iter().map(move |c| (*r, *c)))
             .collect();
 
+        let (patch_rows, patch_columns) = (self.patch.min(height), self.patch.min(width));
+        let window_weights = smooth_window(patch_rows, patch_columns);
         let mut drop_sum = Array2::<f32>::zeros((height, width));
         let mut covered = Array2::<f32>::zeros((height, width));
         let chunk = model.batch_size() * 4;
@@ -134,12 +153,9 @@ impl Method for Occlusion {
             let probabilities = model.predict(batch.view()).map_err(model_error)?;
             for (n, (row, column)) in group.iter().enumerate() {
                 let drop = original - probabilities[[n, class]];
-                let window = s![
-                    *row..*row + self.patch.min(height),
-                    *column..*column + self.patch.min(width)
-                ];
-                drop_sum.slice_mut(window).mapv_inplace(|v| v + drop);
-                covered.slice_mut(window).mapv_inplace(|v| v + 1.0);
+                let window = s![*row..*row + patch_rows, *column..*column + patch_columns];
+                drop_sum.slice_mut(window).scaled_add(drop, &window_weights);
+                covered.slice_mut(window).scaled_add(1.0, &window_weights);
             }
         }
         let heat = ndarray::Zip::from(&drop_sum)
