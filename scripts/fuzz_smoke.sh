@@ -15,4 +15,4 @@ mkdir -p "$corpus"
 find assets/pydicom -type f -size -2M -exec cp -n {} "$corpus"/ \;
 export RUSTC_BOOTSTRAP=1
 cargo fuzz run decode_file "$corpus" -- \
-  -max_total_time="$seconds" -rss_limit_mb=4096 -max_len=4194304 -timeout=30 -print_final_stats=1
+  -max_total_time="$seconds" -rss_limit_mb=6144 -max_len=4194304 -timeout=30 -print_final_stats=1

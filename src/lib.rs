@@ -20,6 +20,7 @@
 //!   transform, and the Secondary Capture writer.
 //! - [`config`]: the site configuration and the rules that select series.
 //! - [`model`]: ONNX Runtime, model manifests, preprocessing, batched classification.
+//! - [`onnx`]: ONNX files as data: protobuf messages, load/save, tensors, shapes.
 //! - [`explain`]: explanation methods (the [`explain::Method`] trait).
 //! - [`render`]: heat map, colour map and legend into the overlay picture.
 //! - [`pipeline`]: the [`pipeline::Engine`] that turns a study into overlays and a report.
@@ -53,6 +54,7 @@ pub mod config;
 pub mod dicom;
 pub mod explain;
 pub mod model;
+pub mod onnx;
 pub mod output;
 pub mod pipeline;
 pub mod render;

@@ -334,6 +334,15 @@ struct Geometry {
     signed: bool,
 }
 
+/// Rows x Columns x SamplesPerPixel x NumberOfFrames as the header declares them (absent or
+/// non-positive values count as 1), saturating instead of overflowing.
+pub fn declared_samples(ds: &DataSet) -> i64 {
+    [tags::ROWS, tags::COLUMNS, tags::SAMPLES_PER_PIXEL]
+        .iter()
+        .map(|tag| attrs::int(ds, *tag).unwrap_or(1).max(1))
+        .fold(i64::from(attrs::frame_count(ds)), i64::saturating_mul)
+}
+
 /// Rejects attribute combinations the decoder would misread, before decoding.
 fn check_geometry(ds: &DataSet) -> Result<Geometry, String> {
     let rows = attrs::int(ds, tags::ROWS).unwrap_or(0);
@@ -349,10 +358,7 @@ fn check_geometry(ds: &DataSet) -> Result<Geometry, String> {
     if samples != 1 && samples != 3 {
         return Err(format!("SamplesPerPixel {samples}"));
     }
-    let total = rows
-        .saturating_mul(columns)
-        .saturating_mul(samples)
-        .saturating_mul(i64::from(attrs::frame_count(ds)));
+    let total = declared_samples(ds);
     if total > MAX_SAMPLES {
         return Err(format!(
             "{total} samples declared (Rows x Columns x SamplesPerPixel x NumberOfFrames), more than the {MAX_SAMPLES} this pipeline decodes at once"
