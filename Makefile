@@ -57,8 +57,9 @@ test-rust:
 test-fuzz:
 	@bash scripts/fuzz_smoke.sh
 
-bench: setup
-	@echo "benchmarks arrive with the performance work (issue 9)"; exit 1
+## bench: medians on this machine; table on stdout, target/bench/summary.json
+bench: setup demo
+	cargo bench --locked --bench pipeline
 
 clean:
 	cargo clean
