@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use dicom_xai::dicom::file::{self, Depth, Layout};
 use dicom_xai::dicom::pixels;
 use dicom_xai::dicom::scan::{self, Disposition};
-use sha2::{Digest, Sha256};
 
 /// A folder holding one good MR slice and every kind of broken file beside it.
 struct Zoo {
@@ -60,13 +59,7 @@ impl Zoo {
     }
 
     fn hashes(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        common::files_under(self.dir.path())
-            .into_iter()
-            .map(|p| {
-                let digest = Sha256::digest(std::fs::read(&p).unwrap()).to_vec();
-                (p, digest)
-            })
-            .collect()
+        common::checksums(self.dir.path())
     }
 }
 

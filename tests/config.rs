@@ -371,48 +371,26 @@ fn rules_may_not_name_a_disabled_model() {
 
 // ---------------------------------------------------------------- rules on real series
 
-/// The generated `test` study (seven MR series) and its ground truth.
+/// The generated `test` study (seven MR series), its ground truth and its scanned series.
 struct Generated {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    manifest: Value,
+    study: common::GeneratedStudy,
     series: Vec<Series>,
 }
 
 fn test_study() -> &'static Generated {
     static GENERATED: OnceLock<Generated> = OnceLock::new();
     GENERATED.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("test");
-        let template = common::asset("mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz");
-        common::run_support_script(
-            "make_series.py",
-            &[
-                "--template".as_ref(),
-                template.as_os_str(),
-                "--out".as_ref(),
-                root.as_os_str(),
-                "--preset".as_ref(),
-                "test".as_ref(),
-            ],
-        );
-        let manifest: Value =
-            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
-        let scanned = scan::scan(std::slice::from_ref(&root));
+        let study = common::generate_study("test");
+        let scanned = scan::scan(std::slice::from_ref(&study.root));
         assert_eq!(scanned.studies.len(), 1);
         let series = scanned.studies[0].series.clone();
-        Generated {
-            _dir: dir,
-            root,
-            manifest,
-            series,
-        }
+        Generated { study, series }
     })
 }
 
 /// Ground truth of a generated series, by UID.
 fn truth<'a>(generated: &'a Generated, uid: &str) -> &'a Value {
-    generated.manifest["studies"][0]["series"]
+    generated.study.manifest["studies"][0]["series"]
         .as_array()
         .unwrap()
         .iter()
@@ -440,7 +418,7 @@ fn default_rule_matches_every_series_of_the_test_study() {
         );
     }
     // a single-slice series (one file of a series scanned alone) is taken too
-    let one_file = generated.root.join("01_ax_t1_mprage/IM0001.dcm");
+    let one_file = generated.study.root.join("01_ax_t1_mprage/IM0001.dcm");
     let single = scan::scan(&[one_file]);
     let series = &single.studies[0].series[0];
     assert_eq!(series.slices.len(), 1);
@@ -559,7 +537,7 @@ modality = ["mr"]
 #[test]
 fn our_own_overlays_never_match() {
     let generated = test_study();
-    let source_path = generated.root.join("01_ax_t1_mprage/IM0001.dcm");
+    let source_path = generated.study.root.join("01_ax_t1_mprage/IM0001.dcm");
     let source = file::open(&source_path, Depth::Full).unwrap();
     let derivation = Derivation {
         model_name: "vgg16-kaggle".into(),
@@ -646,7 +624,7 @@ fn rules_test_names_the_rule_and_the_failed_criterion() {
         "test".as_ref(),
         "--config".as_ref(),
         config.as_os_str(),
-        generated.root.as_os_str(),
+        generated.study.root.as_os_str(),
     ]);
     assert_eq!(code, Some(0), "{stderr}");
     let coronal = generated
@@ -673,7 +651,7 @@ fn rules_test_names_the_rule_and_the_failed_criterion() {
     );
     assert!(stdout.contains("7 series, 7 matched a rule"), "{stdout}");
     // series-level attributes only
-    let patient = &generated.manifest["studies"][0]["patient_id"];
+    let patient = &generated.study.manifest["studies"][0]["patient_id"];
     assert!(!stdout.contains(patient.as_str().unwrap()), "{stdout}");
     assert!(!stdout.contains("TEST^READER"), "{stdout}");
     // a bad configuration stops it with exit status 2
@@ -683,7 +661,7 @@ fn rules_test_names_the_rule_and_the_failed_criterion() {
         "test".as_ref(),
         "--config".as_ref(),
         bad.as_os_str(),
-        generated.root.as_os_str(),
+        generated.study.root.as_os_str(),
     ]);
     assert_eq!(code, Some(2));
     assert!(

@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const LABELS: [&str; 4] = ["glioma", "meningioma", "notumor", "pituitary"];
 
@@ -53,16 +51,6 @@ modality = ["MR"]
     path
 }
 
-fn checksums(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    common::files_under(dir)
-        .into_iter()
-        .map(|p| {
-            let digest = Sha256::digest(std::fs::read(&p).unwrap()).to_vec();
-            (p, digest)
-        })
-        .collect()
-}
-
 fn run(config: &Path, out: &Path, extra: &[&str], inputs: &[&Path]) -> (i32, String, String) {
     let output = common::binary()
         .arg("run")
@@ -82,16 +70,7 @@ fn run(config: &Path, out: &Path, extra: &[&str], inputs: &[&Path]) -> (i32, Str
 }
 
 fn assert_valid_overlay(path: &Path) {
-    let verify = common::tool("dciodvfy", &[path.as_os_str()]);
-    let text = String::from_utf8_lossy(&verify.stderr).into_owned()
-        + &String::from_utf8_lossy(&verify.stdout);
-    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("Error")).collect();
-    assert!(
-        errors.is_empty(),
-        "{}: dciodvfy errors:\n{}",
-        path.display(),
-        errors.join("\n")
-    );
+    common::assert_no_dciodvfy_errors(path);
     let png = path.with_extension("png");
     let rendered = common::tool(
         "dcmj2pnm",
@@ -108,21 +87,9 @@ fn assert_valid_overlay(path: &Path) {
 #[test]
 fn run_writes_valid_overlays_and_reports_and_leaves_inputs_alone() {
     let work = tempfile::tempdir().unwrap();
-    let input = work.path().join("drop");
-    let template = common::asset("mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz");
-    common::run_support_script(
-        "make_series.py",
-        &[
-            "--template".as_ref(),
-            template.as_os_str(),
-            "--out".as_ref(),
-            input.as_os_str(),
-            "--preset".as_ref(),
-            "ordering".as_ref(),
-        ],
-    );
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(input.join("manifest.json")).unwrap()).unwrap();
+    let generated = common::generate_study("ordering");
+    let input = generated.root.clone();
+    let manifest = &generated.manifest;
     // a slice whose pixel data was cut short, an empty file, a stray note
     let victim = input.join(
         manifest["studies"][0]["series"][0]["files"][3]
@@ -133,7 +100,7 @@ fn run_writes_valid_overlays_and_reports_and_leaves_inputs_alone() {
     std::fs::write(&victim, &bytes[..bytes.len() - 5000]).unwrap();
     std::fs::write(input.join("empty.dcm"), b"").unwrap();
     std::fs::write(input.join("README.txt"), b"exported by the PACS\n").unwrap();
-    let before = checksums(&input);
+    let before = common::checksums(&input);
 
     let config = write_config(work.path());
     let out = work.path().join("out");
@@ -146,7 +113,11 @@ fn run_writes_valid_overlays_and_reports_and_leaves_inputs_alone() {
         stderr.contains("empty.dcm"),
         "the empty file is reported: {stderr}"
     );
-    assert_eq!(checksums(&input), before, "input files were modified");
+    assert_eq!(
+        common::checksums(&input),
+        before,
+        "input files were modified"
+    );
 
     let study_uid = manifest["studies"][0]["study_instance_uid"]
         .as_str()

@@ -81,19 +81,6 @@ fn write_overlay(source_path: &Path, frame: u32, trained: bool) -> Written {
     }
 }
 
-fn dciodvfy_errors(path: &Path) -> Vec<String> {
-    let output = common::tool("dciodvfy", &[path.as_os_str()]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    text.lines()
-        .filter(|l| l.starts_with("Error"))
-        .map(str::to_string)
-        .collect()
-}
-
 fn pydicom_view(path: &Path) -> (HashMap<String, String>, Array3<u8>) {
     let npy = path.with_extension("npy");
     let output =
@@ -108,7 +95,7 @@ fn overlay_passes_dciodvfy_renders_and_reads_back_in_pydicom() {
     let source = common::asset("pydicom/MR_small.dcm");
     let written = write_overlay(&source, 0, true);
 
-    let errors = dciodvfy_errors(&written.path);
+    let errors = common::dciodvfy_errors(&written.path);
     assert!(errors.is_empty(), "dciodvfy errors:\n{}", errors.join("\n"));
 
     let png = written.path.with_extension("png");
@@ -230,7 +217,7 @@ fn overlay_of_a_frame_of_a_single_frame_class_validates_without_frame_number() {
     // a (non-conforming) two-frame file of the single-frame SC class: frame 2 of 2
     let source = common::asset("pydicom/SC_rgb_rle_2frame.dcm");
     let written = write_overlay(&source, 1, true);
-    let errors = dciodvfy_errors(&written.path);
+    let errors = common::dciodvfy_errors(&written.path);
     assert!(errors.is_empty(), "dciodvfy errors:\n{}", errors.join("\n"));
     let (a, _) = pydicom_view(&written.path);
     assert_eq!(a.get("SourceImageSequence[0].ReferencedFrameNumber"), None);

@@ -6,58 +6,27 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+
 use std::sync::OnceLock;
 
+use common::GeneratedStudy;
 use common::reference::References;
 use dicom_xai::dicom::file::{self, Depth};
 use dicom_xai::dicom::scan::{self, Disposition};
 use dicom_xai::dicom::secondary_capture::{self, Derivation, Placement, RgbImage, Timestamp};
-use serde_json::Value;
 
-/// A generated study folder and its ground-truth manifest.
-struct Generated {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    manifest: Value,
+fn test_preset() -> &'static GeneratedStudy {
+    static GENERATED: OnceLock<GeneratedStudy> = OnceLock::new();
+    GENERATED.get_or_init(|| common::generate_study("test"))
 }
 
-fn generate(preset: &str) -> Generated {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join(preset);
-    let template = common::asset("mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz");
-    common::run_support_script(
-        "make_series.py",
-        &[
-            "--template".as_ref(),
-            template.as_os_str(),
-            "--out".as_ref(),
-            root.as_os_str(),
-            "--preset".as_ref(),
-            preset.as_ref(),
-        ],
-    );
-    let manifest =
-        serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
-    Generated {
-        _dir: dir,
-        root,
-        manifest,
-    }
-}
-
-fn test_preset() -> &'static Generated {
-    static GENERATED: OnceLock<Generated> = OnceLock::new();
-    GENERATED.get_or_init(|| generate("test"))
-}
-
-fn ordering_preset() -> &'static Generated {
-    static GENERATED: OnceLock<Generated> = OnceLock::new();
-    GENERATED.get_or_init(|| generate("ordering"))
+fn ordering_preset() -> &'static GeneratedStudy {
+    static GENERATED: OnceLock<GeneratedStudy> = OnceLock::new();
+    GENERATED.get_or_init(|| common::generate_study("ordering"))
 }
 
 /// Scans a generated study and checks grouping and slice order against the manifest.
-fn assert_round_trip(generated: &Generated) {
+fn assert_round_trip(generated: &GeneratedStudy) {
     let scanned = scan::scan(std::slice::from_ref(&generated.root));
     // the manifest is the only non-DICOM file, and it is skipped, not failed
     assert_eq!(scanned.issues.len(), 1, "{:#?}", scanned.issues);
@@ -127,10 +96,7 @@ fn oblique_and_scrambled_series_come_back_in_spatial_order() {
 #[test]
 fn every_generated_file_decodes_to_pydicom_values_and_numpy_grey_levels() {
     let generated = test_preset();
-    let files: Vec<PathBuf> = common::files_under(&generated.root)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .collect();
+    let files = generated.dicom_files();
     let references = References::compute(&files);
     let mut syntaxes: HashMap<String, usize> = HashMap::new();
     for entry in &references.entries {
@@ -199,7 +165,7 @@ fn overlay_of_an_enhanced_mr_frame_references_that_frame() {
     let out = tempfile::tempdir().unwrap();
     let written = out.path().join("frame.dcm");
     secondary_capture::write_atomically(&object, &written).unwrap();
-    assert_no_dciodvfy_errors(&written);
+    common::assert_no_dciodvfy_errors(&written);
     let npy = written.with_extension("npy");
     let output = common::run_support_script(
         "read_with_pydicom.py",
@@ -217,12 +183,4 @@ fn overlay_of_an_enhanced_mr_frame_references_that_frame() {
     let patient =
         dicom_xai::dicom::attrs::string(source.dataset(), dicom_dictionary_std::tags::PATIENT_NAME);
     assert_eq!(Some(&attributes["PatientName"]), patient.as_ref());
-}
-
-fn assert_no_dciodvfy_errors(path: &Path) {
-    let output = common::tool("dciodvfy", &[path.as_os_str()]);
-    let text = String::from_utf8_lossy(&output.stderr).into_owned()
-        + &String::from_utf8_lossy(&output.stdout);
-    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("Error")).collect();
-    assert!(errors.is_empty(), "dciodvfy errors:\n{}", errors.join("\n"));
 }

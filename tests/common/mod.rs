@@ -77,3 +77,81 @@ pub fn tool(program: &str, args: &[&std::ffi::OsStr]) -> Output {
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program} ({e}): run `make setup` first"))
 }
+
+/// A study written by `tests/support/make_series.py` and its ground-truth manifest.
+pub struct GeneratedStudy {
+    _dir: tempfile::TempDir,
+    /// The study folder.
+    pub root: PathBuf,
+    /// `manifest.json`: series, slice order, geometry.
+    pub manifest: serde_json::Value,
+}
+
+impl GeneratedStudy {
+    /// The DICOM files of the study (the manifest left out), sorted.
+    pub fn dicom_files(&self) -> Vec<PathBuf> {
+        files_under(&self.root)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+            .collect()
+    }
+}
+
+/// Generates a study of `preset` (demo, test, ordering) from the MNI152 template.
+pub fn generate_study(preset: &str) -> GeneratedStudy {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let root = dir.path().join(preset);
+    let template = asset("mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz");
+    run_support_script(
+        "make_series.py",
+        &[
+            "--template".as_ref(),
+            template.as_os_str(),
+            "--out".as_ref(),
+            root.as_os_str(),
+            "--preset".as_ref(),
+            preset.as_ref(),
+        ],
+    );
+    let manifest = std::fs::read(root.join("manifest.json")).expect("manifest.json");
+    let manifest = serde_json::from_slice(&manifest).expect("manifest.json is JSON");
+    GeneratedStudy {
+        _dir: dir,
+        root,
+        manifest,
+    }
+}
+
+/// The "Error" lines dciodvfy prints for a file (empty when it is valid).
+pub fn dciodvfy_errors(path: &Path) -> Vec<String> {
+    let output = tool("dciodvfy", &[path.as_os_str()]);
+    let text = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .filter(|l| l.starts_with("Error"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Fails the test when dciodvfy reports errors for `path`.
+pub fn assert_no_dciodvfy_errors(path: &Path) {
+    let errors = dciodvfy_errors(path);
+    assert!(
+        errors.is_empty(),
+        "{}: dciodvfy errors:\n{}",
+        path.display(),
+        errors.join("\n")
+    );
+}
+
+/// SHA-256 of every file under `dir`, to prove inputs were not modified.
+pub fn checksums(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    use sha2::Digest;
+    files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let digest = sha2::Sha256::digest(std::fs::read(&p).expect("readable")).to_vec();
+            (p, digest)
+        })
+        .collect()
+}
