@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{EXIT_FATAL, EXIT_OK, EXIT_USAGE};
+use super::{EXIT_FATAL, EXIT_OK};
 use crate::config::{Baseline, Settings};
 
 /// `config` subcommands.
@@ -32,12 +32,9 @@ pub fn run(command: &ConfigCommand) -> u8 {
 }
 
 fn check(args: &CheckArgs) -> u8 {
-    let settings = match Settings::load(&args.file) {
+    let settings = match super::load_settings(&args.file) {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

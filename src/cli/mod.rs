@@ -96,6 +96,15 @@ fn install_logging(logging: &Logging) {
     }
 }
 
+/// Loads and validates a site configuration; on failure prints the error (file, key, value)
+/// and gives the usage exit status.
+fn load_settings(path: &std::path::Path) -> Result<crate::config::Settings, u8> {
+    crate::config::Settings::load(path).map_err(|error| {
+        eprintln!("error: {error}");
+        EXIT_USAGE
+    })
+}
+
 /// A `--models a,b` style list without empty items; `None` when absent or empty.
 fn non_empty(list: &Option<Vec<String>>) -> Option<Vec<String>> {
     let items: Vec<String> = list

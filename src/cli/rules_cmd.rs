@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{EXIT_FATAL, EXIT_OK, EXIT_USAGE};
-use crate::config::{Settings, plane_name};
+use crate::config::plane_name;
 use crate::dicom::scan::{self, Disposition, Series};
 
 /// `rules` subcommands.
@@ -37,12 +37,9 @@ pub fn run(command: &RulesCommand) -> u8 {
 }
 
 fn test(args: &TestArgs) -> u8 {
-    let settings = match Settings::load(&args.config) {
+    let settings = match super::load_settings(&args.config) {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     if let Some(missing) = args.inputs.iter().find(|p| !p.exists()) {
         eprintln!("error: {}: no such file or folder", missing.display());

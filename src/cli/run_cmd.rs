@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{EXIT_USAGE, non_empty};
-use crate::config::Settings;
+use super::non_empty;
 use crate::pipeline::{self, Engine, Overrides};
 
 /// Arguments of `run`.
@@ -30,12 +29,9 @@ pub struct RunArgs {
 
 /// Runs `run`; returns the exit code.
 pub fn run(args: &RunArgs) -> u8 {
-    let settings = match Settings::load(&args.config) {
+    let settings = match super::load_settings(&args.config) {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let out = args
         .out
