@@ -50,6 +50,7 @@ test: setup lint test-rust test-fuzz
 lint:
 	cargo fmt --all --check
 	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
+	cargo clippy $(CARGO_FLAGS) --features cuda --lib -- -D warnings
 
 test-rust:
 	DICOM_XAI_PYTHON=$(abspath $(PYTHON)) cargo test $(CARGO_FLAGS) --no-fail-fast
