@@ -5,6 +5,7 @@
 //! configuration error; 1 any other fatal error.
 
 mod config_cmd;
+mod explain_cmd;
 mod inspect;
 mod rules_cmd;
 mod run_cmd;
@@ -57,6 +58,9 @@ enum Command {
     /// Process every study under the inputs once: classify, explain, write overlays and
     /// report.json per study.
     Run(run_cmd::RunArgs),
+    /// Explain one image (DICOM, PNG or JPEG) with one model and one method: heatmap.npy,
+    /// overlay.png and explain.json in the output folder.
+    Explain(explain_cmd::ExplainArgs),
     /// Site configuration files: `config check FILE` validates one and summarises it.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -72,6 +76,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Run(args) => run_cmd::run(&args),
+        Command::Explain(args) => explain_cmd::run(&args),
         Command::Config(command) => config_cmd::run(&command),
         Command::Rules(command) => rules_cmd::run(&command),
     };

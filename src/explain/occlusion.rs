@@ -33,6 +33,17 @@ pub struct Occlusion {
     pub baseline: Baseline,
 }
 
+impl Occlusion {
+    /// The method as a site configures it.
+    pub fn from_settings(settings: &crate::config::OcclusionSettings) -> Occlusion {
+        Occlusion {
+            patch: settings.patch,
+            stride: settings.stride,
+            baseline: settings.baseline,
+        }
+    }
+}
+
 impl Default for Occlusion {
     fn default() -> Self {
         Occlusion {

@@ -12,8 +12,11 @@
 //! the model looked at even when it says "notumor". Each slice is explained for its own
 //! predicted class.
 
+mod image;
 mod series;
 mod slices;
+
+pub use image::{ExplainRequest, explain_image};
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -57,6 +60,12 @@ pub enum RunError {
     Font {
         /// The render error.
         source: RenderError,
+    },
+    /// The input image could not be read or explained (exit status 1).
+    #[snafu(display("{message}"))]
+    Input {
+        /// What went wrong, naming the file.
+        message: String,
     },
     /// An output could not be written (exit status 1).
     #[snafu(display("{}: cannot write: {source}", path.display()))]
@@ -124,7 +133,8 @@ impl RunSummary {
     }
 }
 
-fn runtime_options(settings: &Settings) -> RuntimeOptions {
+/// The ONNX Runtime options of a site configuration.
+pub fn runtime_options(settings: &Settings) -> RuntimeOptions {
     RuntimeOptions {
         library: settings.runtime.onnxruntime.clone(),
         providers: settings
@@ -200,12 +210,7 @@ impl Engine {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| RunError::Model { source })?;
         let font = Font::find(None).map_err(|source| RunError::Font { source })?;
-        let occlusion_settings = &settings.methods.occlusion;
-        let occlusion = Occlusion {
-            patch: occlusion_settings.patch,
-            stride: occlusion_settings.stride,
-            baseline: occlusion_settings.baseline,
-        };
+        let occlusion = Occlusion::from_settings(&settings.methods.occlusion);
         Ok(Engine {
             settings,
             overrides,

@@ -1,0 +1,195 @@
+//! One image, one model, one method: what `dicom-xai explain` does (DESIGN.md 4.1). The image
+//! is a DICOM file (first frame, windowed as the pipeline does) or a PNG/JPEG taken as grey
+//! levels already windowed to [0, 1]. Writes `heatmap.npy` (float32, rows x columns, >= 0),
+//! `overlay.png` and `explain.json` into the output folder.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray::{Array2, Axis};
+use serde_json::json;
+
+use super::{RunError, runtime_options};
+use crate::config::Settings;
+use crate::dicom::file::{self, Depth};
+use crate::dicom::{pixels, voi};
+use crate::explain::occlusion::Occlusion;
+use crate::explain::{self, to_slice};
+use crate::model::{Classifier, Manifest, Runtime, preprocess};
+use crate::output::report::Probabilities;
+use crate::output::{self, Quality};
+use crate::render::{self, ColourMap, Font, Legend, Style};
+
+/// What to explain.
+#[derive(Debug, Clone)]
+pub struct ExplainRequest {
+    /// A model name of the configuration, or a manifest file (`.toml`).
+    pub model: String,
+    /// The method.
+    pub method: String,
+    /// The class to explain (default: the predicted one).
+    pub class: Option<String>,
+    /// The image (.dcm, .png, .jpg).
+    pub image: PathBuf,
+    /// The output folder.
+    pub out: PathBuf,
+}
+
+fn configuration(message: String) -> RunError {
+    RunError::Configuration { message }
+}
+
+/// The manifest named by `model`: a `.toml` file, or a configured model's name.
+fn manifest_for(settings: &Settings, model: &str) -> Result<Manifest, RunError> {
+    let as_path = Path::new(model);
+    if as_path.extension().is_some_and(|e| e == "toml") && as_path.is_file() {
+        return Manifest::load(as_path).map_err(|e| configuration(e.to_string()));
+    }
+    let entry = settings
+        .models
+        .iter()
+        .find(|m| m.name == model)
+        .ok_or_else(|| {
+            let names: Vec<&str> = settings.models.iter().map(|m| m.name.as_str()).collect();
+            configuration(format!(
+                "{}: no model {model:?} (configured: {}); or give a manifest .toml file",
+                settings.source.display(),
+                names.join(", ")
+            ))
+        })?;
+    Manifest::load(&entry.manifest).map_err(|e| configuration(e.to_string()))
+}
+
+/// Grey levels in [0, 1] of an image file.
+pub fn load_grey(path: &Path) -> Result<Array2<f32>, String> {
+    let is_dicom = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_none_or(|e| !matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"));
+    if is_dicom {
+        let dicom = file::open(path, Depth::Full).map_err(|e| e.to_string())?;
+        let frames = pixels::decode(&dicom).map_err(|e| e.to_string())?;
+        return voi::unit_grey(&dicom, &frames, 0).map_err(|e| e.to_string());
+    }
+    let picture =
+        image::open(path).map_err(|e| format!("{}: cannot read image: {e}", path.display()))?;
+    // 16-bit PNGs keep their precision; colour is reduced to luma as the DICOM path does
+    let grey = picture.to_luma16();
+    let (width, height) = grey.dimensions();
+    let values: Vec<f32> = grey.pixels().map(|p| f32::from(p.0[0]) / 65535.0).collect();
+    Array2::from_shape_vec((height as usize, width as usize), values)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Explains one image and writes `heatmap.npy`, `overlay.png` and `explain.json` to
+/// `request.out`; returns the path of `explain.json`.
+pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<PathBuf, RunError> {
+    let manifest = manifest_for(settings, &request.model)?;
+    let occlusion = Occlusion::from_settings(&settings.methods.occlusion);
+    let method = explain::method_by_name(&request.method, &occlusion)
+        .map_err(|e| configuration(e.to_string()))?;
+    let class =
+        match &request.class {
+            Some(label) => Some(manifest.labels.iter().position(|l| l == label).ok_or_else(
+                || {
+                    configuration(format!(
+                        "class {label:?} is not a label of {} ({})",
+                        manifest.name,
+                        manifest.labels.join(", ")
+                    ))
+                },
+            )?),
+            None => None,
+        };
+    let colour_map = ColourMap::by_name(&settings.defaults.colour_map)
+        .map_err(|e| configuration(e.to_string()))?;
+    let font = Font::find(None).map_err(|source| RunError::Font { source })?;
+    let grey = load_grey(&request.image).map_err(|message| RunError::Input { message })?;
+
+    let runtime =
+        Runtime::init(runtime_options(settings)).map_err(|source| RunError::Runtime { source })?;
+    let model = Classifier::load(&runtime, manifest, settings.runtime.batch_size)
+        .map_err(|source| RunError::Model { source })?;
+    let manifest = model.manifest();
+    let input = preprocess::model_input(grey.view(), &manifest.input);
+    let model_failed = |e: crate::model::ModelError| RunError::Input {
+        message: format!("{}: {e}", request.image.display()),
+    };
+    let probabilities = model
+        .predict(input.view().insert_axis(Axis(0)))
+        .map_err(model_failed)?;
+    let row = probabilities.row(0);
+    let predicted = row
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f32::MIN),
+            |best, (i, p)| if *p > best.1 { (i, *p) } else { best },
+        )
+        .0;
+    let class = class.unwrap_or(predicted);
+
+    let started = Instant::now();
+    let map = method
+        .explain(&model, input.view(), class)
+        .map_err(|e| RunError::Input {
+            message: format!("{}: {e}", request.image.display()),
+        })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (rows, columns) = grey.dim();
+    let heat = to_slice(map.heat.view(), rows, columns);
+
+    let write_error = |path: &Path, e: String| RunError::Output {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
+    std::fs::create_dir_all(&request.out).map_err(|source| RunError::Output {
+        path: request.out.clone(),
+        source,
+    })?;
+    let heatmap_path = request.out.join("heatmap.npy");
+    ndarray_npy::write_npy(&heatmap_path, &heat)
+        .map_err(|e| write_error(&heatmap_path, e.to_string()))?;
+    let legend = Legend {
+        model_name: manifest.name.clone(),
+        model_version: manifest.version.clone(),
+        trained: manifest.trained,
+        method: method.name().to_string(),
+        class_label: manifest.labels[class].clone(),
+        probability: row[class],
+        notes: Vec::new(),
+    };
+    let style = Style {
+        colour_map,
+        opacity: settings.defaults.opacity,
+    };
+    let overlay = render::render_overlay(grey.view(), heat.view(), &style, &legend, &font)
+        .map_err(|e| write_error(&request.out, e.to_string()))?;
+    let overlay_path = request.out.join("overlay.png");
+    render::save_png(&overlay, &overlay_path)
+        .map_err(|e| write_error(&overlay_path, e.to_string()))?;
+
+    let report = json!({
+        "image": request.image,
+        "model": {"name": manifest.name, "version": manifest.version, "trained": manifest.trained, "provider": model.provider()},
+        "prediction": {"label": manifest.labels[predicted], "probability": row[predicted]},
+        "probabilities": Probabilities(manifest.labels.iter().cloned().zip(row.iter().copied()).collect()),
+        "class": manifest.labels[class],
+        "method": method.name(),
+        "target_layer": map.target_layer,
+        "parameters": map.parameters,
+        "model_passes": map.passes,
+        "seconds": seconds,
+        "heatmap": "heatmap.npy",
+        "overlay": "overlay.png",
+        "quality": Quality::default(),
+    });
+    let report_path = request.out.join("explain.json");
+    let bytes =
+        serde_json::to_vec_pretty(&report).map_err(|e| write_error(&report_path, e.to_string()))?;
+    output::write_atomically(&report_path, &bytes).map_err(|source| RunError::Output {
+        path: report_path.clone(),
+        source,
+    })?;
+    Ok(report_path)
+}
