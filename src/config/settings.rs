@@ -183,7 +183,8 @@ pub enum SlicePolicy {
     All,
     /// The k slices with the highest tumour probability.
     TopK(usize),
-    /// None: classify only (no overlays).
+    /// Only the most tumour-like slice: the minimum every processed series gets per method
+    /// (no overlays at all when the plan has no methods).
     None,
 }
 
