@@ -25,15 +25,25 @@ fn toy_model() -> (tempfile::TempDir, Classifier) {
     (dir, model)
 }
 
+/// A uniform grey input of the toy model's size.
+fn uniform_input() -> Array3<f32> {
+    Array3::<f32>::from_elem((1, 64, 64), 0.5)
+}
+
+/// Occlusion fine enough to outline the 16 x 16 region: 8 x 8 patches every 4 pixels.
+fn fine_occlusion(baseline: Baseline) -> Occlusion {
+    Occlusion {
+        patch: 8,
+        stride: 4,
+        baseline,
+    }
+}
+
 #[test]
 fn occlusion_finds_the_planted_region_and_nothing_else() {
     let (_dir, model) = toy_model();
-    let input = Array3::<f32>::from_elem((1, 64, 64), 0.5);
-    let occlusion = Occlusion {
-        patch: 8,
-        stride: 4,
-        baseline: Baseline::Zero,
-    };
+    let input = uniform_input();
+    let occlusion = fine_occlusion(Baseline::Zero);
     let map = occlusion.explain(&model, input.view(), 0).unwrap();
     assert_eq!(map.heat.dim(), (64, 64));
     assert_eq!(map.passes, 15 * 15 + 1);
@@ -76,12 +86,8 @@ fn occlusion_finds_the_planted_region_and_nothing_else() {
 #[test]
 fn a_mean_baseline_on_a_uniform_image_hides_nothing() {
     let (_dir, model) = toy_model();
-    let input = Array3::<f32>::from_elem((1, 64, 64), 0.5);
-    let occlusion = Occlusion {
-        patch: 8,
-        stride: 4,
-        baseline: Baseline::Mean,
-    };
+    let input = uniform_input();
+    let occlusion = fine_occlusion(Baseline::Mean);
     let map = occlusion.explain(&model, input.view(), 0).unwrap();
     assert!(
         map.heat.iter().all(|v| v.abs() < 1e-6),
@@ -92,12 +98,8 @@ fn a_mean_baseline_on_a_uniform_image_hides_nothing() {
 #[test]
 fn maps_come_back_to_the_slice_in_place() {
     let (_dir, model) = toy_model();
-    let input = Array3::<f32>::from_elem((1, 64, 64), 0.5);
-    let occlusion = Occlusion {
-        patch: 8,
-        stride: 4,
-        baseline: Baseline::Zero,
-    };
+    let input = uniform_input();
+    let occlusion = fine_occlusion(Baseline::Zero);
     let map = occlusion.explain(&model, input.view(), 0).unwrap();
     // a 256 x 256 source slice: the model saw it at a quarter of the size
     let heat: Array2<f32> = to_slice(map.heat.view(), 256, 256);

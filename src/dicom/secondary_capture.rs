@@ -80,8 +80,8 @@ pub enum WriteError {
         #[snafu(source(from(dicom_object::WriteError, Box::new)))]
         source: Box<dicom_object::WriteError>,
     },
-    /// Moving the finished file into place failed.
-    #[snafu(display("{}: cannot move overlay into place: {source}", path.display()))]
+    /// Storing the finished file (folder, temporary file, rename) failed.
+    #[snafu(display("{}: cannot store overlay: {source}", path.display()))]
     Rename {
         /// The file.
         path: PathBuf,
@@ -502,21 +502,15 @@ pub fn build(
     ds.with_meta(meta).context(MetaSnafu { sop: source_sop })
 }
 
-/// Writes `object` to `path` atomically: to a temporary name in the same folder, then
-/// renamed, so a reader (or a crash) never sees half a file.
+/// Writes `object` to `path` atomically (see [`crate::output::write_atomically`]), so a
+/// reader (or a crash) never sees half a file; missing folders are created.
 pub fn write_atomically(
     object: &FileDicomObject<InMemDicomObject>,
     path: &Path,
 ) -> Result<(), WriteError> {
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{file_name}.part"));
-    object
-        .write_to_file(&temporary)
-        .context(WriteSnafu { path: &temporary })?;
-    std::fs::rename(&temporary, path).context(RenameSnafu { path })
+    let mut bytes = Vec::new();
+    object.write_all(&mut bytes).context(WriteSnafu { path })?;
+    crate::output::write_atomically(path, &bytes).context(RenameSnafu { path })
 }
 
 fn implementation_version_name() -> String {

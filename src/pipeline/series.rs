@@ -310,9 +310,6 @@ impl SeriesContext<'_> {
         );
         let relative = output::overlay_relative_path(&uids.series, &uids.instance);
         let path = self.study_dir.join(&relative);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
         secondary_capture::write_atomically(&object, &path)
             .map_err(|e| format!("{where_}: {e}"))?;
         Ok(ExplanationReport {
