@@ -49,6 +49,7 @@
 
 #![warn(missing_docs)]
 
+pub mod autodiff;
 pub mod cli;
 pub mod config;
 pub mod dicom;

@@ -6,6 +6,7 @@
 
 mod config_cmd;
 mod explain_cmd;
+mod grad_cmd;
 mod inspect;
 mod rules_cmd;
 mod run_cmd;
@@ -61,6 +62,8 @@ enum Command {
     /// Explain one image (DICOM, PNG or JPEG) with one model and one method: heatmap.npy,
     /// overlay.png and explain.json in the output folder.
     Explain(explain_cmd::ExplainArgs),
+    /// Write a gradient model: the forward ONNX graph plus its backward pass in standard ONNX operators.
+    Grad(grad_cmd::GradArgs),
     /// Site configuration files: `config check FILE` validates one and summarises it.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -77,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Run(args) => run_cmd::run(&args),
         Command::Explain(args) => explain_cmd::run(&args),
+        Command::Grad(args) => grad_cmd::run(&args),
         Command::Config(command) => config_cmd::run(&command),
         Command::Rules(command) => rules_cmd::run(&command),
     };

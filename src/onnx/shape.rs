@@ -250,11 +250,11 @@ fn constant_shape(node: &super::proto::NodeProto) -> Option<Vec<Dim>> {
     Some(dims.into_iter().map(Dim::Known).collect())
 }
 
-/// A temporary file path, removed on drop.
-struct TempFile(PathBuf);
+/// A temporary file path, removed on drop (ONNX Runtime sessions load from files here).
+pub(crate) struct TempFile(pub(crate) PathBuf);
 
 impl TempFile {
-    fn new() -> TempFile {
+    pub(crate) fn new() -> TempFile {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         TempFile(std::env::temp_dir().join(format!(
             "dicom-xai-probe-{}-{}.onnx",

@@ -1,0 +1,133 @@
+//! Gradient models kept on disk: the transform runs once per model and request, and later
+//! runs load the stored file. The key is a SHA-256 over the model file's hash, the request
+//! (tensors and score) and the transform's revision, so an edited model, a different request
+//! or a newer transform builds afresh. Files are written atomically; a damaged entry is
+//! rebuilt.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::{AutodiffError, CacheSnafu, GradRequest, gradient_model};
+use crate::model::classifier::sha256_file;
+use crate::model::runtime::Runtime;
+use crate::onnx::Model;
+
+/// Changes whenever the transform's output for the same request may change.
+pub const TRANSFORM_REVISION: &str = concat!(env!("CARGO_PKG_VERSION"), "+autodiff.1");
+
+/// A folder of gradient models.
+#[derive(Debug, Clone)]
+pub struct GradientCache {
+    dir: PathBuf,
+}
+
+/// Where a gradient model came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedGradient {
+    /// The gradient model file.
+    pub path: PathBuf,
+    /// Whether this call built it (else it was found).
+    pub built: bool,
+    /// Seconds the transform took (0 when found).
+    pub transform_seconds: f64,
+}
+
+impl GradientCache {
+    /// A cache in `dir` (created when first written).
+    pub fn new(dir: impl Into<PathBuf>) -> GradientCache {
+        GradientCache { dir: dir.into() }
+    }
+
+    /// The default folder: `$DICOM_XAI_CACHE/gradients`, else
+    /// `$XDG_CACHE_HOME/dicom-xai/gradients`, else `~/.cache/dicom-xai/gradients`, else a
+    /// folder in the system's temporary directory.
+    pub fn default_dir() -> PathBuf {
+        let env = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(root) = env("DICOM_XAI_CACHE") {
+            return root.join("gradients");
+        }
+        let base = env("XDG_CACHE_HOME")
+            .or_else(|| env("HOME").map(|home| home.join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("dicom-xai").join("gradients")
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cache key of `request` on the model whose file hashes to `model_sha256`.
+    pub fn key(model_sha256: &str, request: &GradRequest) -> String {
+        let mut hasher = Sha256::new();
+        for part in [
+            TRANSFORM_REVISION,
+            model_sha256,
+            request.score.as_deref().unwrap_or(""),
+        ] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        for t in &request.wrt {
+            hasher.update(t.as_bytes());
+            hasher.update([0]);
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The gradient model of the model in `model_path` for `request`: the stored one when
+    /// present and readable, else built, stored and returned.
+    pub fn get_or_build(
+        &self,
+        runtime: &Runtime,
+        model_path: &Path,
+        request: &GradRequest,
+    ) -> Result<CachedGradient, AutodiffError> {
+        let fail = |path: &Path, message: String| CacheSnafu { path, message }.build();
+        let sha = sha256_file(model_path)
+            .map_err(|e| fail(model_path, format!("cannot hash the model: {e}")))?;
+        let path = self.dir.join(format!("{}.onnx", Self::key(&sha, request)));
+        if path.is_file() {
+            match Model::load(&path) {
+                Ok(_) => {
+                    tracing::debug!(path = %path.display(), "gradient model found in the cache");
+                    return Ok(CachedGradient {
+                        path,
+                        built: false,
+                        transform_seconds: 0.0,
+                    });
+                }
+                Err(e) => tracing::warn!("rebuilding a damaged cached gradient model: {e}"),
+            }
+        }
+        let started = Instant::now();
+        let model = Model::load(model_path)?;
+        let gradient = gradient_model(runtime, &model, request)?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| fail(&self.dir, format!("cannot create the folder: {e}")))?;
+        gradient.model.save(&path)?;
+        let transform_seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            model = %model_path.display(),
+            path = %path.display(),
+            backward_nodes = gradient.backward_nodes,
+            seconds = transform_seconds,
+            "gradient model built"
+        );
+        Ok(CachedGradient {
+            path,
+            built: true,
+            transform_seconds,
+        })
+    }
+}

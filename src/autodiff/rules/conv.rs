@@ -1,0 +1,231 @@
+//! Convolutions. The gradient of a convolution with respect to its input is the transposed
+//! convolution with the same weights, and vice versa; padding is made explicit from the
+//! actual sizes, so `auto_pad` and the rows a strided convolution never reads come out right.
+//! Weights are constants in the models we explain: a gradient with respect to them is refused.
+
+use super::{NodeGrads, Rule};
+use crate::autodiff::emit::{Emitter, RuleResult, attr};
+use crate::onnx::proto::AttributeProto;
+
+/// The rules of this family.
+pub fn rules() -> Vec<Rule> {
+    vec![
+        Rule::new("Conv", conv),
+        Rule::new("ConvTranspose", conv_transpose),
+    ]
+}
+
+type Grads = RuleResult<Vec<Option<String>>>;
+
+/// The geometry of one convolution, per spatial axis.
+struct Geometry {
+    kernel: Vec<i64>,
+    strides: Vec<i64>,
+    dilations: Vec<i64>,
+    group: i64,
+}
+
+impl Geometry {
+    fn of(e: &Emitter, n: &NodeGrads) -> RuleResult<Geometry> {
+        let w = e.fixed_dims(n.input(1), "convolution weights")?;
+        if w.len() < 3 {
+            return Err(format!("weights of rank {} (at least 3 expected)", w.len()));
+        }
+        let spatial = w.len() - 2;
+        let kernel = attr::ints(n.node, "kernel_shape").unwrap_or_else(|| w[2..].to_vec());
+        let ones = vec![1; spatial];
+        let strides = attr::ints(n.node, "strides").unwrap_or_else(|| ones.clone());
+        let dilations = attr::ints(n.node, "dilations").unwrap_or(ones);
+        if kernel.len() != spatial || strides.len() != spatial || dilations.len() != spatial {
+            return Err(
+                "kernel_shape, strides and dilations disagree with the weights' rank".into(),
+            );
+        }
+        Ok(Geometry {
+            kernel,
+            strides,
+            dilations,
+            group: attr::int(n.node, "group", 1),
+        })
+    }
+
+    /// The extent of the dilated kernel on axis `i`.
+    fn extent(&self, i: usize) -> i64 {
+        (self.kernel[i] - 1) * self.dilations[i] + 1
+    }
+
+    fn attributes(&self, pads: Vec<i64>) -> Vec<AttributeProto> {
+        vec![
+            AttributeProto::ints("kernel_shape", self.kernel.clone()),
+            AttributeProto::ints("strides", self.strides.clone()),
+            AttributeProto::ints("dilations", self.dilations.clone()),
+            AttributeProto::int("group", self.group),
+            AttributeProto::ints("pads", pads),
+        ]
+    }
+}
+
+/// The spatial sizes of a forward tensor (all fixed).
+fn spatial(e: &Emitter, tensor: &str) -> RuleResult<Vec<i64>> {
+    let dims = e.dims(tensor)?;
+    dims.iter()
+        .skip(2)
+        .map(|d| d.fixed())
+        .collect::<Option<Vec<i64>>>()
+        .ok_or_else(|| format!("the spatial size of {tensor:?} must be fixed"))
+}
+
+/// Explicit begin and end pads of a convolution, resolving `auto_pad`.
+pub(crate) fn conv_pads(
+    n: &NodeGrads,
+    input: &[i64],
+    kernel_extent: impl Fn(usize) -> i64,
+    strides: &[i64],
+) -> RuleResult<(Vec<i64>, Vec<i64>)> {
+    let spatial = input.len();
+    let auto_pad = attr::string(n.node, "auto_pad", "NOTSET");
+    match auto_pad.as_str() {
+        "NOTSET" => {
+            let pads = attr::ints(n.node, "pads").unwrap_or_else(|| vec![0; 2 * spatial]);
+            if pads.len() != 2 * spatial {
+                return Err(format!(
+                    "pads has {} values for {spatial} spatial axes",
+                    pads.len()
+                ));
+            }
+            Ok((pads[..spatial].to_vec(), pads[spatial..].to_vec()))
+        }
+        "VALID" => Ok((vec![0; spatial], vec![0; spatial])),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let mut begin = Vec::with_capacity(spatial);
+            let mut end = Vec::with_capacity(spatial);
+            for i in 0..spatial {
+                let out = (input[i] + strides[i] - 1) / strides[i];
+                let total = ((out - 1) * strides[i] + kernel_extent(i) - input[i]).max(0);
+                let small = total / 2;
+                if auto_pad == "SAME_UPPER" {
+                    begin.push(small);
+                    end.push(total - small);
+                } else {
+                    begin.push(total - small);
+                    end.push(small);
+                }
+            }
+            Ok((begin, end))
+        }
+        other => Err(format!("unknown auto_pad {other:?}")),
+    }
+}
+
+/// The transposed convolution that maps a gradient of size `output` back onto an input of
+/// size `input`: begin pads unchanged; the end pad shrinks by the rows never read, or
+/// `output_padding` adds them back.
+pub(crate) fn transpose_pads(
+    input: &[i64],
+    output: &[i64],
+    begin: &[i64],
+    strides: &[i64],
+    extent: impl Fn(usize) -> i64,
+) -> (Vec<i64>, Vec<i64>) {
+    let mut pads = begin.to_vec();
+    let mut end = Vec::with_capacity(input.len());
+    let mut output_padding = Vec::with_capacity(input.len());
+    for i in 0..input.len() {
+        let t = strides[i] * (output[i] - 1) + extent(i) - begin[i] - input[i];
+        end.push(t.max(0));
+        output_padding.push((-t).max(0));
+    }
+    pads.extend(end);
+    (pads, output_padding)
+}
+
+/// Conv: dX = ConvTranspose(g, W) with matching geometry; dB = Σ g over all but channels.
+fn conv(e: &mut Emitter, n: &NodeGrads) -> Grads {
+    let g = n.grad()?;
+    let (x, w, y) = (n.input(0), n.input(1), n.output(0));
+    if n.needs(1) {
+        return Err(
+            "the gradient with respect to convolution weights is not supported (the \
+                    weights must be constants)"
+                .into(),
+        );
+    }
+    let geometry = Geometry::of(e, n)?;
+    let mut grads = vec![None; n.node.input.len()];
+    if n.needs(0) {
+        let input = spatial(e, x)?;
+        let output = spatial(e, y)?;
+        let (begin, _) = conv_pads(n, &input, |i| geometry.extent(i), &geometry.strides)?;
+        let (pads, output_padding) =
+            transpose_pads(&input, &output, &begin, &geometry.strides, |i| {
+                geometry.extent(i)
+            });
+        let mut attributes = geometry.attributes(pads);
+        if output_padding.iter().any(|&p| p != 0) {
+            attributes.push(AttributeProto::ints("output_padding", output_padding));
+        }
+        grads[0] = Some(e.op("ConvTranspose", &[g, w], attributes));
+    }
+    if n.needs(2) {
+        let rank = e.rank(y)?;
+        let mut axes = vec![0];
+        axes.extend(2..rank as i64);
+        grads[2] = Some(e.reduce_sum(g, &axes, false));
+    }
+    Ok(grads)
+}
+
+/// ConvTranspose: dX = Conv(g, W) with the same strides, dilations, group and pads.
+fn conv_transpose(e: &mut Emitter, n: &NodeGrads) -> Grads {
+    let g = n.grad()?;
+    let (x, w, y) = (n.input(0), n.input(1), n.output(0));
+    if n.needs(1) {
+        return Err(
+            "the gradient with respect to convolution weights is not supported (the \
+                    weights must be constants)"
+                .into(),
+        );
+    }
+    let geometry = Geometry::of(e, n)?;
+    let mut grads = vec![None; n.node.input.len()];
+    if n.needs(0) {
+        let input = spatial(e, x)?;
+        let output = spatial(e, y)?;
+        let spatial_rank = input.len();
+        let output_padding =
+            attr::ints(n.node, "output_padding").unwrap_or_else(|| vec![0; spatial_rank]);
+        let auto_pad = attr::string(n.node, "auto_pad", "NOTSET");
+        let explicit = attr::ints(n.node, "pads");
+        let pads = if auto_pad == "NOTSET" && n.node.attribute("output_shape").is_none() {
+            explicit.unwrap_or_else(|| vec![0; 2 * spatial_rank])
+        } else {
+            // the padding that produced the actual output size, split as the specification says
+            let mut begin = Vec::with_capacity(spatial_rank);
+            let mut end = Vec::with_capacity(spatial_rank);
+            for i in 0..spatial_rank {
+                let total = geometry.strides[i] * (input[i] - 1)
+                    + output_padding.get(i).copied().unwrap_or(0)
+                    + geometry.extent(i)
+                    - output[i];
+                let small = total / 2;
+                if auto_pad == "SAME_UPPER" {
+                    begin.push(small);
+                    end.push(total - small);
+                } else {
+                    begin.push(total - small);
+                    end.push(small);
+                }
+            }
+            begin.extend(end);
+            begin
+        };
+        grads[0] = Some(e.op("Conv", &[g, w], geometry.attributes(pads)));
+    }
+    if n.needs(2) {
+        let rank = e.rank(y)?;
+        let mut axes = vec![0];
+        axes.extend(2..rank as i64);
+        grads[2] = Some(e.reduce_sum(g, &axes, false));
+    }
+    Ok(grads)
+}
