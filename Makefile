@@ -10,10 +10,10 @@ OUT         := out
 APT_NEEDS   := dcmtk dicom3tools cmake fonts-dejavu-core
 CARGO_FLAGS := --release --locked
 
-.PHONY: setup apt venv assets build demo run test test-rust test-fuzz lint bench clean
+.PHONY: setup apt venv assets models build demo run test test-rust test-python test-fuzz lint bench clean
 
 ## setup: everything a fresh Debian/Ubuntu machine needs (idempotent)
-setup: apt venv assets build
+setup: apt venv assets models build
 
 apt:
 	@bash scripts/apt_install.sh $(APT_NEEDS)
@@ -27,6 +27,10 @@ $(VENV)/.requirements-installed: requirements.txt
 
 assets: venv
 	@$(PYTHON) scripts/fetch_assets.py
+
+## models: DenseNet169 and ViT-B/16 (random weights, UNTRAINED) exported by onnx/export.py
+models: venv
+	@$(PYTHON) scripts/export_models.py
 
 build:
 	cargo build $(CARGO_FLAGS)
@@ -45,7 +49,7 @@ run: setup demo
 	@echo "To look at an overlay:  dcmj2pnm +on $$(find $(OUT) -name '*.dcm' | head -n 1) overlay.png"
 
 ## test: set up, then every suite
-test: setup lint test-rust test-fuzz
+test: setup lint test-rust test-python test-fuzz
 
 lint:
 	cargo fmt --all --check
@@ -54,6 +58,9 @@ lint:
 
 test-rust:
 	DICOM_XAI_PYTHON=$(abspath $(PYTHON)) cargo test $(CARGO_FLAGS) --no-fail-fast
+
+test-python:
+	$(PYTHON) -m pytest onnx/tests -q
 
 test-fuzz:
 	@bash scripts/fuzz_smoke.sh

@@ -202,13 +202,6 @@ pub fn gradient_model(
             }
         }
     }
-    if !active.contains(score.as_str()) {
-        return Err(bad(
-            "--score tensor",
-            &score,
-            "does not depend on any --wrt tensor through differentiable operations".into(),
-        ));
-    }
     for t in &request.wrt {
         if !relevant.contains(t.as_str()) {
             return Err(bad(
@@ -219,6 +212,13 @@ pub fn gradient_model(
                 ),
             ));
         }
+    }
+    if !active.contains(score.as_str()) {
+        return Err(bad(
+            "--score tensor",
+            &score,
+            "does not depend on any --wrt tensor through differentiable operations".into(),
+        ));
     }
 
     // The nodes to differentiate, and the tensors whose facts their rules need.

@@ -2,6 +2,7 @@
 //! are, and how to run the Python reference scripts.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod gradcheck;
 pub mod reference;
 
 use std::path::{Path, PathBuf};
@@ -39,14 +40,20 @@ pub fn python() -> PathBuf {
 /// Runs a script of `tests/support/` with the project's Python; panics with its output when
 /// it fails.
 pub fn run_support_script(script: &str, args: &[&std::ffi::OsStr]) -> Output {
+    run_python(&root().join("tests/support").join(script), args)
+}
+
+/// Runs a Python script with the project's Python; panics with its output when it fails.
+pub fn run_python(script: &Path, args: &[&std::ffi::OsStr]) -> Output {
     let output = Command::new(python())
-        .arg(root().join("tests/support").join(script))
+        .arg(script)
         .args(args)
         .output()
         .expect("cannot start python");
     assert!(
         output.status.success(),
-        "{script} failed:\n{}\n{}",
+        "{} failed:\n{}\n{}",
+        script.display(),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
@@ -56,6 +63,28 @@ pub fn run_support_script(script: &str, args: &[&std::ffi::OsStr]) -> Output {
 /// The dicom-xai binary built for these tests.
 pub fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dicom-xai"))
+}
+
+/// Runs `dicom-xai grad MODEL --wrt T... --out OUT` and returns its output (not checked).
+pub fn grad_command(model: &Path, wrt: &[&str], out: &Path) -> Output {
+    let mut command = binary();
+    command.arg("grad").arg(model).arg("--out").arg(out);
+    for tensor in wrt {
+        command.arg("--wrt").arg(tensor);
+    }
+    command.output().expect("cannot run dicom-xai grad")
+}
+
+/// [`grad_command`] that must succeed; its JSON summary.
+pub fn grad_summary(model: &Path, wrt: &[&str], out: &Path) -> serde_json::Value {
+    let output = grad_command(model, wrt, out);
+    assert!(
+        output.status.success(),
+        "dicom-xai grad {} failed:\n{}",
+        model.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("dicom-xai grad prints a JSON summary")
 }
 
 /// Every regular file under `dir`, sorted.

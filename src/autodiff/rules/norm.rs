@@ -7,7 +7,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::{NodeGrads, Rule};
 use crate::autodiff::emit::{Emitter, RuleResult, attr, normalise_axis};
-use crate::onnx::proto::AttributeProto;
+use crate::onnx::proto::{AttributeProto, DataType};
 
 /// The rules of this family.
 pub fn rules() -> Vec<Rule> {
@@ -88,17 +88,20 @@ fn layer_normalization(e: &mut Emitter, n: &NodeGrads) -> Grads {
     let scale_dims = e.fixed_dims(scale, "LayerNormalization scale")?;
     let unit: Vec<usize> = scale_dims.iter().map(|&d| d as usize).collect();
     let ones = e.constant("unit_scale", &ArrayD::from_elem(IxDyn(&unit), 1.0), scale)?;
-    let attributes: Vec<AttributeProto> = n
+    let x_type = e.elem_type(x)?;
+    // ONNX Runtime implements the Mean and InvStdDev outputs in float only (a double stash
+    // is accepted for Y alone), so the duplicate stashes float and its outputs are cast
+    let stash_type = DataType::Float as i64;
+    let mut attributes: Vec<AttributeProto> = n
         .node
         .attribute
         .iter()
-        .filter(|a| matches!(a.name(), "axis" | "epsilon" | "stash_type"))
+        .filter(|a| matches!(a.name(), "axis" | "epsilon"))
         .cloned()
         .collect();
+    attributes.push(AttributeProto::int("stash_type", stash_type));
     let outputs = e.op_n("LayerNormalization", &[x, &ones], attributes, 3);
     let (normalised, inverse_deviation) = (&outputs[0], &outputs[2]);
-    let x_type = e.elem_type(x)?;
-    let stash_type = attr::int(n.node, "stash_type", 1);
     let inverse_deviation = if stash_type == x_type as i64 {
         inverse_deviation.clone()
     } else {
