@@ -2,22 +2,32 @@
 //! warm-up. Prints a table and writes `target/bench/summary.json`:
 //! `{"machine": {...}, "rows": [{"name", "unit", "ours", "runs"}]}`.
 //!
-//! Rows: decoding and preprocessing per slice, forward throughput of each configured model at
-//! batch 1, 8 and 32, occlusion per explained slice, and `dicom-xai run` end to end on the
-//! demo study (wall time and peak resident memory of the whole process).
+//! Rows: decoding and preprocessing per slice, forward throughput of each model (VGG16,
+//! DenseNet169, ViT-B/16) at batch 1, 8 and 32, the gradient models' cost (forward + gradient
+//! time over forward time at batch 1 and 8, the transform's own time, the extra peak memory),
+//! occlusion per explained slice, and `dicom-xai run` end to end on the demo study (wall time
+//! and peak resident memory of the whole process).
+//!
+//! `pipeline memory-probe MODEL.onnx BATCH [gradient]` (used by the suite itself) runs one
+//! model three times in a fresh process and prints its peak resident memory in MiB.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use dicom_xai::autodiff::{GRAD_PREFIX, GRAD_SEED, GradRequest, gradient_model};
 use dicom_xai::dicom::file::{self, Depth};
 use dicom_xai::dicom::{pixels, voi};
 use dicom_xai::explain::Method;
 use dicom_xai::explain::occlusion::Occlusion;
+use dicom_xai::model::manifest::{InputSpec, Layout};
 use dicom_xai::model::preprocess;
 use dicom_xai::model::runtime::RuntimeOptions;
 use dicom_xai::model::{Classifier, Manifest, Runtime};
-use ndarray::{Array2, Array3, ArrayView3};
+use dicom_xai::onnx::Model;
+use ndarray::{Array2, Array3, ArrayD, ArrayView3, IxDyn};
+use ort::session::Session;
+use ort::value::Tensor;
 use serde_json::json;
 
 struct Row {
@@ -112,24 +122,204 @@ fn run_measured(command: &mut Command) -> (Duration, f64, bool) {
     (started.elapsed(), peak_kib / 1024.0, status.success())
 }
 
+/// The peak resident memory of this process so far, in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// A random model input of `batch` images for `spec`, and a one-hot seed over `classes`.
+fn random_feeds(spec: &InputSpec, batch: usize, classes: usize) -> (ArrayD<f32>, ArrayD<f32>) {
+    let shape = match spec.layout {
+        Layout::Nchw => vec![batch, spec.channels, spec.height, spec.width],
+        Layout::Nhwc => vec![batch, spec.height, spec.width, spec.channels],
+    };
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let input = ArrayD::from_shape_fn(IxDyn(&shape), |_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    });
+    let seed = ArrayD::from_shape_fn(IxDyn(&[batch, classes]), |i| {
+        f32::from(u8::from(i[1] == i[0] % classes))
+    });
+    (input, seed)
+}
+
+/// One run of a forward (`seed` = None) or gradient model, reading `output`.
+fn run_once(
+    session: &mut Session,
+    input_name: &str,
+    input: &ArrayD<f32>,
+    seed: Option<&ArrayD<f32>>,
+    output: &str,
+) {
+    let mut feeds = vec![(
+        input_name.to_string(),
+        Tensor::from_array(input.clone())
+            .expect("tensor")
+            .into_dyn(),
+    )];
+    if let Some(seed) = seed {
+        feeds.push((
+            GRAD_SEED.to_string(),
+            Tensor::from_array(seed.clone()).expect("tensor").into_dyn(),
+        ));
+    }
+    let outputs = session.run(feeds).expect("the model runs");
+    std::hint::black_box(&outputs[output]);
+}
+
+/// `memory-probe MANIFEST BATCH [GRADIENT.onnx]`: the peak RSS of a process that runs the
+/// manifest's model (or its gradient model) three times.
+fn memory_probe(args: &[String]) {
+    let manifest = Manifest::load(Path::new(&args[0])).expect("manifest");
+    let batch: usize = args[1].parse().expect("batch");
+    let runtime = Runtime::init(RuntimeOptions::default()).expect("ONNX Runtime");
+    let (input, seed) = random_feeds(&manifest.input, batch, manifest.labels.len());
+    let input_name = &manifest.input.name;
+    let (model, seed, output) = match args.get(2) {
+        Some(gradient) => (
+            PathBuf::from(gradient),
+            Some(&seed),
+            format!("{GRAD_PREFIX}{input_name}"),
+        ),
+        None => (manifest.onnx.clone(), None, manifest.output.name.clone()),
+    };
+    let mut session = runtime.session(&model).expect("session").session;
+    for _ in 0..3 {
+        run_once(&mut session, input_name, &input, seed, &output);
+    }
+    println!("{}", peak_rss_mib());
+}
+
+/// Peak RSS in MiB of a fresh process running the model of `manifest` (or `gradient`).
+fn probe_memory(manifest: &Path, batch: usize, gradient: Option<&Path>) -> f64 {
+    let exe = std::env::current_exe().expect("this benchmark's path");
+    let mut command = Command::new(exe);
+    command
+        .arg("memory-probe")
+        .arg(manifest)
+        .arg(batch.to_string());
+    if let Some(gradient) = gradient {
+        command.arg(gradient);
+    }
+    let output = command.output().expect("memory probe");
+    assert!(
+        output.status.success(),
+        "memory probe of {} failed: {}",
+        manifest.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("memory probe prints MiB")
+}
+
+/// Gradient rows of one model: transform time, (forward + gradient) / forward at batch 1 and
+/// 8, and the extra peak memory of the gradient model at batch 8.
+fn gradient_rows(runtime: &Runtime, manifest: &Manifest, rows: &mut Vec<Row>) {
+    let name = &manifest.name;
+    let model = Model::load(&manifest.onnx).expect("the model");
+    let input_name = manifest.input.name.clone();
+    let started = Instant::now();
+    let gradient = gradient_model(runtime, &model, &GradRequest::new([input_name.clone()]))
+        .expect("the gradient model");
+    let transform = started.elapsed().as_secs_f64();
+    rows.push(Row {
+        name: format!("gradient-transform-{name}"),
+        unit: "s",
+        ours: transform,
+        runs: 1,
+    });
+    let dir = root().join("target/bench/gradients");
+    std::fs::create_dir_all(&dir).expect("target/bench/gradients");
+    let gradient_path = dir.join(format!("{name}.onnx"));
+    gradient
+        .model
+        .save(&gradient_path)
+        .expect("save the gradient model");
+    let mut forward = runtime.session(&manifest.onnx).expect("session").session;
+    let mut backward = runtime.session(&gradient_path).expect("session").session;
+    let output = manifest.output.name.clone();
+    let grad_output = format!("{GRAD_PREFIX}{input_name}");
+    for batch in [1usize, 8] {
+        let (input, seed) = random_feeds(&manifest.input, batch, manifest.labels.len());
+        let runs = if batch == 1 { 7 } else { 3 };
+        let forward_seconds = median_seconds(runs, || {
+            run_once(&mut forward, &input_name, &input, None, &output);
+        });
+        let gradient_seconds = median_seconds(runs, || {
+            run_once(
+                &mut backward,
+                &input_name,
+                &input,
+                Some(&seed),
+                &grad_output,
+            );
+        });
+        let suffix = if batch == 1 {
+            String::new()
+        } else {
+            format!("-batch-{batch}")
+        };
+        rows.push(Row {
+            name: format!("gradient-overhead-{name}{suffix}"),
+            unit: "x forward",
+            ours: gradient_seconds / forward_seconds,
+            runs,
+        });
+        rows.push(Row {
+            name: format!("gradient-{name}-batch-{batch}"),
+            unit: "ms/image",
+            ours: gradient_seconds * 1e3 / batch as f64,
+            runs,
+        });
+    }
+    let forward_peak = probe_memory(&manifest.path, 8, None);
+    let gradient_peak = probe_memory(&manifest.path, 8, Some(&gradient_path));
+    rows.push(Row {
+        name: format!("gradient-extra-memory-{name}-batch-8"),
+        unit: "MiB",
+        ours: gradient_peak - forward_peak,
+        runs: 1,
+    });
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "memory-probe") {
+        memory_probe(&args[1..]);
+        return;
+    }
     let mut rows: Vec<Row> = Vec::new();
     let files = demo_slices();
 
     // decoding + VOI per slice
-    let seconds = median_seconds(3, || {
-        for path in &files {
-            let dicom = file::open(path, Depth::Full).expect("demo slice");
-            let frames = pixels::decode(&dicom).expect("decodes");
-            std::hint::black_box(voi::unit_grey(&dicom, &frames, 0).expect("grey"));
-        }
-    });
-    rows.push(Row {
-        name: "decode-and-window".into(),
-        unit: "ms/slice",
-        ours: seconds * 1e3 / files.len() as f64,
-        runs: 3,
-    });
+    if wanted("decode") {
+        let seconds = median_seconds(3, || {
+            for path in &files {
+                let dicom = file::open(path, Depth::Full).expect("demo slice");
+                let frames = pixels::decode(&dicom).expect("decodes");
+                std::hint::black_box(voi::unit_grey(&dicom, &frames, 0).expect("grey"));
+            }
+        });
+        rows.push(Row {
+            name: "decode-and-window".into(),
+            unit: "ms/slice",
+            ours: seconds * 1e3 / files.len() as f64,
+            runs: 3,
+        });
+    }
     let greys: Vec<Array2<f32>> = files
         .iter()
         .map(|p| {
@@ -140,8 +330,12 @@ fn main() {
         .collect();
 
     let runtime = Runtime::init(RuntimeOptions::default()).expect("ONNX Runtime (make setup)");
-    let manifests = [root().join("onnx/manifests/vgg16-kaggle.toml")];
-    for manifest_path in manifests.iter().filter(|p| p.is_file()) {
+    let manifests = [
+        root().join("onnx/manifests/vgg16-kaggle.toml"),
+        root().join("assets/models/densenet169-legacy/densenet169.toml"),
+        root().join("assets/models/vit_b_16-legacy/vit_b_16.toml"),
+    ];
+    for (index, manifest_path) in manifests.iter().enumerate() {
         let manifest = Manifest::load(manifest_path).expect("manifest");
         let name = manifest.name.clone();
         let spec = manifest.input.clone();
@@ -160,7 +354,7 @@ fn main() {
             .iter()
             .map(|g| preprocess::model_input(g.view(), &spec))
             .collect();
-        for batch in [1usize, 8, 32] {
+        for batch in [1usize, 8, 32].into_iter().filter(|_| wanted("forward")) {
             let model = Classifier::load(&runtime, manifest.clone(), batch).expect("model loads");
             let views: Vec<ArrayView3<f32>> = inputs
                 .iter()
@@ -179,6 +373,12 @@ fn main() {
                 ours: seconds * 1e3 / batch as f64,
                 runs,
             });
+        }
+        if wanted("gradient") {
+            gradient_rows(&runtime, &manifest, &mut rows);
+        }
+        if index > 0 || !wanted("occlusion") {
+            continue; // occlusion: the demo's model (methods are benchmarked per method later)
         }
         let model = Classifier::load(&runtime, manifest.clone(), 8).expect("model loads");
         let occlusion = Occlusion::default();
@@ -205,6 +405,9 @@ fn main() {
     }
 
     // the whole process, as a site runs it
+    if !wanted("end-to-end") {
+        return finish(&rows);
+    }
     let out = tempfile::tempdir().expect("temp dir");
     let binary = env!("CARGO_BIN_EXE_dicom-xai");
     let study = root().join("assets/demo/study");
@@ -244,8 +447,20 @@ fn main() {
         runs: 2,
     });
 
+    finish(&rows);
+}
+
+/// Whether the section whose rows contain `section` runs (`BENCH_ONLY`).
+fn wanted(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| {
+        only.is_empty() || section.contains(&only) || only.contains(section)
+    })
+}
+
+/// Prints the table and writes `target/bench/summary.json`.
+fn finish(rows: &[Row]) {
     println!("{:<60} {:>12} {:>14}", "benchmark", "ours", "unit");
-    for row in &rows {
+    for row in rows {
         println!("{:<60} {:>12.3} {:>14}", row.name, row.ours, row.unit);
     }
     let summary = json!({

@@ -386,6 +386,37 @@ fn conv_any_group_stride_pad_dilation() {
 }
 
 #[test]
+fn conv_stride_one_as_a_flipped_convolution() {
+    // stride 1 takes the Conv path (pads up to the kernel's extent) or, with larger pads,
+    // falls back to ConvTranspose
+    each_trial("Conv", F32_TOLERANCE, |rng, trial| {
+        let group = [1, 2, 3, 1][trial as usize % 4];
+        let c = group * rng.int(1, 3) as usize;
+        let m = group * rng.int(1, 3) as usize;
+        let k = [rng.int(1, 3), rng.int(1, 3)];
+        let dilation = [rng.int(1, 2), rng.int(1, 2)];
+        let pad_limit = if trial == 3 { 4 } else { 1 };
+        let pads = [
+            rng.int(0, pad_limit),
+            rng.int(0, pad_limit),
+            rng.int(0, pad_limit),
+            rng.int(0, pad_limit),
+        ];
+        let (x, w) = (
+            vec![2, c, rng.int(6, 9) as usize, rng.int(6, 9) as usize],
+            vec![m, c / group, k[0] as usize, k[1] as usize],
+        );
+        OpCase::new(format!("x {x:?} w {w:?} pads {pads:?}"), "Conv", F32)
+            .operand(Operand::Wrt(rng.normal_array(&x)))
+            .operand(Operand::Constant(rng.normal_array(&w)))
+            .attribute(AttributeProto::ints("kernel_shape", k))
+            .attribute(AttributeProto::ints("dilations", dilation))
+            .attribute(AttributeProto::int("group", group as i64))
+            .attribute(AttributeProto::ints("pads", pads))
+    });
+}
+
+#[test]
 fn conv_transpose() {
     each_trial("ConvTranspose", F32_TOLERANCE, |rng, trial| {
         let group = rng.pick(&[1, 2]) as usize;

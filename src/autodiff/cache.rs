@@ -2,20 +2,24 @@
 //! runs load the stored file. The key is a SHA-256 over the model file's hash, the request
 //! (tensors and score) and the transform's revision, so an edited model, a different request
 //! or a newer transform builds afresh. Files are written atomically; a damaged entry is
-//! rebuilt.
+//! rebuilt. Forward models with extra outputs (for methods that read inner tensors without
+//! gradients) are kept the same way.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::{AutodiffError, CacheSnafu, GradRequest, gradient_model};
+use super::{
+    AutodiffError, BadRequestSnafu, CacheSnafu, GradRequest, default_score, gradient_model,
+};
 use crate::model::classifier::sha256_file;
 use crate::model::runtime::Runtime;
 use crate::onnx::Model;
+use crate::onnx::proto::{DataType, TypeProto, ValueInfoProto, type_proto};
 
 /// Changes whenever the transform's output for the same request may change.
-pub const TRANSFORM_REVISION: &str = concat!(env!("CARGO_PKG_VERSION"), "+autodiff.1");
+pub const TRANSFORM_REVISION: &str = concat!(env!("CARGO_PKG_VERSION"), "+autodiff.2");
 
 /// A folder of gradient models.
 #[derive(Debug, Clone)]
@@ -28,6 +32,8 @@ pub struct GradientCache {
 pub struct CachedGradient {
     /// The gradient model file.
     pub path: PathBuf,
+    /// The score it differentiates (empty for forward models with extra outputs).
+    pub score: String,
     /// Whether this call built it (else it was found).
     pub built: bool,
     /// Seconds the transform took (0 when found).
@@ -78,6 +84,9 @@ impl GradientCache {
             hasher.update(t.as_bytes());
             hasher.update([0]);
         }
+        if request.expose_score {
+            hasher.update(b"expose-score");
+        }
         hasher
             .finalize()
             .iter()
@@ -99,10 +108,17 @@ impl GradientCache {
         let path = self.dir.join(format!("{}.onnx", Self::key(&sha, request)));
         if path.is_file() {
             match Model::load(&path) {
-                Ok(_) => {
+                Ok(stored) => {
                     tracing::debug!(path = %path.display(), "gradient model found in the cache");
+                    // the gradient model keeps the forward outputs: its default score is the
+                    // forward model's
+                    let score = match &request.score {
+                        Some(score) => score.clone(),
+                        None => default_score(&stored)?,
+                    };
                     return Ok(CachedGradient {
                         path,
+                        score,
                         built: false,
                         transform_seconds: 0.0,
                     });
@@ -126,8 +142,75 @@ impl GradientCache {
         );
         Ok(CachedGradient {
             path,
+            score: gradient.score,
             built: true,
             transform_seconds,
         })
+    }
+
+    /// The model in `model_path` with `tensors` as extra outputs (forward only): the stored
+    /// one when present, else built and stored.
+    pub fn get_or_build_taps(
+        &self,
+        model_path: &Path,
+        tensors: &[String],
+    ) -> Result<CachedGradient, AutodiffError> {
+        let fail = |path: &Path, message: String| CacheSnafu { path, message }.build();
+        let sha = sha256_file(model_path)
+            .map_err(|e| fail(model_path, format!("cannot hash the model: {e}")))?;
+        let request = GradRequest::new(tensors.iter().cloned()).with_score(TAPS_MARKER);
+        let path = self.dir.join(format!("{}.onnx", Self::key(&sha, &request)));
+        if path.is_file() {
+            return Ok(CachedGradient {
+                path,
+                score: String::new(),
+                built: false,
+                transform_seconds: 0.0,
+            });
+        }
+        let started = Instant::now();
+        let mut model = Model::load(model_path)?;
+        for tensor in tensors {
+            if !model.defines(tensor) {
+                return Err(BadRequestSnafu {
+                    path: model_path,
+                    what: "tapped tensor",
+                    tensor,
+                    reason: "no graph input or node output has this name",
+                }
+                .build());
+            }
+            if model.outputs().iter().all(|o| o.name() != tensor) {
+                model.graph_mut().output.push(untyped_output(tensor));
+            }
+        }
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| fail(&self.dir, format!("cannot create the folder: {e}")))?;
+        model.save(&path)?;
+        Ok(CachedGradient {
+            path,
+            score: String::new(),
+            built: true,
+            transform_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// The score name that marks a forward-with-outputs entry in the cache key (no tensor can
+/// be called this: ONNX names hold no NUL).
+const TAPS_MARKER: &str = "\0taps";
+
+/// A float output whose shape ONNX Runtime infers.
+fn untyped_output(name: &str) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(DataType::Float as i32),
+                shape: None,
+            })),
+            denotation: None,
+        }),
+        ..ValueInfoProto::default()
     }
 }

@@ -34,6 +34,10 @@ pub struct GradRequest {
     pub wrt: Vec<String>,
     /// The score tensor; `None` for the default ([`default_score`]).
     pub score: Option<String>,
+    /// Also output the score tensor itself (under its own name) when it is not an output
+    /// already: explanation methods that compare scores (Integrated Gradients' completeness)
+    /// need the logits of models that output probabilities.
+    pub expose_score: bool,
 }
 
 impl GradRequest {
@@ -42,7 +46,15 @@ impl GradRequest {
         GradRequest {
             wrt: wrt.into_iter().map(Into::into).collect(),
             score: None,
+            expose_score: false,
         }
+    }
+
+    /// Also outputs the score tensor.
+    #[must_use]
+    pub fn exposing_score(mut self) -> GradRequest {
+        self.expose_score = true;
+        self
     }
 
     /// Differentiates `score` instead of the default.
@@ -409,10 +421,17 @@ pub fn gradient_model(
                 "its shape could not be learnt".into(),
             )
         })?;
+    let score_info = value_info(&score, &facts);
     let graph = out.graph_mut();
     graph.node.extend(nodes);
     graph.initializer.extend(initializers);
     graph.input.push(seed_info);
+    if request.expose_score
+        && !graph.output.iter().any(|o| o.name() == score)
+        && let Some(info) = score_info
+    {
+        graph.output.push(info);
+    }
     for t in &request.wrt {
         let info = value_info(t, &facts)
             .ok_or_else(|| bad("--wrt tensor", t, "its shape could not be learnt".into()))?;

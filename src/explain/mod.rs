@@ -4,12 +4,24 @@
 //! Methods work in model-input space (what the network saw) through the [`Method`] trait;
 //! [`to_slice`] inverts the preprocessing resize so every map lands on the slice it explains.
 //! Methods are looked up by the names of DESIGN.md 4.1 with [`method_by_name`].
+//!
+//! - [`gradient`]: `saliency`, `gradxinput`, `smoothgrad`, `intgrad` (input gradients).
+//! - [`cam`]: `gradcam`, `gradcampp`, `layercam`, `hirescam` (the feature tensor).
+//! - [`attention`]: `rollout`, `attn-grad` (ViT attention probabilities).
+//! - [`occlusion`]: `occlusion` (forward passes only).
+//!
+//! Gradients come from gradient models built by [`crate::autodiff`] and run through
+//! [`Classifier::probe`]; they differentiate the class logit.
 
+pub mod attention;
+pub mod cam;
+pub mod gradient;
 pub mod occlusion;
 
-use ndarray::{Array2, ArrayView2, ArrayView3};
+use ndarray::{Array2, ArrayBase, ArrayView2, ArrayView3, Ix3, RawData};
 use snafu::Snafu;
 
+use crate::model::manifest::Layout;
 use crate::model::preprocess::resize_bilinear;
 use crate::model::{Classifier, ModelError};
 
@@ -77,20 +89,128 @@ pub trait Method: Send + Sync {
     ) -> Result<ModelMap, ExplainError>;
 }
 
-/// Methods available in this build.
-pub const AVAILABLE: &[&str] = &["occlusion"];
+/// Methods of DESIGN.md 4.1 that this build does not have yet.
+pub const NOT_YET_AVAILABLE: &[&str] = &["rise", "scorecam", "sae"];
+
+/// Methods available in this build, in the order of DESIGN.md 4.1.
+pub fn available() -> Vec<&'static str> {
+    crate::config::METHOD_NAMES
+        .iter()
+        .copied()
+        .filter(|m| !NOT_YET_AVAILABLE.contains(m))
+        .collect()
+}
+
+/// Every method's parameters, as a site configures them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MethodSet {
+    /// `occlusion`.
+    pub occlusion: occlusion::Occlusion,
+    /// `smoothgrad`.
+    pub smoothgrad: gradient::SmoothGrad,
+    /// `intgrad`.
+    pub intgrad: gradient::IntegratedGradients,
+    /// `rollout`.
+    pub rollout: attention::Rollout,
+}
+
+impl MethodSet {
+    /// The methods as the site's settings configure them (defaults elsewhere).
+    pub fn from_settings(settings: &crate::config::MethodSettings) -> MethodSet {
+        MethodSet {
+            occlusion: occlusion::Occlusion::from_settings(&settings.occlusion),
+            ..MethodSet::default()
+        }
+    }
+}
 
 /// The method called `name`, configured from the site's method settings.
-pub fn method_by_name(
-    name: &str,
-    occlusion: &occlusion::Occlusion,
-) -> Result<Box<dyn Method>, ExplainError> {
-    match name {
-        "occlusion" => Ok(Box::new(occlusion.clone())),
-        other => Err(ExplainError::Unavailable {
-            name: other.to_string(),
-            available: AVAILABLE.to_vec(),
-        }),
+pub fn method_by_name(name: &str, methods: &MethodSet) -> Result<Box<dyn Method>, ExplainError> {
+    use cam::{Cam, CamKind};
+    Ok(match name {
+        "gradcam" => Box::new(Cam::new(CamKind::GradCam)),
+        "gradcampp" => Box::new(Cam::new(CamKind::GradCamPlusPlus)),
+        "layercam" => Box::new(Cam::new(CamKind::LayerCam)),
+        "hirescam" => Box::new(Cam::new(CamKind::HiResCam)),
+        "saliency" => Box::new(gradient::Saliency),
+        "gradxinput" => Box::new(gradient::GradientTimesInput),
+        "smoothgrad" => Box::new(methods.smoothgrad),
+        "intgrad" => Box::new(methods.intgrad),
+        "occlusion" => Box::new(methods.occlusion.clone()),
+        "rollout" => Box::new(methods.rollout),
+        "attn-grad" => Box::new(attention::AttentionGradient),
+        other => {
+            return Err(ExplainError::Unavailable {
+                name: other.to_string(),
+                available: available(),
+            });
+        }
+    })
+}
+
+/// A per-image tensor (the model's layout, no batch axis) viewed channels-last.
+pub fn channels_last<S: RawData>(tensor: ArrayBase<S, Ix3>, layout: Layout) -> ArrayBase<S, Ix3> {
+    match layout {
+        Layout::Nhwc => tensor,
+        Layout::Nchw => tensor.permuted_axes([1, 2, 0]),
+    }
+}
+
+/// The error of a failed model run during `method`.
+pub(crate) fn model_failed(method: &'static str) -> impl Fn(ModelError) -> ExplainError {
+    move |source| ExplainError::Model {
+        method,
+        source: Box::new(source),
+    }
+}
+
+/// Refuses a map with NaN or infinite values.
+pub(crate) fn check_finite(method: &'static str, heat: &Array2<f32>) -> Result<(), ExplainError> {
+    if heat.iter().all(|v| v.is_finite()) {
+        Ok(())
+    } else {
+        Err(ExplainError::NonFinite { method })
+    }
+}
+
+/// Seeded Gaussian noise (SplitMix64 and Box–Muller): the same seed gives the same maps on
+/// every machine.
+#[derive(Debug, Clone)]
+pub struct NoiseSource {
+    state: u64,
+    spare: Option<f32>,
+}
+
+impl NoiseSource {
+    /// A source from `seed`.
+    pub fn new(seed: u64) -> NoiseSource {
+        NoiseSource {
+            state: seed,
+            spare: None,
+        }
+    }
+
+    /// A uniform value in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A standard normal value.
+    pub fn normal(&mut self) -> f32 {
+        if let Some(v) = self.spare.take() {
+            return v;
+        }
+        let u = self.uniform().max(f64::MIN_POSITIVE);
+        let v = self.uniform();
+        let radius = (-2.0 * u.ln()).sqrt();
+        let angle = 2.0 * std::f64::consts::PI * v;
+        self.spare = Some((radius * angle.sin()) as f32);
+        (radius * angle.cos()) as f32
     }
 }
 

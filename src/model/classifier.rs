@@ -10,7 +10,9 @@ use sha2::{Digest, Sha256};
 use snafu::Snafu;
 
 use super::manifest::{Layout, Manifest, ManifestError, OutputKind};
+use super::probe::ProbeSessions;
 use super::runtime::{LoadedSession, Runtime, RuntimeError};
+use crate::autodiff::GradientCache;
 
 /// Why a model could not be loaded or run. Messages name the model and its manifest.
 #[derive(Debug, Snafu)]
@@ -56,6 +58,14 @@ pub enum ModelError {
         /// How.
         message: String,
     },
+    /// A gradient model (or a forward model with extra outputs) could not be built.
+    #[snafu(display("model {model}: {source}"))]
+    Gradient {
+        /// Model name.
+        model: String,
+        /// The transform's or the cache's error.
+        source: Box<crate::autodiff::AutodiffError>,
+    },
     /// A run failed.
     #[snafu(display("model {model}: inference failed: {message}"))]
     Inference {
@@ -71,6 +81,9 @@ pub struct Classifier {
     manifest: Manifest,
     session: Mutex<LoadedSession>,
     batch_size: usize,
+    runtime: Runtime,
+    gradient_cache: GradientCache,
+    probes: ProbeSessions,
 }
 
 impl std::fmt::Debug for Classifier {
@@ -126,7 +139,30 @@ impl Classifier {
             manifest,
             session: Mutex::new(loaded),
             batch_size: batch_size.max(1),
+            runtime: runtime.clone(),
+            gradient_cache: GradientCache::new(GradientCache::default_dir()),
+            probes: ProbeSessions::default(),
         })
+    }
+
+    /// Keeps gradient models in `cache` instead of the default folder.
+    #[must_use]
+    pub fn with_gradient_cache(mut self, cache: GradientCache) -> Classifier {
+        self.gradient_cache = cache;
+        self
+    }
+
+    /// Where gradient models are kept.
+    pub fn gradient_cache(&self) -> &GradientCache {
+        &self.gradient_cache
+    }
+
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub(crate) fn probes(&self) -> &ProbeSessions {
+        &self.probes
     }
 
     /// The manifest.

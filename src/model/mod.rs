@@ -4,12 +4,15 @@
 //! - [`manifest`]: the model manifest of DESIGN.md 4.3.
 //! - [`preprocess`]: windowed slice to model input (Pillow-exact bilinear resize).
 //! - [`classifier`]: a loaded model: checksum, graph checks, batched prediction.
+//! - [`probe`]: gradients and inner tensors for explanation methods, through derived models.
 
 pub mod classifier;
 pub mod manifest;
 pub mod preprocess;
+pub mod probe;
 pub mod runtime;
 
 pub use classifier::{Classifier, ModelError};
 pub use manifest::Manifest;
+pub use probe::{Probe, ProbeRun};
 pub use runtime::{Runtime, RuntimeOptions};

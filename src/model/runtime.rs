@@ -101,7 +101,8 @@ impl Default for RuntimeOptions {
     }
 }
 
-/// The loaded ONNX Runtime (the library is loaded once per process).
+/// The loaded ONNX Runtime (the library is loaded once per process; clones share it).
+#[derive(Clone)]
 pub struct Runtime {
     library: PathBuf,
     environment: ort::environment::Environment,

@@ -13,7 +13,7 @@ use super::{RunError, runtime_options};
 use crate::config::Settings;
 use crate::dicom::file::{self, Depth};
 use crate::dicom::{pixels, voi};
-use crate::explain::occlusion::Occlusion;
+use crate::explain::MethodSet;
 use crate::explain::{self, to_slice};
 use crate::model::{Classifier, Manifest, Runtime, preprocess};
 use crate::output::report::Probabilities;
@@ -85,8 +85,8 @@ pub fn load_grey(path: &Path) -> Result<Array2<f32>, String> {
 /// `request.out`; returns the path of `explain.json`.
 pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<PathBuf, RunError> {
     let manifest = manifest_for(settings, &request.model)?;
-    let occlusion = Occlusion::from_settings(&settings.methods.occlusion);
-    let method = explain::method_by_name(&request.method, &occlusion)
+    let methods = MethodSet::from_settings(&settings.methods);
+    let method = explain::method_by_name(&request.method, &methods)
         .map_err(|e| configuration(e.to_string()))?;
     let class =
         match &request.class {

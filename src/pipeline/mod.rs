@@ -26,7 +26,7 @@ use snafu::Snafu;
 use crate::config::{ExecutionProviderKind, Settings};
 use crate::dicom::scan::{self, Disposition, FileIssue, Study};
 use crate::dicom::secondary_capture::Timestamp;
-use crate::explain::occlusion::Occlusion;
+use crate::explain::MethodSet;
 use crate::explain::{self, ExplainError};
 use crate::model::runtime::{Provider, RuntimeError, RuntimeOptions};
 use crate::model::{Classifier, Manifest, ModelError, Runtime};
@@ -102,7 +102,7 @@ pub struct Engine {
     overrides: Overrides,
     models: Vec<Classifier>,
     font: Font,
-    occlusion: Occlusion,
+    methods: MethodSet,
 }
 
 /// The outcome of [`run`].
@@ -189,10 +189,10 @@ impl Engine {
                 }
             }
             for method in overrides.methods.as_ref().unwrap_or(&plan.methods) {
-                if !explain::AVAILABLE.contains(&method.as_str()) {
+                if !explain::available().contains(&method.as_str()) {
                     let error = ExplainError::Unavailable {
                         name: method.clone(),
-                        available: explain::AVAILABLE.to_vec(),
+                        available: explain::available(),
                     };
                     return Err(configuration(format!(
                         "{}: {error}",
@@ -210,13 +210,13 @@ impl Engine {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| RunError::Model { source })?;
         let font = Font::find(None).map_err(|source| RunError::Font { source })?;
-        let occlusion = Occlusion::from_settings(&settings.methods.occlusion);
+        let methods = MethodSet::from_settings(&settings.methods);
         Ok(Engine {
             settings,
             overrides,
             models,
             font,
-            occlusion,
+            methods,
         })
     }
 

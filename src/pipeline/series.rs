@@ -155,7 +155,7 @@ impl SeriesContext<'_> {
             opacity: plan.opacity,
         };
         for method_name in self.engine.plan_methods(plan) {
-            let method = match explain::method_by_name(&method_name, &self.engine.occlusion) {
+            let method = match explain::method_by_name(&method_name, &self.engine.methods) {
                 Ok(method) => method,
                 Err(error) => {
                     errors.push(ReportError {
