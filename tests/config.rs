@@ -15,6 +15,8 @@ use dicom_xai::dicom::Series;
 use dicom_xai::dicom::file::{self, Depth};
 use dicom_xai::dicom::scan::{self, Plane};
 use dicom_xai::dicom::secondary_capture::{self, Derivation, Placement, RgbImage, Timestamp};
+use dicom_xai::explain::MethodSet;
+use dicom_xai::explain::attention::HeadFusion;
 use serde_json::Value;
 
 /// The real model manifest the shipped configurations use.
@@ -108,6 +110,11 @@ fn default_config_loads() {
     assert_eq!(settings.methods.occlusion.patch, 48);
     assert_eq!(settings.methods.occlusion.stride, 24);
     assert_eq!(settings.methods.occlusion.baseline, Baseline::Mean);
+    // the file spells out every method's defaults
+    assert_eq!(
+        MethodSet::from_settings(&settings.methods),
+        MethodSet::default()
+    );
     assert_eq!(settings.rules.len(), 1);
     let rule = &settings.rules[0];
     assert_eq!(rule.name, "brain-mr");
@@ -252,6 +259,112 @@ fn stride_larger_than_patch_is_refused() {
     let text = valid_config("[methods.occlusion]\npatch = 16\nstride = 40\n");
     let message = assert_error(&text, "methods.occlusion.stride", "40");
     assert!(message.contains("patch 16"), "{message}");
+}
+
+#[test]
+fn absent_method_sections_take_the_methods_defaults() {
+    let (_dir, _, loaded) = load_text(&valid_config(""));
+    let settings = loaded.unwrap();
+    assert_eq!(
+        MethodSet::from_settings(&settings.methods),
+        MethodSet::default()
+    );
+}
+
+#[test]
+fn method_sections_configure_the_methods() {
+    let text = valid_config(
+        "[methods.smoothgrad]\nsamples = 8\nnoise = 0\nseed = 42\n\
+         [methods.intgrad]\nsteps = 64\n\
+         [methods.rollout]\nhead_fusion = \"max\"\ndiscard_ratio = 0.9\n\
+         [methods.rise]\nmasks = 1000\ncells = 10\nkeep = 0.25\nseed = 7\n\
+         [methods.scorecam]\nmax_channels = 64\n",
+    );
+    let (_dir, _, loaded) = load_text(&text);
+    let methods = MethodSet::from_settings(&loaded.unwrap().methods);
+    assert_eq!(
+        (
+            methods.smoothgrad.samples,
+            methods.smoothgrad.noise,
+            methods.smoothgrad.seed
+        ),
+        (8, 0.0, 42)
+    );
+    assert_eq!(methods.intgrad.steps, 64);
+    assert_eq!(methods.rollout.head_fusion, HeadFusion::Max);
+    assert_eq!(methods.rollout.discard_ratio, 0.9);
+    assert_eq!(
+        (
+            methods.rise.masks,
+            methods.rise.cells,
+            methods.rise.keep,
+            methods.rise.seed
+        ),
+        (1000, 10, 0.25, 7)
+    );
+    assert_eq!(methods.scorecam.max_channels, 64);
+}
+
+#[test]
+fn bad_method_parameters_name_key_and_value() {
+    // (section and key = value, key path, value as written, words of the message)
+    let cases = [
+        ("smoothgrad", "samples = 0", "samples", "0", "at least 1"),
+        ("smoothgrad", "noise = -0.1", "noise", "-0.1", "at least 0"),
+        ("smoothgrad", "noise = inf", "noise", "inf", "finite"),
+        ("smoothgrad", "seed = -1", "seed", "-1", "at least 0"),
+        ("intgrad", "steps = 0", "steps", "0", "at least 1"),
+        (
+            "rollout",
+            "head_fusion = \"median\"",
+            "head_fusion",
+            "\"median\"",
+            "\"mean\", \"max\" or \"min\"",
+        ),
+        (
+            "rollout",
+            "discard_ratio = 1.0",
+            "discard_ratio",
+            "1.0",
+            "below 1",
+        ),
+        (
+            "rollout",
+            "discard_ratio = -0.5",
+            "discard_ratio",
+            "-0.5",
+            "at least 0",
+        ),
+        ("rise", "masks = 0", "masks", "0", "at least 1"),
+        ("rise", "cells = 0", "cells", "0", "at least 1"),
+        ("rise", "keep = 0", "keep", "0", "above 0"),
+        ("rise", "keep = 1", "keep", "1", "below 1"),
+        ("rise", "keep = nan", "keep", "nan", "above 0"),
+        ("rise", "seed = -3", "seed", "-3", "at least 0"),
+        (
+            "scorecam",
+            "max_channels = 0",
+            "max_channels",
+            "0",
+            "at least 1",
+        ),
+    ];
+    for (section, line, key, value, words) in cases {
+        let text = valid_config(&format!("[methods.{section}]\n{line}\n"));
+        let message = assert_error(&text, &format!("methods.{section}.{key}"), value);
+        assert!(message.contains(words), "{line}: {message}");
+    }
+}
+
+#[test]
+fn unknown_method_key_is_refused() {
+    let message = assert_error(
+        &valid_config("[methods.rise]\nmask = 100\n"),
+        "methods.rise.mask",
+        "100",
+    );
+    assert!(message.contains("unknown key"), "{message}");
+    assert!(message.contains("masks"), "{message}");
 }
 
 #[test]
@@ -549,6 +662,7 @@ fn our_own_overlays_never_match() {
         class_label: "glioma".into(),
         probability: 0.9,
         colour_map: "inferno".into(),
+        quality: None,
     };
     let image = RgbImage {
         rows: 16,

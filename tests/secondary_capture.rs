@@ -26,6 +26,7 @@ fn derivation(trained: bool) -> Derivation {
         class_label: "glioma".into(),
         probability: 0.973,
         colour_map: "jet".into(),
+        quality: None,
     }
 }
 

@@ -148,6 +148,7 @@ fn overlay_of_an_enhanced_mr_frame_references_that_frame() {
         class_label: "notumor".into(),
         probability: 0.5,
         colour_map: "inferno".into(),
+        quality: None,
     };
     let placement = Placement {
         source_frame: 4,

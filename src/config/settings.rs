@@ -13,6 +13,10 @@ use super::raw::{
 };
 use super::rules::{Rule, Selector, TextFilter, normalise};
 use crate::dicom::scan::Plane;
+use crate::explain::attention::{HeadFusion, Rollout};
+use crate::explain::gradient::{IntegratedGradients, SmoothGrad};
+use crate::explain::rise::Rise;
+use crate::explain::scorecam::ScoreCam;
 
 /// Every explanation method, as rules, `--methods` and reports name them.
 pub const METHOD_NAMES: &[&str] = &[
@@ -130,6 +134,12 @@ pub struct QualitySettings {
     /// Fraction of the evidence inside the brain below which an explanation is flagged
     /// `evidence-outside-brain`; in [0, 1].
     pub in_brain_threshold: f32,
+    /// Steps of each deletion/insertion curve (4 (steps + 1) model passes per
+    /// explanation); 0 turns the faithfulness check off.
+    pub faithfulness_steps: usize,
+    /// Mean rank correlation with the other methods of a slice below which an explanation
+    /// is flagged `methods-disagree`; in [0, 1].
+    pub agreement_threshold: f32,
 }
 
 /// `[methods.*]`.
@@ -137,6 +147,16 @@ pub struct QualitySettings {
 pub struct MethodSettings {
     /// `[methods.occlusion]`.
     pub occlusion: OcclusionSettings,
+    /// `[methods.smoothgrad]`.
+    pub smoothgrad: SmoothGradSettings,
+    /// `[methods.intgrad]`.
+    pub intgrad: IntGradSettings,
+    /// `[methods.rollout]`.
+    pub rollout: RolloutSettings,
+    /// `[methods.rise]`.
+    pub rise: RiseSettings,
+    /// `[methods.scorecam]`.
+    pub scorecam: ScoreCamSettings,
 }
 
 /// `[methods.occlusion]`.
@@ -148,6 +168,53 @@ pub struct OcclusionSettings {
     pub stride: usize,
     /// What an occluded patch is filled with.
     pub baseline: Baseline,
+}
+
+/// `[methods.smoothgrad]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmoothGradSettings {
+    /// Noisy copies of the input, at least 1.
+    pub samples: usize,
+    /// Noise standard deviation as a fraction of the input's range, at least 0.
+    pub noise: f32,
+    /// Seed of the noise.
+    pub seed: u64,
+}
+
+/// `[methods.intgrad]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntGradSettings {
+    /// Points on the path from black to the input, at least 1.
+    pub steps: usize,
+}
+
+/// `[methods.rollout]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutSettings {
+    /// How the heads of a block are fused.
+    pub head_fusion: HeadFusion,
+    /// Share of the weakest fused attention entries discarded per block, in [0, 1).
+    pub discard_ratio: f32,
+}
+
+/// `[methods.rise]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiseSettings {
+    /// Random masks (one model pass each), at least 1.
+    pub masks: usize,
+    /// Grid cells along each side of a mask, at least 1.
+    pub cells: usize,
+    /// Probability that a grid cell is kept, in (0, 1).
+    pub keep: f32,
+    /// Seed of the masks.
+    pub seed: u64,
+}
+
+/// `[methods.scorecam]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreCamSettings {
+    /// Most feature channels scored (one model pass each), at least 1.
+    pub max_channels: usize,
 }
 
 /// The fill of an occluded patch.
@@ -371,6 +438,37 @@ impl Validator<'_> {
         }
     }
 
+    /// A number that `accept`s (as `requirement` says), or `default` when absent.
+    fn number(
+        &mut self,
+        key: &str,
+        value: Option<f64>,
+        default: f32,
+        accept: impl Fn(f64) -> bool,
+        requirement: &str,
+    ) -> f32 {
+        match value {
+            None => default,
+            // checked as stored: f32 may round 0.99999999 to 1 or overflow to infinity
+            Some(v) if (v as f32).is_finite() && accept(f64::from(v as f32)) => v as f32,
+            Some(v) => {
+                self.bad(key, Some(v.to_string()), requirement);
+                default
+            }
+        }
+    }
+
+    /// A seed (0 or more), or `default` when absent.
+    fn seed(&mut self, key: &str, value: Option<i64>, default: u64) -> u64 {
+        match value {
+            None => default,
+            Some(v) => u64::try_from(v).unwrap_or_else(|_| {
+                self.bad(key, Some(v.to_string()), "must be at least 0");
+                default
+            }),
+        }
+    }
+
     /// A list of non-empty code strings, upper case.
     fn codes(&mut self, key: &str, values: &[String], allow_empty: bool) -> Vec<String> {
         if values.is_empty() && !allow_empty {
@@ -410,11 +508,23 @@ impl Validator<'_> {
                 0.5,
             ),
         };
+        let policy = crate::explain::quality::QualityPolicy::default();
         let quality = QualitySettings {
             in_brain_threshold: self.fraction(
                 "quality.in_brain_threshold",
                 raw.quality.in_brain_threshold,
-                0.5,
+                policy.in_brain_threshold,
+            ),
+            faithfulness_steps: self.count(
+                "quality.faithfulness_steps",
+                raw.quality.faithfulness_steps,
+                policy.faithfulness_steps,
+                0,
+            ),
+            agreement_threshold: self.fraction(
+                "quality.agreement_threshold",
+                raw.quality.agreement_threshold,
+                policy.agreement_threshold,
             ),
         };
         let methods = self.methods(&raw.methods);
@@ -676,6 +786,92 @@ impl Validator<'_> {
                 stride,
                 baseline,
             },
+            smoothgrad: self.smoothgrad(raw),
+            intgrad: IntGradSettings {
+                steps: self.count(
+                    "methods.intgrad.steps",
+                    raw.intgrad.steps,
+                    IntegratedGradients::default().steps,
+                    1,
+                ),
+            },
+            rollout: self.rollout(raw),
+            rise: self.rise(raw),
+            scorecam: ScoreCamSettings {
+                max_channels: self.count(
+                    "methods.scorecam.max_channels",
+                    raw.scorecam.max_channels,
+                    ScoreCam::default().max_channels,
+                    1,
+                ),
+            },
+        }
+    }
+
+    // Defaults come from the methods themselves, so a file without the section and a
+    // method built with `Default` agree.
+
+    fn smoothgrad(&mut self, raw: &RawMethods) -> SmoothGradSettings {
+        let (raw, default) = (&raw.smoothgrad, SmoothGrad::default());
+        SmoothGradSettings {
+            samples: self.count(
+                "methods.smoothgrad.samples",
+                raw.samples,
+                default.samples,
+                1,
+            ),
+            noise: self.number(
+                "methods.smoothgrad.noise",
+                raw.noise,
+                default.noise,
+                |v| v.is_finite() && v >= 0.0,
+                "must be a finite number, at least 0 (a fraction of the input's range)",
+            ),
+            seed: self.seed("methods.smoothgrad.seed", raw.seed, default.seed),
+        }
+    }
+
+    fn rollout(&mut self, raw: &RawMethods) -> RolloutSettings {
+        let (raw, default) = (&raw.rollout, Rollout::default());
+        let head_fusion = match raw.head_fusion.as_deref() {
+            None => default.head_fusion,
+            Some("mean") => HeadFusion::Mean,
+            Some("max") => HeadFusion::Max,
+            Some("min") => HeadFusion::Min,
+            Some(other) => {
+                self.bad(
+                    "methods.rollout.head_fusion",
+                    Some(format!("{other:?}")),
+                    "must be \"mean\", \"max\" or \"min\"",
+                );
+                default.head_fusion
+            }
+        };
+        RolloutSettings {
+            head_fusion,
+            discard_ratio: self.number(
+                "methods.rollout.discard_ratio",
+                raw.discard_ratio,
+                default.discard_ratio,
+                |v| (0.0..1.0).contains(&v),
+                "must be at least 0 and below 1",
+            ),
+        }
+    }
+
+    fn rise(&mut self, raw: &RawMethods) -> RiseSettings {
+        let (raw, default) = (&raw.rise, Rise::default());
+        RiseSettings {
+            masks: self.count("methods.rise.masks", raw.masks, default.masks, 1),
+            cells: self.count("methods.rise.cells", raw.cells, default.cells, 1),
+            keep: self.number(
+                "methods.rise.keep",
+                raw.keep,
+                default.keep,
+                |v| v > 0.0 && v < 1.0,
+                "must be above 0 and below 1 (the probability that a grid cell is kept)",
+            ),
+            seed: self.seed("methods.rise.seed", raw.seed, default.seed),
         }
     }
 

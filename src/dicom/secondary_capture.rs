@@ -122,6 +122,8 @@ pub struct Derivation {
     pub probability: f32,
     /// The colour map.
     pub colour_map: String,
+    /// The quality checks' summary line, when computed.
+    pub quality: Option<String>,
 }
 
 /// Where the overlay sits in its series.
@@ -531,8 +533,8 @@ fn spacing_value(spacing: &str) -> PrimitiveValue {
 }
 
 fn derivation_description(d: &Derivation) -> String {
-    format!(
-        "method={}; layer={}; class={}; probability={:.4}; colormap={}; model={} v{}{}",
+    let text = format!(
+        "method={}; layer={}; class={}; probability={:.4}; colormap={}; model={} v{}{}{}",
         d.method,
         d.target_layer.as_deref().unwrap_or("input"),
         d.class_label,
@@ -540,8 +542,14 @@ fn derivation_description(d: &Derivation) -> String {
         d.colour_map,
         d.model_name,
         d.model_version,
-        if d.trained { "" } else { " (UNTRAINED)" }
-    )
+        if d.trained { "" } else { " (UNTRAINED)" },
+        d.quality
+            .as_deref()
+            .map(|q| format!("; quality: {q}"))
+            .unwrap_or_default()
+    );
+    // DerivationDescription is ST: at most 1024 characters
+    text.chars().take(1024).collect()
 }
 
 fn reference(class_uid: &str, instance_uid: &str) -> InMemDicomObject {
@@ -679,6 +687,7 @@ mod tests {
 
     fn derivation(model: &str, trained: bool) -> Derivation {
         Derivation {
+            quality: None,
             model_name: model.into(),
             model_version: "1".into(),
             model_sha256: None,

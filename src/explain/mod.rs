@@ -9,6 +9,8 @@
 //! - [`cam`]: `gradcam`, `gradcampp`, `layercam`, `hirescam` (the feature tensor).
 //! - [`attention`]: `rollout`, `attn-grad` (ViT attention probabilities).
 //! - [`occlusion`]: `occlusion` (forward passes only).
+//! - [`rise`]: `rise` (randomly masked inputs, forward passes only).
+//! - [`scorecam`]: `scorecam` (the feature tensor's channels as input masks).
 //!
 //! Gradients come from gradient models built by [`crate::autodiff`] and run through
 //! [`Classifier::probe`]; they differentiate the class logit.
@@ -17,6 +19,9 @@ pub mod attention;
 pub mod cam;
 pub mod gradient;
 pub mod occlusion;
+pub mod quality;
+pub mod rise;
+pub mod scorecam;
 
 use ndarray::{Array2, ArrayBase, ArrayView2, ArrayView3, Ix3, RawData};
 use snafu::Snafu;
@@ -90,7 +95,7 @@ pub trait Method: Send + Sync {
 }
 
 /// Methods of DESIGN.md 4.1 that this build does not have yet.
-pub const NOT_YET_AVAILABLE: &[&str] = &["rise", "scorecam", "sae"];
+pub const NOT_YET_AVAILABLE: &[&str] = &["sae"];
 
 /// Methods available in this build, in the order of DESIGN.md 4.1.
 pub fn available() -> Vec<&'static str> {
@@ -112,6 +117,10 @@ pub struct MethodSet {
     pub intgrad: gradient::IntegratedGradients,
     /// `rollout`.
     pub rollout: attention::Rollout,
+    /// `rise`.
+    pub rise: rise::Rise,
+    /// `scorecam`.
+    pub scorecam: scorecam::ScoreCam,
 }
 
 impl MethodSet {
@@ -119,7 +128,27 @@ impl MethodSet {
     pub fn from_settings(settings: &crate::config::MethodSettings) -> MethodSet {
         MethodSet {
             occlusion: occlusion::Occlusion::from_settings(&settings.occlusion),
-            ..MethodSet::default()
+            smoothgrad: gradient::SmoothGrad {
+                samples: settings.smoothgrad.samples,
+                noise: settings.smoothgrad.noise,
+                seed: settings.smoothgrad.seed,
+            },
+            intgrad: gradient::IntegratedGradients {
+                steps: settings.intgrad.steps,
+            },
+            rollout: attention::Rollout {
+                head_fusion: settings.rollout.head_fusion,
+                discard_ratio: settings.rollout.discard_ratio,
+            },
+            rise: rise::Rise {
+                masks: settings.rise.masks,
+                cells: settings.rise.cells,
+                keep: settings.rise.keep,
+                seed: settings.rise.seed,
+            },
+            scorecam: scorecam::ScoreCam {
+                max_channels: settings.scorecam.max_channels,
+            },
         }
     }
 }
@@ -137,6 +166,8 @@ pub fn method_by_name(name: &str, methods: &MethodSet) -> Result<Box<dyn Method>
         "smoothgrad" => Box::new(methods.smoothgrad),
         "intgrad" => Box::new(methods.intgrad),
         "occlusion" => Box::new(methods.occlusion.clone()),
+        "rise" => Box::new(methods.rise),
+        "scorecam" => Box::new(methods.scorecam),
         "rollout" => Box::new(methods.rollout),
         "attn-grad" => Box::new(attention::AttentionGradient),
         other => {

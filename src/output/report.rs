@@ -162,8 +162,65 @@ pub struct Quality {
     pub deletion_auc: Option<f32>,
     /// Insertion AUC (higher is more faithful).
     pub insertion_auc: Option<f32>,
+    /// Deletion AUC of a random order of the same pixels (the baseline).
+    pub random_deletion_auc: Option<f32>,
+    /// Insertion AUC of a random order of the same pixels (the baseline).
+    pub random_insertion_auc: Option<f32>,
+    /// Mean rank correlation with the other methods' maps of the same slice.
+    pub agreement: Option<f32>,
     /// `evidence-outside-brain`, `unfaithful`, `methods-disagree`.
     pub flags: Vec<String>,
+}
+
+impl Quality {
+    /// One line for legends and DerivationDescription, e.g.
+    /// `in brain 83%; deletion 0.12 (random 0.40); insertion 0.71 (random 0.35)`.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(f) = self.in_brain_fraction {
+            parts.push(format!("in brain {:.0}%", 100.0 * f));
+        }
+        if let (Some(d), Some(r)) = (self.deletion_auc, self.random_deletion_auc) {
+            parts.push(format!("deletion {d:.2} (random {r:.2})"));
+        }
+        if let (Some(i), Some(r)) = (self.insertion_auc, self.random_insertion_auc) {
+            parts.push(format!("insertion {i:.2} (random {r:.2})"));
+        }
+        if let Some(a) = self.agreement {
+            parts.push(format!("agreement {a:.2}"));
+        }
+        if !self.flags.is_empty() {
+            parts.push(format!("flags {}", self.flags.join(",")));
+        }
+        parts.join("; ")
+    }
+
+    /// The legend's lines: the warnings, or the in-brain share when all is well.
+    pub fn legend_notes(&self) -> Vec<String> {
+        let mut notes = self.warnings();
+        if notes.is_empty()
+            && let Some(fraction) = self.in_brain_fraction
+        {
+            notes.push(format!("evidence in brain {:.0}%", 100.0 * fraction));
+        }
+        notes
+    }
+
+    /// Warnings a radiologist reads on the overlay, one per flag.
+    pub fn warnings(&self) -> Vec<String> {
+        self.flags
+            .iter()
+            .map(|flag| match flag.as_str() {
+                "evidence-outside-brain" => format!(
+                    "MOST EVIDENCE LIES OUTSIDE THE BRAIN ({:.0}% inside)",
+                    100.0 * self.in_brain_fraction.unwrap_or(0.0)
+                ),
+                "unfaithful" => "map no more faithful than a random one".to_string(),
+                "methods-disagree" => "methods disagree on this slice".to_string(),
+                other => other.to_string(),
+            })
+            .collect()
+    }
 }
 
 impl StudyReport {

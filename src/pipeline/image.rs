@@ -14,10 +14,11 @@ use crate::config::Settings;
 use crate::dicom::file::{self, Depth};
 use crate::dicom::{pixels, voi};
 use crate::explain::MethodSet;
+use crate::explain::quality::{self, QualityPolicy};
 use crate::explain::{self, to_slice};
 use crate::model::{Classifier, Manifest, Runtime, preprocess};
+use crate::output;
 use crate::output::report::Probabilities;
-use crate::output::{self, Quality};
 use crate::render::{self, ColourMap, Font, Legend, Style};
 
 /// What to explain.
@@ -135,9 +136,24 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
         .map_err(|e| RunError::Input {
             message: format!("{}: {e}", request.image.display()),
         })?;
-    let seconds = started.elapsed().as_secs_f64();
     let (rows, columns) = grey.dim();
     let heat = to_slice(map.heat.view(), rows, columns);
+    let policy = QualityPolicy::from_settings(&settings.quality);
+    let mask = quality::brain_mask(grey.view());
+    let assessment = quality::assess(
+        &model,
+        input.view(),
+        map.heat.view(),
+        heat.view(),
+        &mask,
+        class,
+        &policy,
+    )
+    .map_err(|e| RunError::Input {
+        message: format!("{}: {e}", request.image.display()),
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let quality_report = assessment.to_report();
 
     let write_error = |path: &Path, e: String| RunError::Output {
         path: path.to_path_buf(),
@@ -157,7 +173,7 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
         method: method.name().to_string(),
         class_label: manifest.labels[class].clone(),
         probability: row[class],
-        notes: Vec::new(),
+        notes: quality_report.legend_notes(),
     };
     let style = Style {
         colour_map,
@@ -178,11 +194,11 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
         "method": method.name(),
         "target_layer": map.target_layer,
         "parameters": map.parameters,
-        "model_passes": map.passes,
+        "model_passes": map.passes + assessment.passes(),
         "seconds": seconds,
         "heatmap": "heatmap.npy",
         "overlay": "overlay.png",
-        "quality": Quality::default(),
+        "quality": quality_report,
     });
     let report_path = request.out.join("explain.json");
     let bytes =

@@ -225,6 +225,11 @@ impl Engine {
         &self.settings
     }
 
+    /// The quality checks as the site configures them.
+    pub fn quality_policy(&self) -> crate::explain::quality::QualityPolicy {
+        crate::explain::quality::QualityPolicy::from_settings(&self.settings.quality)
+    }
+
     /// Processes one study into `out/<StudyInstanceUID>/`: overlays and `report.json`.
     /// `file_errors` are errors already known for files of this study.
     pub fn process_study(

@@ -11,7 +11,7 @@ use super::slices::{self, LoadedSlice};
 use crate::config::{Rule, SlicePolicy};
 use crate::dicom::scan::Series;
 use crate::dicom::secondary_capture::{self, Derivation, OverlayUids, Placement, Timestamp};
-use crate::explain::{self, Method};
+use crate::explain::{self, Method, quality};
 use crate::model::Classifier;
 use crate::model::preprocess;
 use crate::output::report::Probabilities;
@@ -154,6 +154,10 @@ impl SeriesContext<'_> {
             colour_map,
             opacity: plan.opacity,
         };
+        // every map first, so each can be compared with the other methods of its slice
+        let mut computed: Vec<Computed> = Vec::new();
+        let mut masks: std::collections::HashMap<usize, ndarray::Array2<bool>> =
+            std::collections::HashMap::new();
         for method_name in self.engine.plan_methods(plan) {
             let method = match explain::method_by_name(&method_name, &self.engine.methods) {
                 Ok(method) => method,
@@ -166,19 +170,21 @@ impl SeriesContext<'_> {
                 }
             };
             for &index in &chosen {
-                let explained = self.explain_slice(
+                let mask = masks
+                    .entry(index)
+                    .or_insert_with(|| quality::brain_mask(slices[index].grey.view()));
+                match self.compute(
                     &slices[index],
                     &inputs[index],
                     model,
-                    model_index,
                     method.as_ref(),
                     predicted[index],
-                    probabilities[[index, predicted[index]]],
-                    &style,
-                    series,
-                );
-                match explained {
-                    Ok(explanation) => report.explanations.push(explanation),
+                    mask,
+                ) {
+                    Ok(mut explanation) => {
+                        explanation.index = index;
+                        computed.push(explanation);
+                    }
                     Err(message) => {
                         tracing::error!("{message}");
                         errors.push(ReportError {
@@ -186,6 +192,28 @@ impl SeriesContext<'_> {
                             message,
                         });
                     }
+                }
+            }
+        }
+        self.compare_methods(&mut computed);
+        for explanation in computed {
+            let index = explanation.index;
+            match self.deliver(
+                explanation,
+                &slices[index],
+                model,
+                model_index,
+                probabilities[[index, predicted[index]]],
+                &style,
+                series,
+            ) {
+                Ok(delivered) => report.explanations.push(delivered),
+                Err(message) => {
+                    tracing::error!("{message}");
+                    errors.push(ReportError {
+                        file: slices[index].sop_instance_uid.clone(),
+                        message,
+                    });
                 }
             }
         }
@@ -227,15 +255,82 @@ impl SeriesContext<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn explain_slice(
+    /// One method's map of one slice, brought to the slice, and its quality so far.
+    fn compute(
         &self,
         slice: &LoadedSlice,
         input: &ndarray::Array3<f32>,
         model: &Classifier,
-        model_index: usize,
         method: &dyn Method,
         class: usize,
+        mask: &ndarray::Array2<bool>,
+    ) -> Result<Computed, String> {
+        let started = Instant::now();
+        let where_ = format!(
+            "{} frame {} ({} {})",
+            slice.sop_instance_uid,
+            slice.frame,
+            model.manifest().name,
+            method.name()
+        );
+        let map = method
+            .explain(model, input.view(), class)
+            .map_err(|e| format!("{where_}: {e}"))?;
+        let (rows, columns) = slice.grey.dim();
+        let heat = explain::to_slice(map.heat.view(), rows, columns);
+        let assessment = quality::assess(
+            model,
+            input.view(),
+            map.heat.view(),
+            heat.view(),
+            mask,
+            class,
+            &self.engine.quality_policy(),
+        )
+        .map_err(|e| format!("{where_}: {e}"))?;
+        Ok(Computed {
+            method: method.name(),
+            index: 0,
+            class,
+            passes: map.passes + assessment.passes(),
+            quality: assessment.to_report(),
+            map,
+            heat,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Agreement between the methods of each slice, and the `methods-disagree` flag.
+    fn compare_methods(&self, computed: &mut [Computed]) {
+        let threshold = self.engine.quality_policy().agreement_threshold;
+        let mut by_slice: std::collections::BTreeMap<usize, Vec<usize>> =
+            std::collections::BTreeMap::new();
+        for (i, c) in computed.iter().enumerate() {
+            by_slice.entry(c.index).or_default().push(i);
+        }
+        for members in by_slice.values() {
+            let maps: Vec<_> = members.iter().map(|&i| computed[i].heat.view()).collect();
+            let agreement = quality::agreement(&maps);
+            for (&i, value) in members.iter().zip(agreement) {
+                computed[i].quality.agreement = value;
+                if value.is_some_and(|a| a < threshold) {
+                    computed[i]
+                        .quality
+                        .flags
+                        .push(quality::METHODS_DISAGREE.to_string());
+                }
+            }
+        }
+    }
+
+    /// Renders and writes one overlay; its entry of the report.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &self,
+        computed: Computed,
+        slice: &LoadedSlice,
+        model: &Classifier,
+        model_index: usize,
         probability: f32,
         style: &Style,
         series: &Series,
@@ -244,29 +339,22 @@ impl SeriesContext<'_> {
         let manifest = model.manifest();
         let where_ = format!(
             "{} frame {} ({} {})",
-            slice.sop_instance_uid,
-            slice.frame,
-            manifest.name,
-            method.name()
+            slice.sop_instance_uid, slice.frame, manifest.name, computed.method
         );
-        let map = method
-            .explain(model, input.view(), class)
-            .map_err(|e| format!("{where_}: {e}"))?;
-        let (rows, columns) = slice.grey.dim();
-        let heat = explain::to_slice(map.heat.view(), rows, columns);
-        let label = manifest.labels[class].clone();
+        let label = manifest.labels[computed.class].clone();
+        let notes = computed.quality.legend_notes();
         let legend = Legend {
             model_name: manifest.name.clone(),
             model_version: manifest.version.clone(),
             trained: manifest.trained,
-            method: method.name().to_string(),
+            method: computed.method.to_string(),
             class_label: label.clone(),
             probability,
-            notes: Vec::new(),
+            notes,
         };
         let image = render::render_overlay(
             slice.grey.view(),
-            heat.view(),
+            computed.heat.view(),
             style,
             &legend,
             &self.engine.font,
@@ -277,15 +365,16 @@ impl SeriesContext<'_> {
             model_version: manifest.version.clone(),
             model_sha256: manifest.sha256.clone(),
             trained: manifest.trained,
-            method: method.name().to_string(),
-            target_layer: map.target_layer.clone(),
+            method: computed.method.to_string(),
+            target_layer: computed.map.target_layer.clone(),
             class_label: label.clone(),
             probability,
             colour_map: style.colour_map.name().to_string(),
+            quality: Some(computed.quality.summary()).filter(|q| !q.is_empty()),
         };
         let method_index = crate::config::METHOD_NAMES
             .iter()
-            .position(|m| *m == method.name())
+            .position(|m| *m == computed.method)
             .unwrap_or(0);
         let placement = Placement {
             source_frame: slice.frame,
@@ -313,7 +402,7 @@ impl SeriesContext<'_> {
         secondary_capture::write_atomically(&object, &path)
             .map_err(|e| format!("{where_}: {e}"))?;
         Ok(ExplanationReport {
-            method: method.name().to_string(),
+            method: computed.method.to_string(),
             sop_instance_uid: slice.sop_instance_uid.clone(),
             frame: slice.frame,
             class: label,
@@ -321,12 +410,26 @@ impl SeriesContext<'_> {
             output_sop_instance_uid: uids.instance,
             output_series_instance_uid: uids.series,
             output_file: relative,
-            parameters: map.parameters,
-            model_passes: map.passes,
-            seconds: started.elapsed().as_secs_f64(),
-            quality: Quality::default(),
+            parameters: computed.map.parameters,
+            model_passes: computed.passes,
+            seconds: computed.seconds + started.elapsed().as_secs_f64(),
+            quality: computed.quality,
         })
     }
+}
+
+/// One method's map of one slice, before it is compared, rendered and written.
+struct Computed {
+    method: &'static str,
+    /// The slice's index in the series' slices.
+    index: usize,
+    class: usize,
+    passes: usize,
+    map: explain::ModelMap,
+    /// On the slice.
+    heat: ndarray::Array2<f32>,
+    quality: Quality,
+    seconds: f64,
 }
 
 fn argmax(values: impl Iterator<Item = f32>) -> usize {

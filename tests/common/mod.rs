@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod gradcheck;
+pub mod known_answer;
 pub mod reference;
 
 use std::path::{Path, PathBuf};

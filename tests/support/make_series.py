@@ -319,8 +319,9 @@ def grow(mask: np.ndarray, step: int) -> np.ndarray:
     return dilate(mask, diagonal=bool(step % 2))
 
 
-def add_synthetic_head(brain: np.ndarray) -> np.ndarray:
-    """Wrap the skull-stripped template in CSF, skull and scalp shells (1 mm voxels)."""
+def add_synthetic_head(brain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Wrap the skull-stripped template in CSF, skull and scalp shells (1 mm voxels); also
+    returns the intracranial space (the brain and the CSF inside the skull), as 0/1."""
     inside = brain > BRAIN_THRESHOLD
     closed = inside
     for step in range(SKULL_SMOOTHING_MM):
@@ -331,12 +332,15 @@ def add_synthetic_head(brain: np.ndarray) -> np.ndarray:
     closed = ~outside | inside  # closing = dilation then erosion
     head = np.where(closed & ~inside, HEAD_LAYERS[0][1], brain).astype(np.float32)
     covered, step = closed, 0
-    for thickness, value in HEAD_LAYERS:
+    intracranial = closed
+    for layer, (thickness, value) in enumerate(HEAD_LAYERS):
         for _ in range(thickness):
             shell = grow(covered, step) & ~covered
             head[shell] = value
             covered, step = covered | shell, step + 1
-    return head
+        if layer == 0:  # CSF and meninges: still inside the skull
+            intracranial = covered
+    return head, intracranial.astype(np.float32)
 
 
 @dataclass
@@ -345,6 +349,7 @@ class Template:
     flat: np.ndarray  # C-order view of `padded` for gathering corners by flat index
     lps_to_voxel: np.ndarray  # 4x4: LPS mm -> voxel index in the *unpadded* volume
     sha256: str
+    brain_flat: np.ndarray  # 1.0 in the intracranial space, same layout as `flat`
 
     @classmethod
     def load(cls, path: Path) -> "Template":
@@ -353,19 +358,27 @@ class Template:
         normalised = data / max(float(data.max()), 1e-6)
         if not np.allclose(np.abs(np.diag(image.affine)[:3]), 1.0):
             raise ValueError("the synthetic head shells assume a 1 mm isotropic template")
-        head = add_synthetic_head(normalised)
+        head, intracranial = add_synthetic_head(normalised)
         lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
         # NIfTI data come in Fortran order; C order makes the flat-index gather valid.
         padded = np.ascontiguousarray(np.pad(head, 1))
+        brain = np.ascontiguousarray(np.pad(intracranial, 1))
         return cls(
             padded=padded,
             flat=padded.ravel(),
             lps_to_voxel=np.linalg.inv(image.affine) @ lps_to_ras,
             sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+            brain_flat=brain.ravel(),
         )
 
-    def sample(self, points_lps: np.ndarray) -> np.ndarray:
-        """Trilinear interpolation at LPS points (..., 3); zero outside the template."""
+    def brain(self, points_lps: np.ndarray) -> np.ndarray:
+        """Whether LPS points (..., 3) lie in the intracranial space (brain and CSF)."""
+        return self.sample(points_lps, self.brain_flat) > 0.5
+
+    def sample(self, points_lps: np.ndarray, flat: np.ndarray | None = None) -> np.ndarray:
+        """Trilinear interpolation at LPS points (..., 3) of the head (or of `flat`, a volume
+        laid out like it); zero outside the template."""
+        flat = self.flat if flat is None else flat
         shape = points_lps.shape[:-1]
         points = points_lps.reshape(-1, 3)
         voxel = points @ self.lps_to_voxel[:3, :3].T + self.lps_to_voxel[:3, 3]
@@ -380,8 +393,8 @@ class Template:
         fi, fj, fk = frac[:, 0], frac[:, 1], frac[:, 2]
 
         def along_k(offset: int) -> np.ndarray:
-            low = np.take(self.flat, origin + offset)
-            return low + fk * (np.take(self.flat, origin + offset + 1) - low)
+            low = np.take(flat, origin + offset)
+            return low + fk * (np.take(flat, origin + offset + 1) - low)
 
         def along_jk(offset: int) -> np.ndarray:
             low = along_k(offset)
@@ -993,8 +1006,15 @@ def write_multi_frame_series(ctx: StudyContext, spec: SeriesSpec, geometry: Geom
 
 
 def write_series(ctx: StudyContext, spec: SeriesSpec, template: Template,
-                 lesion: Lesion | None, out_dir: Path, expected: dict) -> dict:
+                 lesion: Lesion | None, out_dir: Path, expected: dict,
+                 brain_masks: Path | None = None) -> dict:
     geometry = build_geometry(spec)
+    if brain_masks is not None:
+        # ground truth for the brain-mask tests: [slices, rows, columns] in spatial order
+        brain_masks.mkdir(parents=True, exist_ok=True)
+        masks = np.stack([template.brain(geometry.pixel_points(i))
+                          for i in range(len(geometry.positions))]).astype(np.uint8)
+        np.save(brain_masks / f"series_{spec.number}.npy", masks)
     rng = np.random.default_rng([ctx.seed, 0x5E1, spec.number])
     stored = to_stored(synthesize_signal(template, geometry, lesion, rng), spec)
     if spec.multiframe:
@@ -1112,6 +1132,10 @@ def main(argv: list[str] | None = None) -> int:
     lesion_group.add_argument("--lesion", dest="lesion", action="store_true", default=None,
                               help="plant a tumour-like lesion (default: demo only)")
     lesion_group.add_argument("--no-lesion", dest="lesion", action="store_false")
+    parser.add_argument("--brain-masks", type=Path, metavar="DIR",
+                        help="also write each series' true intracranial mask (brain and "
+                             "CSF inside the skull), [slices, rows, columns] uint8 in spatial "
+                             "order, as DIR/series_<number>.npy")
     parser.add_argument("--verify", action="store_true",
                         help="read every file back: pixel_array must equal the intended "
                              "values and the headers must give the manifest's order")
@@ -1127,7 +1151,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     expected: dict[str, np.ndarray] = {}
-    series = [write_series(ctx, spec, template, lesion, args.out, expected)
+    series = [write_series(ctx, spec, template, lesion, args.out, expected, args.brain_masks)
               for spec in PRESETS[args.preset]()]
     manifest = {
         "template_sha256": template.sha256,
