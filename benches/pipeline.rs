@@ -5,8 +5,9 @@
 //! Rows: decoding and preprocessing per slice, forward throughput of each model (VGG16,
 //! DenseNet169, ViT-B/16) at batch 1, 8 and 32, the gradient models' cost (forward + gradient
 //! time over forward time at batch 1 and 8, the transform's own time, the extra peak memory),
-//! occlusion per explained slice, and `dicom-xai run` end to end on the demo study (wall time
-//! and peak resident memory of the whole process).
+//! every method that applies to each model (seconds and model passes per slice, default
+//! parameters), and `dicom-xai run` end to end on the demo study (wall time and peak
+//! resident memory of the whole process).
 //!
 //! `pipeline memory-probe MODEL.onnx BATCH [gradient]` (used by the suite itself) runs one
 //! model three times in a fresh process and prints its peak resident memory in MiB.
@@ -18,8 +19,7 @@ use std::time::{Duration, Instant};
 use dicom_xai::autodiff::{GRAD_PREFIX, GRAD_SEED, GradRequest, gradient_model};
 use dicom_xai::dicom::file::{self, Depth};
 use dicom_xai::dicom::{pixels, voi};
-use dicom_xai::explain::Method;
-use dicom_xai::explain::occlusion::Occlusion;
+use dicom_xai::explain::{MethodSet, method_by_name};
 use dicom_xai::model::manifest::{InputSpec, Layout};
 use dicom_xai::model::preprocess;
 use dicom_xai::model::runtime::RuntimeOptions;
@@ -295,6 +295,42 @@ fn gradient_rows(runtime: &Runtime, manifest: &Manifest, rows: &mut Vec<Row>) {
     });
 }
 
+/// Every method that applies to the model, with its default parameters, on one slice:
+/// seconds (one timed call after a warm-up that builds and caches the gradient model: RISE
+/// and Score-CAM cost a minute per call on VGG16) and model passes. The quality checks are
+/// not included.
+fn method_rows(runtime: &Runtime, manifest: &Manifest, input: &Array3<f32>, rows: &mut Vec<Row>) {
+    let name = &manifest.name;
+    let model = Classifier::load(runtime, manifest.clone(), 8).expect("model loads");
+    let methods = MethodSet::default();
+    let vit = !manifest.explain.attention_tensors.is_empty();
+    for method_name in dicom_xai::explain::available() {
+        if matches!(method_name, "rollout" | "attn-grad") && !vit {
+            continue;
+        }
+        let method = method_by_name(method_name, &methods).expect("available");
+        let mut passes = 0;
+        let seconds = median_seconds(1, || {
+            passes = method
+                .explain(&model, input.view(), 0)
+                .expect("explains")
+                .passes;
+        });
+        rows.push(Row {
+            name: format!("method-{method_name}-{name}"),
+            unit: "s/slice",
+            ours: seconds,
+            runs: 1,
+        });
+        rows.push(Row {
+            name: format!("method-{method_name}-{name}-passes"),
+            unit: "passes/slice",
+            ours: passes as f64,
+            runs: 1,
+        });
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "memory-probe") {
@@ -335,7 +371,7 @@ fn main() {
         root().join("assets/models/densenet169-legacy/densenet169.toml"),
         root().join("assets/models/vit_b_16-legacy/vit_b_16.toml"),
     ];
-    for (index, manifest_path) in manifests.iter().enumerate() {
+    for manifest_path in &manifests {
         let manifest = Manifest::load(manifest_path).expect("manifest");
         let name = manifest.name.clone();
         let spec = manifest.input.clone();
@@ -377,31 +413,9 @@ fn main() {
         if wanted("gradient") {
             gradient_rows(&runtime, &manifest, &mut rows);
         }
-        if index > 0 || !wanted("occlusion") {
-            continue; // occlusion: the demo's model (methods are benchmarked per method later)
+        if wanted("method") {
+            method_rows(&runtime, &manifest, &inputs[inputs.len() / 2], &mut rows);
         }
-        let model = Classifier::load(&runtime, manifest.clone(), 8).expect("model loads");
-        let occlusion = Occlusion::default();
-        let middle = &inputs[inputs.len() / 2];
-        let mut passes = 0;
-        let seconds = median_seconds(2, || {
-            passes = occlusion
-                .explain(&model, middle.view(), 0)
-                .expect("explains")
-                .passes;
-        });
-        rows.push(Row {
-            name: format!("occlusion-{name}"),
-            unit: "s/slice",
-            ours: seconds,
-            runs: 2,
-        });
-        rows.push(Row {
-            name: format!("occlusion-{name}-passes"),
-            unit: "passes/slice",
-            ours: passes as f64,
-            runs: 1,
-        });
     }
 
     // the whole process, as a site runs it
