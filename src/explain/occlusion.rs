@@ -16,7 +16,7 @@
 use ndarray::{Array2, Array3, ArrayView3, Axis, s};
 use serde_json::json;
 
-use super::{ExplainError, Method, ModelMap};
+use super::{ExplainError, Method, ModelMap, channels_last, model_failed};
 use crate::model::Classifier;
 use crate::model::manifest::Layout;
 
@@ -105,10 +105,7 @@ impl Method for Occlusion {
             });
         }
         // channel-last view of the input, whatever the model's layout
-        let hwc = match spec.layout {
-            Layout::Nhwc => input.view(),
-            Layout::Nchw => input.permuted_axes([1, 2, 0]),
-        };
+        let hwc = channels_last(input.view(), spec.layout);
         let fill: Vec<f32> = (0..spec.channels)
             .map(|c| match self.baseline {
                 Baseline::Mean => hwc.index_axis(Axis(2), c).mean().unwrap_or(0.0),
@@ -117,13 +114,10 @@ impl Method for Occlusion {
             })
             .collect();
 
-        let model_error = |source| ExplainError::Model {
-            method: "occlusion",
-            source: Box::new(source),
-        };
+        let model_error = model_failed("occlusion");
         let original = model
             .predict(input.insert_axis(Axis(0)))
-            .map_err(model_error)?[[0, class]];
+            .map_err(&model_error)?[[0, class]];
         let rows = origins(height, self.patch, self.stride);
         let columns = origins(width, self.patch, self.stride);
         let patches: Vec<(usize, usize)> = rows
@@ -161,7 +155,7 @@ impl Method for Occlusion {
                 }
                 batch.index_axis_mut(Axis(0), n).assign(&occluded);
             }
-            let probabilities = model.predict(batch.view()).map_err(model_error)?;
+            let probabilities = model.predict(batch.view()).map_err(&model_error)?;
             for (n, (row, column)) in group.iter().enumerate() {
                 let drop = original - probabilities[[n, class]];
                 let window = s![*row..*row + patch_rows, *column..*column + patch_columns];
