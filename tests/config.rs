@@ -105,6 +105,7 @@ fn default_config_loads() {
     );
     assert_eq!(settings.runtime.batch_size, 8);
     assert_eq!(settings.output.series_number_base, 9900);
+    assert!(settings.output.summary);
     assert_eq!(settings.prediction.tumour_threshold, 0.5);
     assert_eq!(settings.quality.in_brain_threshold, 0.5);
     assert_eq!(settings.methods.occlusion.patch, 48);

@@ -261,3 +261,103 @@ fn unknown_models_or_methods_are_usage_errors() {
         "nothing is written when the configuration is unusable"
     );
 }
+
+/// Renders `path` with dcmj2pnm and reads the picture back.
+fn rendered(path: &Path) -> image::RgbImage {
+    let png = path.with_extension("summary-test.png");
+    let output = common::tool(
+        "dcmj2pnm",
+        &["+on".as_ref(), path.as_os_str(), png.as_os_str()],
+    );
+    assert!(output.status.success(), "dcmj2pnm: {}", path.display());
+    let picture = image::open(&png).unwrap().to_rgb8();
+    std::fs::remove_file(png).unwrap();
+    picture
+}
+
+/// Several methods on a slice give one summary image in its own series: valid, labelled,
+/// and each tile is exactly that method's overlay (at the tile's scale), in report order.
+#[test]
+fn several_methods_give_a_summary_image_whose_tiles_are_the_overlays() {
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path());
+    let out = work.path().join("out");
+    let source = common::asset("pydicom/MR_small.dcm");
+    let (code, _, stderr) = run(
+        &config,
+        &out,
+        &["--methods", "gradcam,saliency,occlusion"],
+        &[&source],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let study = common::files_under(&out)
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "report.json"))
+        .unwrap();
+    let report: Value = serde_json::from_slice(&std::fs::read(&study).unwrap()).unwrap();
+    let study_dir = study.parent().unwrap();
+    let model = &report["series"][0]["models"][0];
+    let explanations = model["explanations"].as_array().unwrap();
+    assert_eq!(explanations.len(), 3);
+    let summaries = model["summaries"].as_array().unwrap();
+    assert_eq!(summaries.len(), 1, "one explained slice, one summary");
+    let summary = &summaries[0];
+    let methods: Vec<&str> = summary["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["gradcam", "saliency", "occlusion"]);
+    let summary_file = study_dir.join(summary["output_file"].as_str().unwrap());
+    common::assert_no_dciodvfy_errors(&summary_file);
+    let header =
+        dicom_xai::dicom::file::open(&summary_file, dicom_xai::dicom::file::Depth::Header).unwrap();
+    let attribute = |tag| dicom_xai::dicom::attrs::string(header.dataset(), tag).unwrap();
+    let description = attribute(dicom_dictionary_std::tags::SERIES_DESCRIPTION);
+    assert!(
+        description.contains("summary") && description.contains("NOT FOR DIAGNOSTIC USE"),
+        "{description}"
+    );
+    let derivation = attribute(dicom_dictionary_std::tags::DERIVATION_DESCRIPTION);
+    for method in &methods {
+        assert!(derivation.contains(method), "{derivation}");
+    }
+    let series_uids: std::collections::BTreeSet<&str> = explanations
+        .iter()
+        .map(|e| e["output_series_instance_uid"].as_str().unwrap())
+        .chain([summary["output_series_instance_uid"].as_str().unwrap()])
+        .collect();
+    assert_eq!(
+        series_uids.len(),
+        4,
+        "a series per method and one for summaries"
+    );
+
+    // MR_small is 64 x 64: tiles are upscaled 4x (256 px), overlays 8x (512 px)
+    let picture = rendered(&summary_file);
+    let (tile, gutter) = (256_u32, 8_u32);
+    assert_eq!(picture.width(), 4 * (tile + gutter) + gutter);
+    for (i, method) in methods.iter().enumerate() {
+        let explanation = explanations
+            .iter()
+            .find(|e| e["method"] == *method)
+            .unwrap();
+        let overlay = rendered(&study_dir.join(explanation["output_file"].as_str().unwrap()));
+        let x0 = gutter + (i as u32 + 1) * (tile + gutter);
+        // the header's height is the font's business: find the offset where the tile matches
+        let matches = |y0: u32| {
+            (0..64).all(|row| {
+                (0..64).all(|column| {
+                    y0 + row * 4 < picture.height()
+                        && picture.get_pixel(x0 + column * 4, y0 + row * 4)
+                            == overlay.get_pixel(column * 8, row * 8)
+                })
+            })
+        };
+        assert!(
+            (0..tile).any(matches),
+            "the {method} tile is not the {method} overlay"
+        );
+    }
+}

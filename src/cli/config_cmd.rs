@@ -94,9 +94,10 @@ fn summary(settings: &Settings) -> String {
         );
     }
     text += &format!(
-        "output: {} (overlay series numbers from {})\n",
+        "output: {} (overlay series numbers from {}; summary images {})\n",
         settings.output.dir.display(),
-        settings.output.series_number_base
+        settings.output.series_number_base,
+        if settings.output.summary { "on" } else { "off" }
     );
     text += &format!(
         "thresholds: tumour probability {}; in-brain evidence {}\n",

@@ -62,6 +62,8 @@ pub struct RawOutput {
     pub dir: Option<String>,
     /// First SeriesNumber of overlay series.
     pub series_number_base: Option<i64>,
+    /// Whether a summary image is written for slices explained by several methods.
+    pub summary: Option<bool>,
 }
 
 /// `[prediction]`.

@@ -118,6 +118,9 @@ pub struct OutputSettings {
     pub dir: PathBuf,
     /// Overlay series get SeriesNumber `series_number_base + index`.
     pub series_number_base: u32,
+    /// Write one summary image (the slice and every method's map side by side, in its own
+    /// series) for each slice explained by two or more methods.
+    pub summary: bool,
 }
 
 /// `[prediction]`.
@@ -747,6 +750,7 @@ impl Validator<'_> {
         OutputSettings {
             dir,
             series_number_base: u32::try_from(base).unwrap_or(9900),
+            summary: raw.summary.unwrap_or(true),
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 pub use report::{
     ExplanationReport, ModelReport, Quality, ReportError, SeriesPrediction, SeriesReport,
-    SliceReport, Status, StudyReport,
+    SliceReport, Status, StudyReport, SummaryReport,
 };
 
 /// The folder of a study's outputs: `<out>/<StudyInstanceUID>`.

@@ -83,6 +83,8 @@ pub struct ModelReport {
     pub slices: Vec<SliceReport>,
     /// The explanations written.
     pub explanations: Vec<ExplanationReport>,
+    /// The summary images written (one per slice explained by two or more methods).
+    pub summaries: Vec<SummaryReport>,
     /// Set when the model failed on this series.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -151,6 +153,25 @@ pub struct ExplanationReport {
     pub seconds: f64,
     /// Plausibility and faithfulness.
     pub quality: Quality,
+}
+
+/// One summary image: the slice and every method's map side by side.
+#[derive(Debug, Clone, Serialize)]
+pub struct SummaryReport {
+    /// Source SOPInstanceUID.
+    pub sop_instance_uid: String,
+    /// Source frame (0-based).
+    pub frame: u32,
+    /// The class explained.
+    pub class: String,
+    /// The methods shown, in the order of their tiles.
+    pub methods: Vec<String>,
+    /// SOPInstanceUID of the summary image.
+    pub output_sop_instance_uid: String,
+    /// SeriesInstanceUID of the summary series.
+    pub output_series_instance_uid: String,
+    /// The file, relative to this report's folder.
+    pub output_file: PathBuf,
 }
 
 /// Quality of an explanation (DESIGN.md 4.2). A figure not computed is `null`.

@@ -17,7 +17,7 @@ use crate::model::preprocess;
 use crate::output::report::Probabilities;
 use crate::output::{
     self, ExplanationReport, ModelReport, Quality, ReportError, SeriesPrediction, SeriesReport,
-    SliceReport,
+    SliceReport, SummaryReport,
 };
 use crate::render::{self, ColourMap, Legend, Style};
 
@@ -77,6 +77,7 @@ impl SeriesContext<'_> {
             series_prediction: None,
             slices: Vec::new(),
             explanations: Vec::new(),
+            summaries: Vec::new(),
             error: None,
         };
         let started = Instant::now();
@@ -196,6 +197,30 @@ impl SeriesContext<'_> {
             }
         }
         self.compare_methods(&mut computed);
+        if self.engine.settings.output.summary {
+            for members in by_slice(&computed).values().filter(|m| m.len() >= 2) {
+                let shown: Vec<&Computed> = members.iter().map(|&i| &computed[i]).collect();
+                let index = shown[0].index;
+                match self.deliver_summary(
+                    &shown,
+                    &slices[index],
+                    model,
+                    model_index,
+                    probabilities[[index, predicted[index]]],
+                    &style,
+                    series,
+                ) {
+                    Ok(summary) => report.summaries.push(summary),
+                    Err(message) => {
+                        tracing::error!("{message}");
+                        errors.push(ReportError {
+                            file: slices[index].sop_instance_uid.clone(),
+                            message,
+                        });
+                    }
+                }
+            }
+        }
         for explanation in computed {
             let index = explanation.index;
             match self.deliver(
@@ -303,12 +328,7 @@ impl SeriesContext<'_> {
     /// Agreement between the methods of each slice, and the `methods-disagree` flag.
     fn compare_methods(&self, computed: &mut [Computed]) {
         let threshold = self.engine.quality_policy().agreement_threshold;
-        let mut by_slice: std::collections::BTreeMap<usize, Vec<usize>> =
-            std::collections::BTreeMap::new();
-        for (i, c) in computed.iter().enumerate() {
-            by_slice.entry(c.index).or_default().push(i);
-        }
-        for members in by_slice.values() {
+        for members in by_slice(computed).values() {
             let maps: Vec<_> = members.iter().map(|&i| computed[i].heat.view()).collect();
             let agreement = quality::agreement(&maps);
             for (&i, value) in members.iter().zip(agreement) {
@@ -376,30 +396,15 @@ impl SeriesContext<'_> {
             .iter()
             .position(|m| *m == computed.method)
             .unwrap_or(0);
-        let placement = Placement {
-            source_frame: slice.frame,
-            instance_number: slice.position,
-            series_number: self.engine.settings.output.series_number_base
-                + 1
-                + (model_index * crate::config::METHOD_NAMES.len() + method_index) as u32,
-        };
-        let object = secondary_capture::build(
-            slice.file.dataset(),
-            &image,
-            &derivation,
-            placement,
-            self.created,
-        )
-        .map_err(|e| format!("{where_}: {e}"))?;
-        let uids = OverlayUids::derive(
-            &series.uid,
-            &slice.sop_instance_uid,
-            slice.frame,
-            &derivation,
-        );
-        let relative = output::overlay_relative_path(&uids.series, &uids.instance);
-        let path = self.study_dir.join(&relative);
-        secondary_capture::write_atomically(&object, &path)
+        let (uids, relative) = self
+            .write_overlay(
+                &image,
+                &derivation,
+                slice,
+                model_index,
+                method_index,
+                series,
+            )
             .map_err(|e| format!("{where_}: {e}"))?;
         Ok(ExplanationReport {
             method: computed.method.to_string(),
@@ -416,6 +421,169 @@ impl SeriesContext<'_> {
             quality: computed.quality,
         })
     }
+}
+
+impl SeriesContext<'_> {
+    /// Renders and writes the summary image of one slice: the slice and the maps of
+    /// `shown` (every method of the slice) side by side.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_summary(
+        &self,
+        shown: &[&Computed],
+        slice: &LoadedSlice,
+        model: &Classifier,
+        model_index: usize,
+        probability: f32,
+        style: &Style,
+        series: &Series,
+    ) -> Result<SummaryReport, String> {
+        let manifest = model.manifest();
+        let where_ = format!(
+            "{} frame {} ({} summary)",
+            slice.sop_instance_uid, slice.frame, manifest.name
+        );
+        let label = manifest.labels[shown[0].class].clone();
+        let methods: Vec<String> = shown.iter().map(|c| c.method.to_string()).collect();
+        let panels: Vec<render::Panel> = shown
+            .iter()
+            .map(|c| render::Panel {
+                title: c.method.to_string(),
+                caption: tile_caption(&c.quality),
+                flagged: !c.quality.flags.is_empty(),
+                heat: c.heat.view(),
+            })
+            .collect();
+        let flagged: Vec<&str> = shown
+            .iter()
+            .filter(|c| !c.quality.flags.is_empty())
+            .map(|c| c.method)
+            .collect();
+        let mut notes = vec![format!(
+            "each map scaled to its own maximum; methods: {}",
+            methods.join(", ")
+        )];
+        if !flagged.is_empty() {
+            notes.push(format!("flagged: {}", flagged.join(", ")));
+        }
+        let legend = Legend {
+            model_name: manifest.name.clone(),
+            model_version: manifest.version.clone(),
+            trained: manifest.trained,
+            method: SUMMARY.to_string(),
+            class_label: label.clone(),
+            probability,
+            notes,
+        };
+        let image = render::render_summary(
+            slice.grey.view(),
+            &panels,
+            style,
+            &legend,
+            &self.engine.font,
+        )
+        .map_err(|e| format!("{where_}: {e}"))?;
+        let per_method: Vec<String> = shown
+            .iter()
+            .map(|c| format!("{}: {}", c.method, c.quality.summary()))
+            .collect();
+        let derivation = Derivation {
+            model_name: manifest.name.clone(),
+            model_version: manifest.version.clone(),
+            model_sha256: manifest.sha256.clone(),
+            trained: manifest.trained,
+            method: SUMMARY.to_string(),
+            target_layer: None,
+            class_label: label.clone(),
+            probability,
+            colour_map: style.colour_map.name().to_string(),
+            quality: Some(per_method.join(" | ")),
+        };
+        let (uids, relative) = self
+            .write_overlay(
+                &image,
+                &derivation,
+                slice,
+                model_index,
+                crate::config::METHOD_NAMES.len(),
+                series,
+            )
+            .map_err(|e| format!("{where_}: {e}"))?;
+        Ok(SummaryReport {
+            sop_instance_uid: slice.sop_instance_uid.clone(),
+            frame: slice.frame,
+            class: label,
+            methods,
+            output_sop_instance_uid: uids.instance,
+            output_series_instance_uid: uids.series,
+            output_file: relative,
+        })
+    }
+
+    /// Builds the Secondary Capture of `image` and writes it atomically; its UIDs and its
+    /// path relative to the study folder. `slot` is the method's index in
+    /// [`crate::config::METHOD_NAMES`], or its length for the summary series.
+    fn write_overlay(
+        &self,
+        image: &secondary_capture::RgbImage,
+        derivation: &Derivation,
+        slice: &LoadedSlice,
+        model_index: usize,
+        slot: usize,
+        series: &Series,
+    ) -> Result<(OverlayUids, std::path::PathBuf), String> {
+        let slots_per_model = crate::config::METHOD_NAMES.len() + 1;
+        let placement = Placement {
+            source_frame: slice.frame,
+            instance_number: slice.position,
+            series_number: self.engine.settings.output.series_number_base
+                + 1
+                + (model_index * slots_per_model + slot) as u32,
+        };
+        let object = secondary_capture::build(
+            slice.file.dataset(),
+            image,
+            derivation,
+            placement,
+            self.created,
+        )
+        .map_err(|e| e.to_string())?;
+        let uids = OverlayUids::derive(
+            &series.uid,
+            &slice.sop_instance_uid,
+            slice.frame,
+            derivation,
+        );
+        let relative = output::overlay_relative_path(&uids.series, &uids.instance);
+        secondary_capture::write_atomically(&object, &self.study_dir.join(&relative))
+            .map_err(|e| e.to_string())?;
+        Ok((uids, relative))
+    }
+}
+
+/// The "method" of a summary image, in its UIDs, descriptions and legend.
+pub const SUMMARY: &str = "summary";
+
+/// A tile's caption: the in-brain share and the flags, short enough for a tile.
+fn tile_caption(quality: &Quality) -> String {
+    let mut parts = Vec::new();
+    if let Some(f) = quality.in_brain_fraction {
+        parts.push(format!("in brain {:.0}%", 100.0 * f));
+    }
+    if let (Some(d), Some(r)) = (quality.deletion_auc, quality.random_deletion_auc) {
+        parts.push(format!("deletion AUC {d:.2} vs random {r:.2}"));
+    }
+    parts.extend(quality.flags.iter().cloned());
+    parts.join(", ")
+}
+
+/// The computed maps grouped by slice: slice index -> indices into `computed`.
+fn by_slice(computed: &[Computed]) -> std::collections::BTreeMap<usize, Vec<usize>> {
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> =
+        std::collections::BTreeMap::new();
+    for (i, c) in computed.iter().enumerate() {
+        groups.entry(c.index).or_default().push(i);
+    }
+    groups
 }
 
 /// One method's map of one slice, before it is compared, rendered and written.

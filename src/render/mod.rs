@@ -24,6 +24,8 @@
 //! - [`legend`]: what the band says ([`Legend`]) and where each piece goes ([`legend::layout`]).
 //! - [`overlay`]: normalising, colouring and blending the heat map; the canvas
 //!   ([`render_overlay`]).
+//! - [`summary`]: the slice and every method's map side by side, titled
+//!   ([`render_summary`]).
 //! - [`png`]: writing a rendered overlay as a PNG ([`save_png`]), for reports and previews.
 //!
 //! Blending keeps anatomy visible: each pixel's alpha is `opacity * heat / max(heat)`, so weak
@@ -65,6 +67,7 @@ pub mod font;
 pub mod legend;
 pub mod overlay;
 pub mod png;
+pub mod summary;
 pub mod text;
 
 pub use colour::{COLOUR_MAPS, ColourMap};
@@ -72,6 +75,7 @@ pub use font::Font;
 pub use legend::Legend;
 pub use overlay::{MIN_WIDTH, Style, render_overlay, upscale_factor};
 pub use png::save_png;
+pub use summary::{Panel, render_summary};
 
 /// Why an overlay could not be rendered or saved.
 #[derive(Debug, Snafu)]

@@ -74,29 +74,7 @@ pub fn render_overlay(
     font: &Font,
 ) -> Result<RgbImage, RenderError> {
     let (rows, columns) = grey.dim();
-    ensure!(
-        grey.dim() == heat.dim(),
-        ShapeMismatchSnafu {
-            grey: grey.dim(),
-            heat: heat.dim(),
-        }
-    );
-    ensure!(rows > 0 && columns > 0, EmptySliceSnafu { rows, columns });
-    ensure!(
-        (0.0..=1.0).contains(&style.opacity),
-        OpacitySnafu {
-            opacity: style.opacity
-        }
-    );
-    if let Some(((row, column), &value)) = grey.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        return NonFiniteGreySnafu { row, column, value }.fail();
-    }
-    let mut max_heat = 0.0_f32;
-    for ((row, column), &value) in heat.indexed_iter() {
-        ensure!(value.is_finite(), NonFiniteHeatSnafu { row, column, value });
-        ensure!(value >= 0.0, NegativeHeatSnafu { row, column, value });
-        max_heat = max_heat.max(value);
-    }
+    let max_heat = validate(grey, heat, style)?;
     let has_evidence = max_heat > 0.0;
 
     let k = upscale_factor(columns);
@@ -120,22 +98,7 @@ pub fn render_overlay(
     );
 
     let mut canvas = Canvas::new(width as u32, height as u32);
-    for ((row, column), &g) in grey.indexed_iter() {
-        let level = (g.clamp(0.0, 1.0) * 255.0).round() as u8;
-        let grey_rgb = [level; 3];
-        let rgb = if has_evidence {
-            let t = heat[[row, column]] / max_heat;
-            blend(grey_rgb, style.colour_map.rgb(t), style.opacity * t)
-        } else {
-            grey_rgb
-        };
-        let (x0, y0) = (column as u32 * k, row as u32 * k);
-        for y in y0..y0 + k {
-            for x in x0..x0 + k {
-                canvas.put_pixel(x, y, image::Rgb(rgb));
-            }
-        }
-    }
+    paint(&mut canvas, grey, heat, max_heat, style, k, (0, 0));
     legend::draw(
         &mut canvas,
         &band,
@@ -148,4 +111,67 @@ pub fn render_overlay(
         columns: width as u32,
         pixels: canvas.into_raw(),
     })
+}
+
+/// Checks that `grey` and `heat` can be drawn together with `style`; the heat's maximum.
+pub(crate) fn validate(
+    grey: ArrayView2<f32>,
+    heat: ArrayView2<f32>,
+    style: &Style,
+) -> Result<f32, RenderError> {
+    let (rows, columns) = grey.dim();
+    ensure!(
+        grey.dim() == heat.dim(),
+        ShapeMismatchSnafu {
+            grey: grey.dim(),
+            heat: heat.dim(),
+        }
+    );
+    ensure!(rows > 0 && columns > 0, EmptySliceSnafu { rows, columns });
+    ensure!(
+        (0.0..=1.0).contains(&style.opacity),
+        OpacitySnafu {
+            opacity: style.opacity
+        }
+    );
+    if let Some(((row, column), &value)) = grey.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return NonFiniteGreySnafu { row, column, value }.fail();
+    }
+    let mut max_heat = 0.0_f32;
+    for ((row, column), &value) in heat.indexed_iter() {
+        ensure!(value.is_finite(), NonFiniteHeatSnafu { row, column, value });
+        ensure!(value >= 0.0, NegativeHeatSnafu { row, column, value });
+        max_heat = max_heat.max(value);
+    }
+    Ok(max_heat)
+}
+
+/// Paints `heat` blended over `grey` onto `canvas`, each pixel a `k` x `k` block, the
+/// top-left corner at `origin` (x, y). A zero `max_heat` paints the grey slice alone.
+pub(crate) fn paint(
+    canvas: &mut Canvas,
+    grey: ArrayView2<f32>,
+    heat: ArrayView2<f32>,
+    max_heat: f32,
+    style: &Style,
+    k: u32,
+    origin: (u32, u32),
+) {
+    let has_evidence = max_heat > 0.0;
+    for ((row, column), &g) in grey.indexed_iter() {
+        let level = (g.clamp(0.0, 1.0) * 255.0).round() as u8;
+        let grey_rgb = [level; 3];
+        let rgb = if has_evidence {
+            let t = heat[[row, column]] / max_heat;
+            blend(grey_rgb, style.colour_map.rgb(t), style.opacity * t)
+        } else {
+            grey_rgb
+        };
+        let (x0, y0) = (origin.0 + column as u32 * k, origin.1 + row as u32 * k);
+        for y in y0..y0 + k {
+            for x in x0..x0 + k {
+                canvas.put_pixel(x, y, image::Rgb(rgb));
+            }
+        }
+    }
 }
