@@ -59,3 +59,4 @@ pub mod onnx;
 pub mod output;
 pub mod pipeline;
 pub mod render;
+pub mod watch;

@@ -10,6 +10,7 @@ mod grad_cmd;
 mod inspect;
 mod rules_cmd;
 mod run_cmd;
+mod watch_cmd;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,9 @@ struct Logging {
     /// Log line format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    /// Append the log to this file instead of standard error.
+    #[arg(long, value_name = "FILE", global = true)]
+    log_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -59,6 +63,11 @@ enum Command {
     /// Process every study under the inputs once: classify, explain, write overlays and
     /// report.json per study.
     Run(run_cmd::RunArgs),
+    /// The daemon: process every new study in the drop folder once, deliver the outputs,
+    /// keep a journal; SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the configuration.
+    Watch(watch_cmd::WatchArgs),
+    /// What the daemon's journal holds: studies by state, unusable files, deliveries.
+    Status(watch_cmd::StatusArgs),
     /// Explain one image (DICOM, PNG or JPEG) with one model and one method: heatmap.npy,
     /// overlay.png and explain.json in the output folder.
     Explain(explain_cmd::ExplainArgs),
@@ -79,6 +88,8 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Run(args) => run_cmd::run(&args),
+        Command::Watch(args) => watch_cmd::run(&args),
+        Command::Status(args) => watch_cmd::status(&args),
         Command::Explain(args) => explain_cmd::run(&args),
         Command::Grad(args) => grad_cmd::run(&args),
         Command::Config(command) => config_cmd::run(&command),
@@ -96,9 +107,24 @@ fn install_logging(logging: &Logging) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let file = logging.log_file.as_ref().and_then(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| eprintln!("warning: {}: cannot open the log file: {e}", path.display()))
+            .ok()
+    });
+    let writer = match file {
+        Some(file) => {
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Mutex::new(file))
+        }
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(logging.log_file.is_none())
+        .with_writer(writer);
     match logging.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -65,7 +65,8 @@ pub mod settings;
 pub use error::{ConfigError, Problem};
 pub use rules::{OVERLAY_MARKER, Rule, Selector, TextFilter, Verdict, is_own_overlay, plane_name};
 pub use settings::{
-    Baseline, COLOUR_MAPS, ExecutionProviderKind, ExplainPlan, METHOD_NAMES, MethodSettings,
-    ModelRef, OcclusionSettings, OutputSettings, PredictionSettings, QualitySettings,
-    RuntimeSettings, Settings, SlicePolicy,
+    AfterProcessing, Baseline, COLOUR_MAPS, Destination, ExecutionProviderKind, ExplainPlan,
+    METHOD_NAMES, MethodSettings, ModelRef, OcclusionSettings, OutputSettings, PacsSettings,
+    PredictionSettings, QualitySettings, RuntimeSettings, Settings, SlicePolicy, WatchSettings,
+    parse_duration,
 };

@@ -24,6 +24,62 @@ pub struct RawConfig {
     pub methods: RawMethods,
     /// `[[rules]]`.
     pub rules: Vec<RawRule>,
+    /// `[watch]`: the daemon.
+    pub watch: RawWatch,
+}
+
+/// `[watch]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawWatch {
+    /// The drop folder.
+    pub drop: Option<String>,
+    /// The journal's folder.
+    pub state: Option<String>,
+    /// `"off"` (inotify) or an interval: poll the drop folder (network shares).
+    pub poll: Option<String>,
+    /// A file is ready when its size and mtime did not change for this long.
+    pub stable: Option<String>,
+    /// A study is ready when no file of it arrived for this long.
+    pub settle: Option<String>,
+    /// Process a study this long after its first file, even if files keep arriving.
+    pub force_after: Option<String>,
+    /// Full rescan of the drop folder, as a safety net for missed events.
+    pub rescan: Option<String>,
+    /// File name patterns that are never read (temporary names of transfers in progress).
+    pub ignore: Option<Vec<String>>,
+    /// Rules that must each have taken a series before a study skips the settle wait.
+    pub required_rules: Option<Vec<String>>,
+    /// Where outputs go: "out", "study-folder", "pacs".
+    pub deliver: Option<Vec<String>>,
+    /// `[watch.pacs]`: the C-STORE destination.
+    pub pacs: Option<RawPacs>,
+    /// What happens to inputs after processing: "keep", "move", "delete".
+    pub after: Option<String>,
+    /// The archive folder for `after = "move"`.
+    pub archive: Option<String>,
+    /// Studies processed at once.
+    pub workers: Option<i64>,
+    /// Attempts before a study is marked failed.
+    pub max_attempts: Option<i64>,
+    /// Wait before a failed attempt or delivery is retried (doubled each time).
+    pub retry_after: Option<String>,
+    /// `host:port` of the metrics endpoint (127.0.0.1 only).
+    pub metrics: Option<String>,
+}
+
+/// `[watch.pacs]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawPacs {
+    /// `AE@host:port`.
+    pub peer: Option<String>,
+    /// Our AE title.
+    pub calling_ae: Option<String>,
+    /// Network timeout.
+    pub timeout: Option<String>,
+    /// Attempts per instance before giving up.
+    pub max_attempts: Option<i64>,
 }
 
 /// `[runtime]`.

@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod pixels;
 pub mod scan;
 pub mod secondary_capture;
+pub mod store;
 pub mod uid;
 pub mod voi;
 

@@ -196,6 +196,28 @@ pub struct Found {
     instance: Instance,
 }
 
+impl Found {
+    /// StudyInstanceUID.
+    pub fn study_uid(&self) -> &str {
+        &self.study_uid
+    }
+
+    /// SeriesInstanceUID.
+    pub fn series_uid(&self) -> &str {
+        &self.series_uid
+    }
+
+    /// What rules select on.
+    pub fn header(&self) -> &SeriesHeader {
+        &self.header
+    }
+
+    /// The instance.
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+}
+
 /// Reads one file's header into an instance, or the issue explaining why not.
 pub fn read_instance(path: &Path) -> Result<Found, FileIssue> {
     let dicom = file::open(path, Depth::Header).map_err(|error| issue_of(path, &error))?;

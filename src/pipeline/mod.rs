@@ -238,6 +238,19 @@ impl Engine {
         out: &Path,
         file_errors: Vec<ReportError>,
     ) -> Result<StudyReport, RunError> {
+        let report = self.study_report(study, out, file_errors);
+        write_report(&report, out)?;
+        Ok(report)
+    }
+
+    /// Processes one study into `out/<StudyInstanceUID>/` (the overlays), returning its
+    /// report without writing it (see [`write_report`]).
+    pub fn study_report(
+        &self,
+        study: &Study,
+        out: &Path,
+        file_errors: Vec<ReportError>,
+    ) -> StudyReport {
         let span = tracing::info_span!("study", uid = %study.uid);
         let _entered = span.enter();
         let started = std::time::Instant::now();
@@ -283,22 +296,13 @@ impl Engine {
             }
         }
         report.settle_status();
-        let json = serde_json::to_vec_pretty(&report).map_err(|e| RunError::Output {
-            path: study_dir.join("report.json"),
-            source: std::io::Error::other(e),
-        })?;
-        let report_path = study_dir.join("report.json");
-        output::write_atomically(&report_path, &json).map_err(|source| RunError::Output {
-            path: report_path.clone(),
-            source,
-        })?;
         tracing::info!(
             status = ?report.status,
             seconds = started.elapsed().as_secs_f64(),
             errors = report.errors.len(),
             "study done"
         );
-        Ok(report)
+        report
     }
 
     fn plan_models(&self, plan: &crate::config::ExplainPlan) -> Vec<&Classifier> {
@@ -323,6 +327,27 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| plan.methods.clone())
     }
+}
+
+/// Writes `report` as `out/<StudyInstanceUID>/report.json` (atomically); its path.
+pub fn write_report(report: &impl serde::Serialize, out: &Path) -> Result<PathBuf, RunError> {
+    let json = serde_json::to_value(report).and_then(|value| {
+        let uid = value["study_instance_uid"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string();
+        serde_json::to_vec_pretty(&value).map(|bytes| (uid, bytes))
+    });
+    let (uid, bytes) = json.map_err(|e| RunError::Output {
+        path: out.join("report.json"),
+        source: std::io::Error::other(e),
+    })?;
+    let path = output::study_dir(out, &uid).join("report.json");
+    output::write_atomically(&path, &bytes).map_err(|source| RunError::Output {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
 }
 
 /// Processes every study under `inputs` once (the `run` command).

@@ -4,6 +4,7 @@
 
 pub mod gradcheck;
 pub mod known_answer;
+pub mod receiver;
 pub mod reference;
 
 use std::path::{Path, PathBuf};
@@ -129,6 +130,11 @@ impl GeneratedStudy {
 
 /// Generates a study of `preset` (demo, test, ordering) from the MNI152 template.
 pub fn generate_study(preset: &str) -> GeneratedStudy {
+    generate_study_seeded(preset, 0)
+}
+
+/// Generates a study of `preset`; each seed gives another patient and other UIDs.
+pub fn generate_study_seeded(preset: &str, seed: u64) -> GeneratedStudy {
     let dir = tempfile::tempdir().expect("temporary folder");
     let root = dir.path().join(preset);
     let template = asset("mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz");
@@ -141,6 +147,8 @@ pub fn generate_study(preset: &str) -> GeneratedStudy {
             root.as_os_str(),
             "--preset".as_ref(),
             preset.as_ref(),
+            "--seed".as_ref(),
+            seed.to_string().as_ref(),
         ],
     );
     let manifest = std::fs::read(root.join("manifest.json")).expect("manifest.json");
