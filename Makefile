@@ -10,7 +10,7 @@ OUT         := out
 APT_NEEDS   := dcmtk dicom3tools cmake fonts-dejavu-core
 CARGO_FLAGS := --release --locked
 
-.PHONY: setup apt venv assets models build demo run test test-rust test-python test-fuzz lint bench clean
+.PHONY: setup apt venv assets models build demo run stop test test-rust test-python test-fuzz lint bench clean
 
 ## setup: everything a fresh Debian/Ubuntu machine needs (idempotent)
 setup: apt venv assets models build
@@ -41,12 +41,17 @@ demo: assets
 	    --template assets/mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz \
 	    --out $(DEMO_STUDY) --preset demo && touch $(DEMO_STUDY).complete; }
 
-## run: set up, then run the main job on the demo study
+## run: set up, start the daemon on ./drop and drop the demo study in (it keeps running)
 run: setup demo
-	$(BIN) run --config config/default.toml --out $(OUT) $(DEMO_STUDY)
-	@echo
-	@echo "Overlays and report.json are under $(OUT)/<StudyInstanceUID>/."
-	@echo "To look at an overlay:  dcmj2pnm +on $$(find $(OUT) -name '*.dcm' | head -n 1) overlay.png"
+	@BIN=$(BIN) OUT=$(OUT) bash scripts/run_daemon_demo.sh $(DEMO_STUDY)
+
+## stop: stop the daemon started by `make run` (SIGTERM: it finishes the study in hand)
+stop:
+	@if [ -f state/daemon.pid ] && kill -0 $$(cat state/daemon.pid) 2>/dev/null; then \
+	  kill -TERM $$(cat state/daemon.pid); \
+	  while kill -0 $$(cat state/daemon.pid) 2>/dev/null; do sleep 0.5; done; \
+	  echo "dicom-xai watch stopped"; \
+	else echo "no dicom-xai watch running on ./state"; fi
 
 ## test: set up, then every suite
 test: setup lint test-rust test-python test-fuzz

@@ -418,10 +418,17 @@ fn main() {
         }
     }
 
-    // the whole process, as a site runs it
-    if !wanted("end-to-end") {
-        return finish(&rows);
+    if wanted("end-to-end") {
+        end_to_end_rows(files.len(), &mut rows);
     }
+    if wanted("daemon") {
+        daemon_rows(&mut rows);
+    }
+    finish(&rows);
+}
+
+/// The whole process, as a site runs it: `dicom-xai run` on the demo study.
+fn end_to_end_rows(slices: usize, rows: &mut Vec<Row>) {
     let out = tempfile::tempdir().expect("temp dir");
     let binary = env!("CARGO_BIN_EXE_dicom-xai");
     let study = root().join("assets/demo/study");
@@ -444,10 +451,7 @@ fn main() {
         peak = peak.max(peak_mib);
     }
     wall.sort_by(f64::total_cmp);
-    let name = format!(
-        "end-to-end-demo-{}-slices-vgg16-occlusion-top3",
-        files.len()
-    );
+    let name = format!("end-to-end-demo-{slices}-slices-vgg16-occlusion-top3");
     rows.push(Row {
         name: name.clone(),
         unit: "s",
@@ -460,8 +464,156 @@ fn main() {
         ours: peak,
         runs: 2,
     });
+}
 
-    finish(&rows);
+/// A line of `/proc/<pid>/status` in KiB (VmRSS, VmHWM), as MiB.
+fn proc_status_mib(pid: u32, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// `dicom-xai status --json` of a state folder.
+fn daemon_status(state: &Path) -> serde_json::Value {
+    Command::new(env!("CARGO_BIN_EXE_dicom-xai"))
+        .args(["status", "--json", "--state"])
+        .arg(state)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Waits until `done` studies are done; the time it took.
+fn wait_done(state: &Path, done: u64, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let status = daemon_status(state);
+        if status["counts"]["done"].as_u64() == Some(done) {
+            return started.elapsed();
+        }
+        assert!(
+            status["counts"]["failed"].as_u64().unwrap_or(0) == 0,
+            "a study failed: {status:#}"
+        );
+        assert!(
+            started.elapsed() < limit,
+            "the daemon took too long: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The daemon: idle memory, a burst of 100 single-slice studies (studies per minute, peak
+/// memory), and the latency from the last file of the 24-slice demo study to its report.
+fn daemon_rows(rows: &mut Vec<Row>) {
+    let work = tempfile::tempdir().expect("temp dir");
+    let (drop, state, out) = (
+        work.path().join("drop"),
+        work.path().join("state"),
+        work.path().join("out"),
+    );
+    std::fs::create_dir_all(&drop).expect("drop");
+    let settle = 2.0;
+    let config = work.path().join("site.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[runtime]
+intra_threads = 2
+[[models]]
+manifest = "{manifest}"
+[quality]
+faithfulness_steps = 0
+[explain]
+methods = ["gradcam"]
+slices = "top-k"
+top_k = 1
+[[rules]]
+name = "brain-mr"
+[rules.select]
+modality = ["MR"]
+[watch]
+stable = "500ms"
+settle = "{settle}s"
+"#,
+            manifest = root().join("onnx/manifests/vgg16-kaggle.toml").display()
+        ),
+    )
+    .expect("config");
+    let staging = work.path().join("staging");
+    let python = root().join(".venv/bin/python");
+    let made = Command::new(&python)
+        .arg(root().join("tests/support/make_burst.py"))
+        .arg("--source")
+        .arg(root().join("assets/pydicom/MR_small.dcm"))
+        .arg("--out")
+        .arg(&staging)
+        .args(["--count", "100"])
+        .status()
+        .expect("python");
+    assert!(made.success(), "make_burst.py failed");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_dicom-xai"))
+        .arg("--log-file")
+        .arg(work.path().join("daemon.log"))
+        .args(["watch", "--config"])
+        .arg(&config)
+        .arg("--drop")
+        .arg(&drop)
+        .arg("--out")
+        .arg(&out)
+        .arg("--state")
+        .arg(&state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dicom-xai watch");
+    let pid = daemon.id();
+    std::thread::sleep(Duration::from_secs(5));
+    let idle = proc_status_mib(pid, "VmRSS:");
+
+    std::fs::rename(&staging, drop.join("burst")).expect("burst into the drop folder");
+    let burst = wait_done(&state, 100, Duration::from_secs(1800));
+    let per_minute = 100.0 * 60.0 / burst.as_secs_f64();
+
+    // latency: the 24-slice demo study, file by file, then time to its report
+    for file in demo_slices() {
+        let target = drop.join("demo").join(file.file_name().expect("name"));
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&file, &target).expect("copy");
+    }
+    let latency = wait_done(&state, 101, Duration::from_secs(600)).as_secs_f64();
+    let busy = proc_status_mib(pid, "VmHWM:");
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = daemon.wait();
+
+    for (name, unit, ours) in [
+        ("daemon-burst-100-studies", "studies/min", per_minute),
+        ("daemon-latency-24-slices-last-file-to-report", "s", latency),
+        (
+            "daemon-latency-24-slices-after-settle",
+            "s",
+            latency - settle,
+        ),
+        ("daemon-idle-rss", "MiB", idle),
+        ("daemon-peak-rss", "MiB", busy),
+    ] {
+        rows.push(Row {
+            name: name.to_string(),
+            unit,
+            ours,
+            runs: 1,
+        });
+    }
 }
 
 /// Whether the section whose rows contain `section` runs (`BENCH_ONLY`).

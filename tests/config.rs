@@ -784,3 +784,74 @@ fn rules_test_names_the_rule_and_the_failed_criterion() {
         "{stderr}"
     );
 }
+
+// ---------------------------------------------------------------- [watch]
+
+#[test]
+fn watch_settings_are_read_and_defaulted() {
+    let (_dir, _path, loaded) = load_text(&valid_config(
+        r#"
+[watch]
+drop = "/srv/pacs-export"
+poll = "15s"
+settle = "45s"
+deliver = ["out", "pacs", "study-folder"]
+after = "move"
+archive = "/srv/archive"
+required_rules = ["axial-mr"]
+metrics = "127.0.0.1:9464"
+[watch.pacs]
+peer = "ORTHANC@pacs.local:4242"
+"#,
+    ));
+    let watch = loaded.expect("valid").watch;
+    assert_eq!(watch.drop, PathBuf::from("/srv/pacs-export"));
+    assert_eq!(watch.state, PathBuf::from("state"));
+    assert_eq!(watch.poll, Some(std::time::Duration::from_secs(15)));
+    assert_eq!(watch.settle, std::time::Duration::from_secs(45));
+    assert_eq!(watch.stable, std::time::Duration::from_secs(2));
+    assert_eq!(watch.deliver.len(), 3);
+    let pacs = watch.pacs.expect("pacs");
+    assert_eq!(
+        (pacs.called_ae.as_str(), pacs.host.as_str(), pacs.port),
+        ("ORTHANC", "pacs.local", 4242)
+    );
+    assert_eq!(pacs.calling_ae, "DICOM-XAI");
+    assert_eq!(
+        watch.after,
+        dicom_xai::config::AfterProcessing::Move(PathBuf::from("/srv/archive"))
+    );
+    assert_eq!(watch.metrics.map(|a| a.port()), Some(9464));
+}
+
+#[test]
+fn bad_watch_settings_name_key_and_value() {
+    assert_error(
+        &valid_config("[watch]\nsettle = \"30 parsecs\"\n"),
+        "watch.settle",
+        "\"30 parsecs\"",
+    );
+    assert_error(
+        &valid_config("[watch]\nrequired_rules = [\"flair\"]\n"),
+        "watch.required_rules[0]",
+        "\"flair\"",
+    );
+    assert_error(
+        &valid_config("[watch]\nmetrics = \"0.0.0.0:9464\"\n"),
+        "watch.metrics",
+        "\"0.0.0.0:9464\"",
+    );
+    assert_error(
+        &valid_config("[watch]\ndeliver = [\"email\"]\n"),
+        "watch.deliver[0]",
+        "\"email\"",
+    );
+    assert_error(
+        &valid_config("[watch.pacs]\npeer = \"ORTHANC@pacs\"\n"),
+        "watch.pacs.peer",
+        "\"ORTHANC@pacs\"",
+    );
+    let (_dir, _path, loaded) = load_text(&valid_config("[watch]\nafter = \"move\"\n"));
+    let message = loaded.expect_err("move without archive").to_string();
+    assert!(message.contains("watch.archive"), "{message}");
+}

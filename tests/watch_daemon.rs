@@ -575,9 +575,12 @@ timeout = "5s""#
         drop.join("MR_small.dcm"),
     )
     .expect("copy");
-    wait_for("a failed delivery", Duration::from_secs(120), &daemon, || {
-        daemon.log().contains("C-STORE failed")
-    });
+    wait_for(
+        "a failed delivery",
+        Duration::from_secs(120),
+        &daemon,
+        || daemon.log().contains("C-STORE failed"),
+    );
     let pending = status(&state)["deliveries"].clone();
     assert!(
         pending
@@ -608,5 +611,48 @@ timeout = "5s""#
             .any(|d| d["state"] == "done" && d["count"] == 1),
         "{delivered:#}"
     );
+    assert_eq!(daemon.terminate(), 0);
+}
+
+#[test]
+fn a_burst_of_a_hundred_studies_is_processed_once_each() {
+    const STUDIES: usize = 100;
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = write_config(work.path(), "");
+    let drop = work.path().join("drop");
+    let state = work.path().join("state");
+    let out = work.path().join("out");
+    let staging = work.path().join("staging");
+    common::run_support_script(
+        "make_burst.py",
+        &[
+            "--source".as_ref(),
+            common::asset("pydicom/MR_small.dcm").as_os_str(),
+            "--out".as_ref(),
+            staging.as_os_str(),
+            "--count".as_ref(),
+            STUDIES.to_string().as_ref(),
+        ],
+    );
+    std::fs::create_dir_all(&drop).expect("drop");
+    let daemon = Daemon::start(&config, work.path());
+    // all at once: the PACS renames a finished export into place
+    std::fs::rename(&staging, drop.join("burst")).expect("rename into the drop folder");
+    let started = Instant::now();
+    wait_for("the burst", Duration::from_secs(600), &daemon, || {
+        count(&status(&state), "done") == STUDIES as u64
+    });
+    eprintln!(
+        "{STUDIES} studies in {:.1} s ({:.1} studies per minute)",
+        started.elapsed().as_secs_f64(),
+        STUDIES as f64 * 60.0 / started.elapsed().as_secs_f64()
+    );
+    let s = status(&state);
+    assert_eq!(count(&s, "failed"), 0, "{s:#}");
+    for row in s["studies"].as_array().expect("studies") {
+        assert_eq!(row["runs"], 1, "{row:#}");
+        assert_eq!(row["files"], 1, "{row:#}");
+        assert_one_complete_set(&out, row["uid"].as_str().expect("uid"), 1);
+    }
     assert_eq!(daemon.terminate(), 0);
 }

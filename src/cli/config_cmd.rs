@@ -103,6 +103,36 @@ fn summary(settings: &Settings) -> String {
         "thresholds: tumour probability {}; in-brain evidence {}\n",
         settings.prediction.tumour_threshold, settings.quality.in_brain_threshold
     );
+    let watch = &settings.watch;
+    text += &format!(
+        "watch: drop {} ({}), state {}; stable {:?}, settle {:?}, force after {:?}; deliver to {}; \
+         inputs {}; {} worker(s)\n",
+        watch.drop.display(),
+        watch
+            .poll
+            .map_or("inotify".to_string(), |p| format!("polled every {p:?}")),
+        watch.state.display(),
+        watch.stable,
+        watch.settle,
+        watch.force_after,
+        watch
+            .deliver
+            .iter()
+            .map(|d| match (d, &watch.pacs) {
+                (crate::config::Destination::Pacs, Some(p)) => {
+                    format!("pacs {}@{}:{}", p.called_ae, p.host, p.port)
+                }
+                _ => d.name().to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        match &watch.after {
+            crate::config::AfterProcessing::Keep => "kept".to_string(),
+            crate::config::AfterProcessing::Delete => "deleted".to_string(),
+            crate::config::AfterProcessing::Move(dir) => format!("moved to {}", dir.display()),
+        },
+        watch.workers
+    );
     let occlusion = &settings.methods.occlusion;
     let baseline = match occlusion.baseline {
         Baseline::Mean => "mean".to_string(),
