@@ -656,3 +656,33 @@ fn a_burst_of_a_hundred_studies_is_processed_once_each() {
     }
     assert_eq!(daemon.terminate(), 0);
 }
+
+#[test]
+fn inputs_are_moved_to_the_archive_when_the_site_asks_and_not_processed_again() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = work.path().join("archive");
+    let config = write_config(
+        work.path(),
+        &format!("after = \"move\"\narchive = \"{}\"", archive.display()),
+    );
+    let drop = work.path().join("drop");
+    let state = work.path().join("state");
+    std::fs::create_dir_all(drop.join("study")).expect("drop");
+    let source = common::asset("pydicom/MR_small.dcm");
+    let daemon = Daemon::start(&config, work.path());
+    std::fs::copy(&source, drop.join("study/IM0001.dcm")).expect("copy");
+    wait_for("the move", Duration::from_secs(120), &daemon, || {
+        archive.join("study/IM0001.dcm").is_file()
+    });
+    assert!(!drop.join("study/IM0001.dcm").exists(), "moved, not copied");
+    assert_eq!(
+        std::fs::read(archive.join("study/IM0001.dcm")).expect("archived"),
+        std::fs::read(&source).expect("source"),
+        "the archived file is the input, unchanged"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let s = status(&state);
+    assert_eq!(count(&s, "done"), 1, "{s:#}");
+    assert_eq!(s["studies"][0]["runs"], 1, "{s:#}");
+    assert_eq!(daemon.terminate(), 0);
+}
