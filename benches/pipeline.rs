@@ -305,8 +305,8 @@ fn method_rows(runtime: &Runtime, manifest: &Manifest, input: &Array3<f32>, rows
     let methods = MethodSet::default();
     let vit = !manifest.explain.attention_tensors.is_empty();
     for method_name in dicom_xai::explain::available() {
-        if matches!(method_name, "rollout" | "attn-grad") && !vit {
-            continue;
+        if matches!(method_name, "rollout" | "attn-grad") && !vit || method_name == "sae" {
+            continue; // sae: its own rows (it needs a trained autoencoder)
         }
         let method = method_by_name(method_name, &methods).expect("available");
         let mut passes = 0;

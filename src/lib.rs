@@ -59,4 +59,5 @@ pub mod onnx;
 pub mod output;
 pub mod pipeline;
 pub mod render;
+pub mod sae;
 pub mod watch;

@@ -22,11 +22,12 @@ use serde_json::Value;
 /// difference, at the default 32 midpoints, on DenseNet169.
 const COMPLETENESS: f32 = 0.05;
 
-/// Every available method but the attention ones (ViT only).
+/// Every available method but the attention ones (ViT only) and `sae` (it needs a trained
+/// sparse autoencoder: tests/sae.rs).
 fn cnn_methods() -> Vec<&'static str> {
     dicom_xai::explain::available()
         .into_iter()
-        .filter(|m| !matches!(*m, "rollout" | "attn-grad"))
+        .filter(|m| !matches!(*m, "rollout" | "attn-grad" | "sae"))
         .collect()
 }
 

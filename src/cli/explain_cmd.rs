@@ -50,6 +50,7 @@ pub fn run(args: &ExplainArgs) -> u8 {
         class: args.class.clone(),
         image: args.image.clone(),
         out: args.out.clone(),
+        sae: args.sae.clone(),
     };
     match explain_image(&settings, &request) {
         Ok(report) => {

@@ -10,6 +10,7 @@ mod grad_cmd;
 mod inspect;
 mod rules_cmd;
 mod run_cmd;
+mod sae_cmd;
 mod watch_cmd;
 
 use std::process::ExitCode;
@@ -73,6 +74,9 @@ enum Command {
     Explain(explain_cmd::ExplainArgs),
     /// Write a gradient model: the forward ONNX graph plus its backward pass in standard ONNX operators.
     Grad(grad_cmd::GradArgs),
+    /// Sparse autoencoders: `sae train` on a model's activations, `sae describe FILE`.
+    #[command(subcommand)]
+    Sae(sae_cmd::SaeCommand),
     /// Site configuration files: `config check FILE` validates one and summarises it.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain_cmd::run(&args),
         Command::Grad(args) => grad_cmd::run(&args),
         Command::Config(command) => config_cmd::run(&command),
+        Command::Sae(command) => sae_cmd::run(&command),
         Command::Rules(command) => rules_cmd::run(&command),
     };
     ExitCode::from(code)

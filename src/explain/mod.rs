@@ -11,6 +11,7 @@
 //! - [`occlusion`]: `occlusion` (forward passes only).
 //! - [`rise`]: `rise` (randomly masked inputs, forward passes only).
 //! - [`scorecam`]: `scorecam` (the feature tensor's channels as input masks).
+//! - [`sae`]: `sae` (the concepts of a sparse autoencoder that drive the class).
 //!
 //! Gradients come from gradient models built by [`crate::autodiff`] and run through
 //! [`Classifier::probe`]; they differentiate the class logit.
@@ -21,6 +22,7 @@ pub mod gradient;
 pub mod occlusion;
 pub mod quality;
 pub mod rise;
+pub mod sae;
 pub mod scorecam;
 
 use ndarray::{Array2, ArrayBase, ArrayView2, ArrayView3, Ix3, RawData};
@@ -95,7 +97,7 @@ pub trait Method: Send + Sync {
 }
 
 /// Methods of DESIGN.md 4.1 that this build does not have yet.
-pub const NOT_YET_AVAILABLE: &[&str] = &["sae"];
+pub const NOT_YET_AVAILABLE: &[&str] = &[];
 
 /// Methods available in this build, in the order of DESIGN.md 4.1.
 pub fn available() -> Vec<&'static str> {
@@ -121,6 +123,8 @@ pub struct MethodSet {
     pub rise: rise::Rise,
     /// `scorecam`.
     pub scorecam: scorecam::ScoreCam,
+    /// `sae`.
+    pub sae: sae::SaeMethod,
 }
 
 impl MethodSet {
@@ -149,6 +153,7 @@ impl MethodSet {
             scorecam: scorecam::ScoreCam {
                 max_channels: settings.scorecam.max_channels,
             },
+            sae: sae::SaeMethod::default(),
         }
     }
 }
@@ -170,6 +175,7 @@ pub fn method_by_name(name: &str, methods: &MethodSet) -> Result<Box<dyn Method>
         "scorecam" => Box::new(methods.scorecam),
         "rollout" => Box::new(methods.rollout),
         "attn-grad" => Box::new(attention::AttentionGradient),
+        "sae" => Box::new(methods.sae.clone()),
         other => {
             return Err(ExplainError::Unavailable {
                 name: other.to_string(),

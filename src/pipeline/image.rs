@@ -34,6 +34,8 @@ pub struct ExplainRequest {
     pub image: PathBuf,
     /// The output folder.
     pub out: PathBuf,
+    /// A sparse autoencoder for the `sae` method, instead of the manifest's.
+    pub sae: Option<PathBuf>,
 }
 
 fn configuration(message: String) -> RunError {
@@ -41,7 +43,8 @@ fn configuration(message: String) -> RunError {
 }
 
 /// The manifest named by `model`: a `.toml` file, or a configured model's name.
-fn manifest_for(settings: &Settings, model: &str) -> Result<Manifest, RunError> {
+/// The manifest of `model`: a `.toml` manifest file, or a model name of the configuration.
+pub fn manifest_for(settings: &Settings, model: &str) -> Result<Manifest, RunError> {
     let as_path = Path::new(model);
     if as_path.extension().is_some_and(|e| e == "toml") && as_path.is_file() {
         return Manifest::load(as_path).map_err(|e| configuration(e.to_string()));
@@ -86,7 +89,8 @@ pub fn load_grey(path: &Path) -> Result<Array2<f32>, String> {
 /// `request.out`; returns the path of `explain.json`.
 pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<PathBuf, RunError> {
     let manifest = manifest_for(settings, &request.model)?;
-    let methods = MethodSet::from_settings(&settings.methods);
+    let mut methods = MethodSet::from_settings(&settings.methods);
+    methods.sae.file = request.sae.clone();
     let method = explain::method_by_name(&request.method, &methods)
         .map_err(|e| configuration(e.to_string()))?;
     let class =

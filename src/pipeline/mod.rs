@@ -14,9 +14,9 @@
 
 mod image;
 mod series;
-mod slices;
+pub mod slices;
 
-pub use image::{ExplainRequest, explain_image};
+pub use image::{ExplainRequest, explain_image, load_grey, manifest_for};
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
