@@ -173,6 +173,7 @@ impl Method for Rollout {
                 "class_specific": false,
             }),
             passes: 1,
+            parts: Vec::new(),
         })
     }
 }
@@ -235,6 +236,7 @@ impl Method for AttentionGradient {
                 "fusion": "mean over heads of ReLU(gradient x attention)",
             }),
             passes: 1,
+            parts: Vec::new(),
         })
     }
 }

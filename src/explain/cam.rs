@@ -196,6 +196,7 @@ impl Method for Cam {
                 "grid": [grid.dim().0, grid.dim().1],
             }),
             passes: 1,
+            parts: Vec::new(),
         })
     }
 }

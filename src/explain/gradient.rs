@@ -107,6 +107,7 @@ impl Method for Saliency {
             target_layer: None,
             parameters: json!({"score": "logit", "reduction": "max |gradient| over channels"}),
             passes: 1,
+            parts: Vec::new(),
         })
     }
 }
@@ -135,6 +136,7 @@ impl Method for GradientTimesInput {
             target_layer: None,
             parameters: json!({"score": "logit", "baseline": "black", "sign": "positive"}),
             passes: 1,
+            parts: Vec::new(),
         })
     }
 }
@@ -215,6 +217,7 @@ impl Method for SmoothGrad {
                 "seed": self.seed,
             }),
             passes: self.samples,
+            parts: Vec::new(),
         })
     }
 }
@@ -334,6 +337,7 @@ impl Method for IntegratedGradients {
                 "completeness_error": attributions.completeness_error(),
             }),
             passes: self.steps + 2,
+            parts: Vec::new(),
         })
     }
 }

@@ -80,6 +80,9 @@ pub struct ModelMap {
     pub parameters: serde_json::Value,
     /// Model evaluations spent (forward passes of single inputs).
     pub passes: usize,
+    /// Named parts of the map, same grid (the `sae` method's leading concepts), shown
+    /// individually in the summary image.
+    pub parts: Vec<(String, Array2<f32>)>,
 }
 
 /// An explanation method.

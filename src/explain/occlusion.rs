@@ -192,6 +192,7 @@ impl Method for Occlusion {
                 "class_probability": original,
             }),
             passes: patches.len() + 1,
+            parts: Vec::new(),
         })
     }
 }

@@ -217,6 +217,7 @@ impl Method for Rise {
                 "mean_score": mean_score,
             }),
             passes: self.masks,
+            parts: Vec::new(),
         })
     }
 }

@@ -156,14 +156,24 @@ impl Method for SaeMethod {
             .collect();
         order.sort_by(|a, b| per_latent[*b].total_cmp(&per_latent[*a]).then(a.cmp(b)));
         order.truncate(top);
+        let upsample = |grid: &Array2<f32>| {
+            resize_bilinear(grid.view(), manifest.input.height, manifest.input.width)
+                .mapv(|v| v.max(0.0))
+        };
         let mut grid = Array2::<f32>::zeros((h, w));
+        let mut leading: Vec<Array2<f32>> = vec![Array2::zeros((h, w)); order.len().min(3)];
         for &(p, j, c) in &cells {
-            if order.contains(&j) && c > 0.0 {
+            if c <= 0.0 {
+                continue;
+            }
+            if let Some(rank) = order.iter().position(|o| *o == j) {
                 grid[[p / w, p % w]] += c;
+                if let Some(part) = leading.get_mut(rank) {
+                    part[[p / w, p % w]] += c;
+                }
             }
         }
-        let heat = resize_bilinear(grid.view(), manifest.input.height, manifest.input.width)
-            .mapv(|v| v.max(0.0));
+        let heat = upsample(&grid);
         check_finite(NAME, &heat)?;
         let concepts: Vec<ConceptShare> = order
             .iter()
@@ -189,6 +199,17 @@ impl Method for SaeMethod {
                 "concepts": concepts,
             }),
             passes: 2,
+            parts: leading
+                .iter()
+                .zip(&concepts)
+                .map(|(part, concept)| {
+                    let name = concept
+                        .label
+                        .clone()
+                        .unwrap_or_else(|| format!("concept {}", concept.latent));
+                    (name, upsample(part))
+                })
+                .collect(),
         })
     }
 }

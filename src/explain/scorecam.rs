@@ -176,6 +176,7 @@ impl Method for ScoreCam {
                 "black_probability": black_probability,
             }),
             passes: scored + 2,
+            parts: Vec::new(),
         })
     }
 }

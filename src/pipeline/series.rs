@@ -444,7 +444,21 @@ impl SeriesContext<'_> {
         );
         let label = manifest.labels[shown[0].class].clone();
         let methods: Vec<String> = shown.iter().map(|c| c.method.to_string()).collect();
-        let panels: Vec<render::Panel> = shown
+        let (rows, columns) = slice.grey.dim();
+        // the leading parts of a map (the sae method's concepts), each on the slice
+        let parts: Vec<(String, String, ndarray::Array2<f32>)> = shown
+            .iter()
+            .flat_map(|c| {
+                c.map
+                    .parts
+                    .iter()
+                    .map(move |(name, part)| (c.method.to_string(), name.clone(), part))
+            })
+            .map(|(method, name, part)| {
+                (method, name, explain::to_slice(part.view(), rows, columns))
+            })
+            .collect();
+        let mut panels: Vec<render::Panel> = shown
             .iter()
             .map(|c| render::Panel {
                 title: c.method.to_string(),
@@ -453,6 +467,24 @@ impl SeriesContext<'_> {
                 heat: c.heat.view(),
             })
             .collect();
+        for (method, name, heat) in &parts {
+            let (title, caption) = match name.split_once(": ") {
+                Some((title, caption)) => (format!("{method} {title}"), caption.to_string()),
+                None => (format!("{method} {name}"), String::new()),
+            };
+            panels.push(render::Panel {
+                title,
+                // a concept that lives mostly outside the brain
+                flagged: caption
+                    .split("% inside")
+                    .next()
+                    .and_then(|head| head.rsplit(' ').next())
+                    .and_then(|share| share.parse::<f32>().ok())
+                    .is_some_and(|share| share < 100.0 * crate::sae::concepts::OUTSIDE_BRAIN),
+                caption,
+                heat: heat.view(),
+            });
+        }
         let flagged: Vec<&str> = shown
             .iter()
             .filter(|c| !c.quality.flags.is_empty())
