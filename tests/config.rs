@@ -176,6 +176,14 @@ fn gpu_example_loads() {
     assert!(settings.runtime.require_gpu);
 }
 
+#[test]
+fn densenet_vit_example_loads_with_three_models() {
+    let path = common::root().join("config/examples/densenet-vit.toml");
+    let settings = Settings::load(&path).unwrap();
+    let names: Vec<&str> = settings.models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["vgg16-kaggle", "densenet169", "vit_b_16"]);
+}
+
 // ---------------------------------------------------------------- validation errors
 
 #[test]
