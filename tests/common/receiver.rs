@@ -109,4 +109,3 @@ pub fn storescp(extra: &[&str]) -> Receiver {
         args
     })
 }
-
