@@ -7,7 +7,7 @@ PYTHON      := $(VENV)/bin/python
 BIN         := target/release/dicom-xai
 DEMO_STUDY  := assets/demo/study
 OUT         := out
-APT_NEEDS   := dcmtk dicom3tools cmake fonts-dejavu-core
+APT_NEEDS   := dcmtk dicom3tools cmake fonts-dejavu-core orthanc orthanc-dev orthanc-webviewer orthanc-dicomweb chromium
 CARGO_FLAGS := --release --locked
 
 .PHONY: setup apt venv assets models build demo run stop test test-rust test-python test-fuzz lint bench clean
@@ -33,7 +33,7 @@ models: venv
 	@$(PYTHON) scripts/export_models.py
 
 build:
-	cargo build $(CARGO_FLAGS)
+	cargo build $(CARGO_FLAGS) --workspace
 
 ## demo: a realistic MR study made from the MNI152 template
 demo: assets
@@ -58,11 +58,11 @@ test: setup lint test-rust test-python test-fuzz
 
 lint:
 	cargo fmt --all --check
-	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
-	cargo clippy $(CARGO_FLAGS) --features cuda --lib -- -D warnings
+	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+	cargo clippy $(CARGO_FLAGS) --workspace --features cuda --lib -- -D warnings
 
 test-rust:
-	DICOM_XAI_PYTHON=$(abspath $(PYTHON)) cargo test $(CARGO_FLAGS) --no-fail-fast
+	DICOM_XAI_PYTHON=$(abspath $(PYTHON)) cargo test $(CARGO_FLAGS) --workspace --no-fail-fast
 
 test-python:
 	$(PYTHON) -m pytest onnx/tests -q

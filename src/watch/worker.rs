@@ -168,7 +168,7 @@ fn run_study(
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
         if let Some(previous) = previous {
-            merge_reports(&mut value, previous, &rerun_series);
+            output::merge_rerun(&mut value, &previous, &rerun_series);
         }
     }
     let report_path = pipeline::write_report(&value, out).map_err(|e| e.to_string())?;
@@ -213,52 +213,6 @@ fn written_outputs(report: &output::StudyReport) -> Vec<(PathBuf, String)> {
         }
     }
     outputs
-}
-
-/// Keeps the previous report's series that this run did not redo, and its errors.
-fn merge_reports(value: &mut Value, previous: Value, rerun: &BTreeSet<String>) {
-    let kept = |key: &str| -> Vec<Value> {
-        previous[key]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter(|item| {
-                        item["series_instance_uid"]
-                            .as_str()
-                            .is_some_and(|uid| !rerun.contains(uid))
-                    })
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    for key in ["series", "skipped_series"] {
-        let mut merged = kept(key);
-        if let Some(new) = value[key].as_array() {
-            merged.extend(new.iter().cloned());
-        }
-        value[key] = Value::Array(merged);
-    }
-    let mut errors: Vec<Value> = value["errors"].as_array().cloned().unwrap_or_default();
-    for error in previous["errors"].as_array().into_iter().flatten() {
-        if !errors.contains(error) {
-            errors.push(error.clone());
-        }
-    }
-    let produced = value["series"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|s| s["models"].as_array().cloned().unwrap_or_default())
-        .any(|m| m["slices"].as_array().is_some_and(|s| !s.is_empty()));
-    let status = match (errors.is_empty(), produced) {
-        (true, _) => "ok",
-        (false, true) => "partial",
-        (false, false) => "failed",
-    };
-    value["errors"] = Value::Array(errors);
-    value["status"] = Value::String(status.into());
 }
 
 /// Leftovers of a write interrupted by a crash (`.<name>.part`), removed before a rerun.
@@ -453,37 +407,6 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_rerun_report_keeps_the_series_it_did_not_redo() {
-        let previous = serde_json::json!({
-            "study_instance_uid": "1", "status": "ok", "errors": [],
-            "series": [{"series_instance_uid": "a", "models": [{"slices": [1]}]},
-                       {"series_instance_uid": "b", "models": [{"slices": [1]}]}],
-            "skipped_series": []
-        });
-        let mut new = serde_json::json!({
-            "study_instance_uid": "1", "status": "ok",
-            "errors": [{"file": "x", "message": "bad"}],
-            "series": [{"series_instance_uid": "b", "models": [{"slices": [1, 2]}]}],
-            "skipped_series": []
-        });
-        merge_reports(&mut new, previous, &BTreeSet::from(["b".to_string()]));
-        let uids: Vec<&str> = new["series"]
-            .as_array()
-            .expect("series")
-            .iter()
-            .map(|s| s["series_instance_uid"].as_str().expect("uid"))
-            .collect();
-        assert_eq!(uids, ["a", "b"]);
-        assert_eq!(
-            new["series"][1]["models"][0]["slices"]
-                .as_array()
-                .map(Vec::len),
-            Some(2)
-        );
-        assert_eq!(new["status"], "partial");
-    }
 
     #[test]
     fn the_study_folder_is_the_top_folder_of_its_files() {

@@ -1,0 +1,546 @@
+//! The worker thread: takes stable studies off the board, reads their new or changed
+//! series from Orthanc, has the engine thread run the pipeline on them, stores every
+//! overlay back into Orthanc and writes the study's `report.json`.
+//!
+//! Per study:
+//! 1. `GET /studies/{id}` (the StudyInstanceUID) and `GET /studies/{id}/series` (each
+//!    series' Modality, SeriesDescription and instances). Our own overlay series
+//!    ([`is_own_overlay`]) are left out, so storing overlays, which makes the study
+//!    stable again, never makes work.
+//! 2. The series whose instances differ from the last run's (all of them the first time)
+//!    are downloaded, `GET /instances/{id}/file` each, into `<out>/.incoming/<study>/`
+//!    (removed afterwards).
+//! 3. The pipeline runs on them, as `dicom-xai run` would; overlays go to
+//!    `<out>/<StudyInstanceUID>/`.
+//! 4. Each overlay is stored with `POST /instances`; a rerun's report is merged into the
+//!    previous one, and `report.json` is written.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dicom_xai::config::is_own_overlay;
+use dicom_xai::dicom::scan::{self, Disposition, SeriesHeader, Study};
+use dicom_xai::output::{self, ReportError, StudyReport};
+use dicom_xai::pipeline;
+use serde_json::Value;
+
+use crate::engine;
+use crate::jobs::{Jobs, Outcome, Processed};
+use crate::orthanc::{self, CallError};
+use crate::panic_message;
+
+/// The worker's share of the plugin.
+pub struct Worker {
+    /// The board.
+    pub jobs: Arc<Jobs>,
+    /// The engine thread.
+    pub engine: engine::Client,
+    /// Where reports and overlay files go.
+    pub out: PathBuf,
+    /// How long shutdown waits for the study in hand.
+    pub grace: Duration,
+}
+
+/// A series as Orthanc lists it.
+#[derive(Debug, Clone)]
+struct OrthancSeries {
+    id: String,
+    uid: String,
+    own_overlay: bool,
+    instances: Vec<String>,
+}
+
+impl Worker {
+    /// Processes studies until the plugin stops.
+    pub fn run(self) {
+        while let Some(study) = self.jobs.next() {
+            self.jobs.start(&study);
+            let started = Instant::now();
+            let span = tracing::info_span!("orthanc_study", id = %study);
+            let _entered = span.enter();
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(&study)))
+                    .unwrap_or_else(|panic| {
+                        Err(format!(
+                            "study {study}: internal error: {}",
+                            panic_message(panic.as_ref())
+                        ))
+                    })
+                    .unwrap_or_else(Outcome::Failed);
+            let seconds = started.elapsed().as_secs_f64();
+            match &outcome {
+                Outcome::Failed(reason) => tracing::error!(seconds, "{reason}"),
+                Outcome::Done { detail, .. } | Outcome::Unchanged(detail) => {
+                    tracing::info!(seconds, "{detail}")
+                }
+            }
+            self.jobs.finish(&study, outcome, seconds);
+        }
+        tracing::info!("worker stopped");
+    }
+
+    /// An error once the plugin has been stopping for longer than the grace period.
+    fn check_stop(&self, study: &str) -> Result<(), String> {
+        match self.jobs.stopping_since() {
+            Some(since) if since.elapsed() > self.grace => Err(format!(
+                "study {study}: abandoned, Orthanc stopped before it was finished; it is \
+                 processed again when it next becomes stable"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn process(&self, study: &str) -> Result<Outcome, String> {
+        let reading = |e: CallError| {
+            if e.is_unknown_resource() {
+                format!("study {study} is no longer in Orthanc")
+            } else {
+                format!("study {study}: cannot read it from Orthanc: {e}")
+            }
+        };
+        let info = get_json(&format!("/studies/{study}")).map_err(reading)?;
+        let uid = info["MainDicomTags"]["StudyInstanceUID"]
+            .as_str()
+            .ok_or_else(|| format!("study {study}: Orthanc gives no StudyInstanceUID"))?
+            .to_string();
+        self.jobs.set_study_uid(study, &uid);
+        let listed = get_json(&format!("/studies/{study}/series")).map_err(reading)?;
+        let all = series_of(&listed);
+        let ours = all.iter().filter(|s| s.own_overlay).count();
+        let previous = self.jobs.processed(study);
+        let changed: Vec<&OrthancSeries> = all
+            .iter()
+            .filter(|s| !s.own_overlay)
+            .filter(|s| {
+                previous
+                    .as_ref()
+                    .and_then(|p| p.get(&s.id))
+                    .is_none_or(|instances| *instances != s.instances)
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(Outcome::Unchanged(format!(
+                "study {study} ({uid}): nothing new since the last run ({} series, {ours} of \
+                 them our overlays, which are never processed)",
+                all.len()
+            )));
+        }
+        let rerun = previous.is_some();
+        tracing::info!(
+            study_instance_uid = %uid,
+            series = changed.len(),
+            rerun,
+            "processing{}",
+            if rerun { " the new or changed series" } else { "" }
+        );
+
+        let incoming = Incoming::create(&self.out, study)?;
+        let (found, errors) = self.download(study, &changed, incoming.path())?;
+        let study_data = scan::group(found)
+            .into_iter()
+            .find(|s| s.uid == uid)
+            .unwrap_or(Study {
+                uid: uid.clone(),
+                series: Vec::new(),
+            });
+        let downloaded: usize = study_data.series.iter().map(|s| s.instances.len()).sum();
+        self.check_stop(study)?;
+        let mut report =
+            self.engine
+                .process(study_data, self.out.clone(), errors, &self.jobs, self.grace)?;
+        drop(incoming);
+
+        let (stored, store_errors) = self.store_overlays(study, &uid, &report);
+        report.errors.extend(store_errors);
+        let redone: BTreeSet<String> = changed.iter().map(|s| s.uid.clone()).collect();
+        let previous_report = if rerun {
+            self.previous_report(&uid)
+        } else {
+            None
+        };
+        let mut removed = 0;
+        if let Some(previous) = &previous_report {
+            let (count, remove_errors) = remove_stale_overlays(study, previous, &report, &redone);
+            removed = count;
+            report.errors.extend(remove_errors);
+        }
+        report.settle_status();
+        let mut value = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+        if let Some(previous) = &previous_report {
+            output::merge_rerun(&mut value, previous, &redone);
+        }
+        let report_path = pipeline::write_report(&value, &self.out).map_err(|e| e.to_string())?;
+        self.jobs.mark_processed(
+            study,
+            changed
+                .iter()
+                .map(|s| (s.id.clone(), s.instances.clone()))
+                .collect::<Processed>(),
+        );
+
+        let status = value["status"].as_str().unwrap_or("failed").to_string();
+        let errors = value["errors"].as_array().map_or(0, Vec::len);
+        if status == "failed" {
+            let first = value["errors"][0]["message"]
+                .as_str()
+                .unwrap_or("no slice could be used");
+            return Err(format!(
+                "study {study} ({uid}): nothing could be processed: {first} ({errors} errors \
+                 in {})",
+                report_path.display()
+            ));
+        }
+        let selected = report.series.len();
+        let detail = if selected == 0 {
+            format!(
+                "study {study} ({uid}): no rule of the site configuration selects its {} new \
+                 series ({downloaded} instances); nothing to store",
+                changed.len()
+            )
+        } else {
+            format!(
+                "study {study} ({uid}): {selected} series processed ({downloaded} instances \
+                 read), {stored} overlays stored in Orthanc{}, report {status}{}",
+                if removed > 0 {
+                    format!(", {removed} outdated overlays removed")
+                } else {
+                    String::new()
+                },
+                if errors > 0 {
+                    format!(" with {errors} errors")
+                } else {
+                    String::new()
+                }
+            )
+        };
+        Ok(Outcome::Done {
+            series: selected,
+            overlays: stored,
+            removed,
+            report_status: Some(status),
+            detail,
+        })
+    }
+
+    /// Downloads the instances of `series` into `folder` and reads their headers.
+    fn download(
+        &self,
+        study: &str,
+        series: &[&OrthancSeries],
+        folder: &Path,
+    ) -> Result<(Vec<scan::Found>, Vec<ReportError>), String> {
+        let mut found = Vec::new();
+        let mut errors = Vec::new();
+        for instance in series.iter().flat_map(|s| &s.instances) {
+            self.check_stop(study)?;
+            let bytes = match orthanc::rest_get(&format!("/instances/{instance}/file")) {
+                Ok(bytes) => bytes,
+                Err(CallError::Closed) => return Err(format!("study {study}: Orthanc stopped")),
+                Err(e) => {
+                    errors.push(ReportError {
+                        file: format!("/instances/{instance}"),
+                        message: format!(
+                            "instance {instance} of study {study}: cannot read it from Orthanc: {e}"
+                        ),
+                    });
+                    continue;
+                }
+            };
+            let path = folder.join(format!("{instance}.dcm"));
+            std::fs::write(&path, &bytes)
+                .map_err(|e| format!("study {study}: cannot write {}: {e}", path.display()))?;
+            match scan::read_instance(&path) {
+                Ok(instance) => found.push(instance),
+                Err(issue) if issue.disposition == Disposition::Skipped => {
+                    tracing::info!("instance {instance}: skipped: {}", issue.message);
+                }
+                Err(issue) => errors.push(ReportError {
+                    file: issue.file.display().to_string(),
+                    message: issue.message,
+                }),
+            }
+        }
+        Ok((found, errors))
+    }
+
+    /// Stores every overlay and summary of `report` in Orthanc; how many are there now,
+    /// and an error per overlay Orthanc refused.
+    fn store_overlays(
+        &self,
+        study: &str,
+        uid: &str,
+        report: &StudyReport,
+    ) -> (usize, Vec<ReportError>) {
+        let study_dir = output::study_dir(&self.out, uid);
+        let outputs = report.series.iter().flat_map(|s| &s.models).flat_map(|m| {
+            m.explanations
+                .iter()
+                .map(|e| (&e.output_file, &e.output_sop_instance_uid))
+                .chain(
+                    m.summaries
+                        .iter()
+                        .map(|s| (&s.output_file, &s.output_sop_instance_uid)),
+                )
+        });
+        let mut stored = 0;
+        let mut errors = Vec::new();
+        for (file, sop) in outputs {
+            let path = study_dir.join(file);
+            let result = std::fs::read(&path)
+                .map_err(|e| format!("cannot read it: {e}"))
+                .and_then(|bytes| {
+                    orthanc::rest_post("/instances", &bytes).map_err(|e| e.to_string())
+                })
+                .and_then(|answer| store_status(&answer));
+            match result {
+                Ok(status) => {
+                    stored += 1;
+                    tracing::debug!(overlay = %sop, "{status}");
+                }
+                Err(why) => errors.push(ReportError {
+                    file: path.display().to_string(),
+                    message: format!(
+                        "overlay {sop} of study {study}: Orthanc did not store it: {why}"
+                    ),
+                }),
+            }
+        }
+        (stored, errors)
+    }
+
+    /// The study's current `report.json`, if it has a readable one.
+    fn previous_report(&self, uid: &str) -> Option<Value> {
+        let path = output::study_dir(&self.out, uid).join("report.json");
+        let bytes = std::fs::read(&path).ok()?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| tracing::warn!("{}: not JSON, replaced: {e}", path.display()))
+            .ok()
+    }
+}
+
+/// The output SOPInstanceUIDs (overlays and summaries) a report names, for the series in
+/// `only` when given.
+fn output_uids(report: &Value, only: Option<&BTreeSet<String>>) -> BTreeSet<String> {
+    report["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            only.is_none_or(|only| {
+                s["series_instance_uid"]
+                    .as_str()
+                    .is_some_and(|uid| only.contains(uid))
+            })
+        })
+        .flat_map(|s| s["models"].as_array().into_iter().flatten())
+        .flat_map(|m| {
+            ["explanations", "summaries"]
+                .into_iter()
+                .flat_map(move |key| m[key].as_array().into_iter().flatten())
+        })
+        .filter_map(|o| o["output_sop_instance_uid"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Deletes from Orthanc the overlays that the previous run made for the series redone now
+/// and that this run did not make again (the slices explained changed), so that the
+/// study shows only current explanations. Only instances of our own overlay series in
+/// this study are deleted. How many were, and an error per one that could not be.
+fn remove_stale_overlays(
+    study: &str,
+    previous: &Value,
+    report: &StudyReport,
+    redone: &BTreeSet<String>,
+) -> (usize, Vec<ReportError>) {
+    let current = serde_json::to_value(report)
+        .map(|value| output_uids(&value, None))
+        .unwrap_or_default();
+    let stale: Vec<String> = output_uids(previous, Some(redone))
+        .into_iter()
+        .filter(|uid| !current.contains(uid))
+        .collect();
+    let mut removed = 0;
+    let mut errors = Vec::new();
+    for sop in stale {
+        match remove_overlay(study, &sop) {
+            Ok(true) => {
+                removed += 1;
+                tracing::info!(overlay = %sop, "outdated overlay removed");
+            }
+            Ok(false) => {}
+            Err(why) => errors.push(ReportError {
+                file: sop.clone(),
+                message: format!("outdated overlay {sop} of study {study}: {why}"),
+            }),
+        }
+    }
+    (removed, errors)
+}
+
+/// Deletes one overlay by SOPInstanceUID; false when Orthanc no longer has it.
+fn remove_overlay(study: &str, sop: &str) -> Result<bool, String> {
+    let found = orthanc::rest_post("/tools/lookup", sop.as_bytes())
+        .map_err(|e| format!("cannot look it up: {e}"))?;
+    let found: Value =
+        serde_json::from_slice(&found).map_err(|e| format!("unexpected lookup answer: {e}"))?;
+    let Some(id) = found
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["Type"] == "Instance")
+        .and_then(|r| r["ID"].as_str())
+    else {
+        return Ok(false);
+    };
+    let series = get_json(&format!("/instances/{id}/series")).map_err(|e| e.to_string())?;
+    let tags = &series["MainDicomTags"];
+    let header = SeriesHeader {
+        modality: tags["Modality"].as_str().map(str::to_string),
+        description: tags["SeriesDescription"].as_str().map(str::to_string),
+        ..SeriesHeader::default()
+    };
+    if series["ParentStudy"] != study || !is_own_overlay(&header) {
+        return Err(format!(
+            "instance {id} is not in one of our overlay series of this study; left in place"
+        ));
+    }
+    orthanc::rest_delete(&format!("/instances/{id}"))
+        .map_err(|e| format!("cannot delete instance {id}: {e}"))?;
+    Ok(true)
+}
+
+/// GET on Orthanc's REST API, as JSON.
+fn get_json(uri: &str) -> Result<Value, CallError> {
+    let bytes = orthanc::rest_get(uri)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| CallError::Invalid(format!("GET {uri}: the answer is not JSON: {e}")))
+}
+
+/// The series of `GET /studies/{id}/series`, instances sorted.
+fn series_of(listed: &Value) -> Vec<OrthancSeries> {
+    listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|series| {
+            let id = series["ID"].as_str()?.to_string();
+            let tags = &series["MainDicomTags"];
+            let text = |key: &str| tags[key].as_str().map(str::to_string);
+            let header = SeriesHeader {
+                modality: text("Modality"),
+                description: text("SeriesDescription"),
+                ..SeriesHeader::default()
+            };
+            let mut instances: Vec<String> = series["Instances"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect();
+            instances.sort();
+            Some(OrthancSeries {
+                uid: text("SeriesInstanceUID").unwrap_or_else(|| id.clone()),
+                id,
+                own_overlay: is_own_overlay(&header),
+                instances,
+            })
+        })
+        .collect()
+}
+
+/// Orthanc's answer to `POST /instances`: "Success" or "AlreadyStored".
+fn store_status(answer: &[u8]) -> Result<String, String> {
+    let value: Value = serde_json::from_slice(answer)
+        .map_err(|e| format!("unexpected answer to POST /instances: {e}"))?;
+    match value["Status"].as_str() {
+        Some(status @ ("Success" | "AlreadyStored")) => Ok(status.to_string()),
+        Some(other) => Err(format!("Orthanc answered {other}")),
+        None => Err("Orthanc's answer has no Status".into()),
+    }
+}
+
+/// The folder a study's instances are downloaded to, removed when dropped.
+struct Incoming(PathBuf);
+
+impl Incoming {
+    fn create(out: &Path, study: &str) -> Result<Incoming, String> {
+        let path = out.join(".incoming").join(study);
+        // leftovers of a run cut short
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("study {study}: cannot create {}: {e}", path.display()))?;
+        Ok(Incoming(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.0) {
+            tracing::warn!("cannot remove {}: {error}", self.0.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_overlay_series_are_recognised_from_orthanc_tags() {
+        let listed = serde_json::json!([
+            {"ID": "s1", "Instances": ["b", "a"],
+             "MainDicomTags": {"Modality": "MR", "SeriesDescription": "AX T1",
+                               "SeriesInstanceUID": "1.2.3"}},
+            {"ID": "s2", "Instances": ["c"],
+             "MainDicomTags": {"Modality": "OT",
+                               "SeriesDescription": "XAI gradcam vgg16 - NOT FOR DIAGNOSTIC USE",
+                               "SeriesInstanceUID": "2.25.1"}},
+            {"ID": "s3", "Instances": [],
+             "MainDicomTags": {"Modality": "OT", "SeriesDescription": "scanned form"}}
+        ]);
+        let series = series_of(&listed);
+        assert_eq!(series.len(), 3);
+        assert!(!series[0].own_overlay);
+        assert_eq!(series[0].instances, ["a", "b"]);
+        assert_eq!(series[0].uid, "1.2.3");
+        assert!(series[1].own_overlay);
+        assert!(!series[2].own_overlay, "OT without the marker is not ours");
+        assert_eq!(series[2].uid, "s3");
+    }
+
+    #[test]
+    fn outdated_overlays_are_those_of_redone_series_only() {
+        let report = serde_json::json!({"series": [
+            {"series_instance_uid": "a", "models": [{
+                "explanations": [{"output_sop_instance_uid": "a1"}],
+                "summaries": [{"output_sop_instance_uid": "a2"}]}]},
+            {"series_instance_uid": "b", "models": [{
+                "explanations": [{"output_sop_instance_uid": "b1"}], "summaries": []}]}
+        ]});
+        let all = output_uids(&report, None);
+        assert_eq!(all, BTreeSet::from(["a1", "a2", "b1"].map(String::from)));
+        let redone = BTreeSet::from(["a".to_string()]);
+        let only_a = output_uids(&report, Some(&redone));
+        assert_eq!(only_a, BTreeSet::from(["a1", "a2"].map(String::from)));
+    }
+
+    #[test]
+    fn store_answers() {
+        assert_eq!(
+            store_status(br#"{"ID": "x", "Status": "Success"}"#),
+            Ok("Success".into())
+        );
+        assert_eq!(
+            store_status(br#"{"ID": "x", "Status": "AlreadyStored"}"#),
+            Ok("AlreadyStored".into())
+        );
+        assert!(store_status(br#"{"Status": "FilteredOut"}"#).is_err());
+        assert!(store_status(b"<html>").is_err());
+    }
+}
