@@ -1,13 +1,26 @@
 //! `make bench`: what the pipeline costs on this machine, as medians of repeated runs after a
-//! warm-up. Prints a table and writes `target/bench/summary.json`:
-//! `{"machine": {...}, "rows": [{"name", "unit", "ours", "runs"}]}`.
+//! warm-up, beside the Python stack a site would otherwise build (bench/peer/) where there is
+//! one. Prints a table and writes `target/bench/summary.json`: `{"machine": {...}, "rows":
+//! [{"name", "unit", "ours", "peer", "speedup", "runs"}], "peer_check": {...}}`, where `peer`
+//! and `speedup` (peer / ours: above 1, we are faster or smaller) appear only on rows with a
+//! peer, and `ours` is null on a stage only the peer reports. docs/performance.md explains
+//! every row.
 //!
 //! Rows: decoding and preprocessing per slice, forward throughput of each model (VGG16,
 //! DenseNet169, ViT-B/16) at batch 1, 8 and 32, the gradient models' cost (forward + gradient
-//! time over forward time at batch 1 and 8, the transform's own time, the extra peak memory),
-//! every method that applies to each model (seconds and model passes per slice, default
-//! parameters), and `dicom-xai run` end to end on the demo study (wall time and peak
-//! resident memory of the whole process).
+//! time over forward time at batch 1 and 8, the transform's own time, the extra peak memory;
+//! PyTorch autograd at batch 1 as the peer: `gradient-overhead-<model>` and
+//! `gradient-vs-pytorch-<model>`), every method that applies to each model (seconds and model
+//! passes per slice, default parameters), `dicom-xai run` end to end on the demo study (wall
+//! time and peak resident memory of the whole process), and the side-by-side comparison
+//! `end-to-end-24-slices` with the Python peer `bench/peer/run_peer.py` (pydicom,
+//! onnxruntime, PyTorch + pytorch-grad-cam, numpy, highdicom) doing the same work with
+//! `bench/end-to-end-24-slices.toml`: wall time, peak RSS and time per stage of both, then
+//! checks that both produced the same labels and correlated maps (`peer_check`).
+//!
+//! Sections (`BENCH_ONLY=<section>`): `decode`, `forward`, `gradient`, `method`, `end-to-end`
+//! (the VGG16 run and the peer comparison), `peer` (the peer comparison alone), `daemon`.
+//! `BENCH_PEER_RUNS` (default 3) sets the timed runs of each side after one warm-up each.
 //!
 //! `pipeline memory-probe MODEL.onnx BATCH [gradient]` (used by the suite itself) runs one
 //! model three times in a fresh process and prints its peak resident memory in MiB.
@@ -33,8 +46,19 @@ use serde_json::json;
 struct Row {
     name: String,
     unit: &'static str,
+    /// Our figure; NaN (`null` in summary.json) for a stage only the peer reports.
     ours: f64,
     runs: usize,
+    /// The Python peer's figure (bench/peer/), where there is one.
+    peer: Option<f64>,
+}
+
+impl Row {
+    /// peer / ours, where both are known (above 1: we are faster or smaller).
+    fn speedup(&self) -> Option<f64> {
+        let peer = self.peer?;
+        (self.ours.is_finite() && self.ours > 0.0 && peer.is_finite()).then(|| peer / self.ours)
+    }
 }
 
 /// Median of `runs` timed calls of `work` after one untimed warm-up call.
@@ -98,10 +122,22 @@ fn machine() -> serde_json::Value {
     })
 }
 
+/// The 1, 5 and 15 minute load averages: the machine may be shared.
+fn load_average() -> Vec<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}
+
 /// Runs a command to completion, sampling its peak resident set (VmHWM) meanwhile.
 fn run_measured(command: &mut Command) -> (Duration, f64, bool) {
     let started = Instant::now();
-    let mut child = command.spawn().expect("cannot start dicom-xai");
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", command.get_program()));
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kib = 0.0f64;
     let status = loop {
@@ -225,10 +261,40 @@ fn probe_memory(manifest: &Path, batch: usize, gradient: Option<&Path>) -> f64 {
         .expect("memory probe prints MiB")
 }
 
+/// PyTorch autograd on the CPU for the torchvision model behind `manifest` (the random-weight
+/// exports of `assets/models/`): (forward ms, forward + input gradient ms) at batch 1, medians
+/// of `bench/peer/torch_gradient.py`; None for models with no PyTorch twin (VGG16 is Keras).
+fn pytorch_gradient(manifest: &Manifest) -> Option<(f64, f64)> {
+    if !["densenet169", "vit_b_16"].contains(&manifest.name.as_str()) {
+        return None;
+    }
+    let output = Command::new(peer_python())
+        .arg(root().join("bench/peer/torch_gradient.py"))
+        .args(["--arch", &manifest.name, "--runs", "7"])
+        .output()
+        .expect("the .venv Python (make setup)");
+    assert!(
+        output.status.success(),
+        "bench/peer/torch_gradient.py --arch {} failed: {}",
+        manifest.name,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("torch_gradient.py prints JSON");
+    Some((
+        result["forward_ms"].as_f64()?,
+        result["forward_backward_ms"].as_f64()?,
+    ))
+}
+
 /// Gradient rows of one model: transform time, (forward + gradient) / forward at batch 1 and
-/// 8, and the extra peak memory of the gradient model at batch 8.
+/// 8, and the extra peak memory of the gradient model at batch 8. For DenseNet169 and
+/// ViT-B/16, PyTorch autograd is the peer at batch 1: its (forward + backward) / forward in
+/// `gradient-overhead-<model>`, and its milliseconds against those of our gradient model in
+/// `gradient-vs-pytorch-<model>`.
 fn gradient_rows(runtime: &Runtime, manifest: &Manifest, rows: &mut Vec<Row>) {
     let name = &manifest.name;
+    let pytorch = pytorch_gradient(manifest);
     let model = Model::load(&manifest.onnx).expect("the model");
     let input_name = manifest.input.name.clone();
     let started = Instant::now();
@@ -240,6 +306,7 @@ fn gradient_rows(runtime: &Runtime, manifest: &Manifest, rows: &mut Vec<Row>) {
         unit: "s",
         ours: transform,
         runs: 1,
+        peer: None,
     });
     let dir = root().join("target/bench/gradients");
     std::fs::create_dir_all(&dir).expect("target/bench/gradients");
@@ -272,18 +339,30 @@ fn gradient_rows(runtime: &Runtime, manifest: &Manifest, rows: &mut Vec<Row>) {
         } else {
             format!("-batch-{batch}")
         };
+        let pytorch = pytorch.filter(|_| batch == 1);
         rows.push(Row {
             name: format!("gradient-overhead-{name}{suffix}"),
             unit: "x forward",
             ours: gradient_seconds / forward_seconds,
             runs,
+            peer: pytorch.map(|(forward, both)| both / forward),
         });
         rows.push(Row {
             name: format!("gradient-{name}-batch-{batch}"),
             unit: "ms/image",
             ours: gradient_seconds * 1e3 / batch as f64,
             runs,
+            peer: None,
         });
+        if let Some((_, both)) = pytorch {
+            rows.push(Row {
+                name: format!("gradient-vs-pytorch-{name}"),
+                unit: "ms/image",
+                ours: gradient_seconds * 1e3,
+                runs,
+                peer: Some(both),
+            });
+        }
     }
     let forward_peak = probe_memory(&manifest.path, 8, None);
     let gradient_peak = probe_memory(&manifest.path, 8, Some(&gradient_path));
@@ -292,6 +371,7 @@ fn gradient_rows(runtime: &Runtime, manifest: &Manifest, rows: &mut Vec<Row>) {
         unit: "MiB",
         ours: gradient_peak - forward_peak,
         runs: 1,
+        peer: None,
     });
 }
 
@@ -321,12 +401,14 @@ fn method_rows(runtime: &Runtime, manifest: &Manifest, input: &Array3<f32>, rows
             unit: "s/slice",
             ours: seconds,
             runs: 1,
+            peer: None,
         });
         rows.push(Row {
             name: format!("method-{method_name}-{name}-passes"),
             unit: "passes/slice",
             ours: passes as f64,
             runs: 1,
+            peer: None,
         });
     }
 }
@@ -338,6 +420,8 @@ fn main() {
         return;
     }
     let mut rows: Vec<Row> = Vec::new();
+    let mut extra = serde_json::Map::new();
+    extra.insert("load_average_at_start".into(), json!(load_average()));
     let files = demo_slices();
 
     // decoding + VOI per slice
@@ -354,6 +438,7 @@ fn main() {
             unit: "ms/slice",
             ours: seconds * 1e3 / files.len() as f64,
             runs: 3,
+            peer: None,
         });
     }
     let greys: Vec<Array2<f32>> = files
@@ -385,6 +470,7 @@ fn main() {
             unit: "ms/slice",
             ours: seconds * 1e3 / greys.len() as f64,
             runs: 3,
+            peer: None,
         });
         let inputs: Vec<Array3<f32>> = greys
             .iter()
@@ -408,6 +494,7 @@ fn main() {
                 unit: "ms/image",
                 ours: seconds * 1e3 / batch as f64,
                 runs,
+                peer: None,
             });
         }
         if wanted("gradient") {
@@ -421,10 +508,13 @@ fn main() {
     if wanted("end-to-end") {
         end_to_end_rows(files.len(), &mut rows);
     }
+    if wanted("end-to-end") || wanted("peer") {
+        peer_rows(files.len(), &mut rows, &mut extra);
+    }
     if wanted("daemon") {
         daemon_rows(&mut rows);
     }
-    finish(&rows);
+    finish(&rows, extra);
 }
 
 /// The whole process, as a site runs it: `dicom-xai run` on the demo study.
@@ -457,12 +547,14 @@ fn end_to_end_rows(slices: usize, rows: &mut Vec<Row>) {
         unit: "s",
         ours: wall[0],
         runs: 2,
+        peer: None,
     });
     rows.push(Row {
         name: format!("{name}-peak-rss"),
         unit: "MiB",
         ours: peak,
         runs: 2,
+        peer: None,
     });
 }
 
@@ -612,6 +704,7 @@ settle = "{settle}s"
             unit,
             ours,
             runs: 1,
+            peer: None,
         });
     }
 }
@@ -624,19 +717,499 @@ fn wanted(section: &str) -> bool {
 }
 
 /// Prints the table and writes `target/bench/summary.json`.
-fn finish(rows: &[Row]) {
-    println!("{:<60} {:>12} {:>14}", "benchmark", "ours", "unit");
+/// `extra` holds what the suite learnt besides rows: the load average when it started, the
+/// peer's software and the checks of its outputs against ours (`peer_check`), written into
+/// `machine` and beside the rows.
+fn finish(rows: &[Row], mut extra: serde_json::Map<String, serde_json::Value>) {
+    let figure = |v: Option<f64>| {
+        v.filter(|v| v.is_finite())
+            .map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+    };
+    println!(
+        "{:<60} {:>12} {:>12} {:>8} {:>14}",
+        "benchmark", "ours", "peer", "speedup", "unit"
+    );
     for row in rows {
-        println!("{:<60} {:>12.3} {:>14}", row.name, row.ours, row.unit);
+        println!(
+            "{:<60} {:>12} {:>12} {:>8} {:>14}",
+            row.name,
+            figure(Some(row.ours)),
+            figure(row.peer),
+            row.speedup()
+                .map_or_else(|| "-".to_string(), |s| format!("{s:.2}x")),
+            row.unit
+        );
     }
-    let summary = json!({
-        "machine": machine(),
-        "rows": rows.iter().map(|r| json!({"name": r.name, "unit": r.unit, "ours": r.ours, "runs": r.runs})).collect::<Vec<_>>(),
-    });
+    let mut machine = machine();
+    for key in ["load_average_at_start", "peer_software"] {
+        if let Some(value) = extra.remove(key) {
+            machine[key] = value;
+        }
+    }
+    machine["load_average_at_end"] = json!(load_average());
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let mut row = json!({"name": r.name, "unit": r.unit, "runs": r.runs});
+            // serde_json writes a NaN as null: a stage we have no figure for
+            row["ours"] = json!(r.ours);
+            if let Some(peer) = r.peer {
+                row["peer"] = json!(peer);
+            }
+            if let Some(speedup) = r.speedup() {
+                row["speedup"] = json!(speedup);
+            }
+            row
+        })
+        .collect();
+    let mut summary = json!({"machine": machine, "rows": rows});
+    for (key, value) in extra {
+        summary[key] = value;
+    }
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).expect("target/bench");
     let path = dir.join("summary.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&summary).expect("json"))
         .expect("write summary");
     println!("\nwritten {}", Path::new(&path).display());
+}
+
+/// The Python peer (bench/peer/run_peer.py) runs in the project's virtual environment.
+fn peer_python() -> PathBuf {
+    root().join(".venv/bin/python")
+}
+
+/// The site configuration both sides run in the side-by-side comparison.
+const PEER_CONFIG: &str = "bench/end-to-end-24-slices.toml";
+
+/// Stages of the end-to-end work, in order, as the peer reports them; we report `load`
+/// (start-up and model loading together), `classify` and the three methods.
+const PEER_STAGES: [&str; 7] = [
+    "startup-and-load",
+    "decode",
+    "classify",
+    "gradcam",
+    "saliency",
+    "occlusion",
+    "write",
+];
+
+/// One measured run of either side: wall time, peak RSS and seconds per stage.
+struct Measured {
+    wall: f64,
+    peak_mib: f64,
+    stages: std::collections::BTreeMap<&'static str, f64>,
+}
+
+/// The median of some figures (the upper one of an even count; NaN for none).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.retain(|v| !v.is_nan());
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Seconds since midnight UTC of now, and of a log timestamp `2026-11-27T08:43:10.737418Z`.
+fn seconds_of_day_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+        .rem_euclid(86_400.0)
+}
+
+fn seconds_of_day(timestamp: &str) -> Option<f64> {
+    let time = timestamp.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = time.split(':').map(|p| p.parse::<f64>().ok());
+    Some(parts.next()?? * 3600.0 + parts.next()?? * 60.0 + parts.next()??)
+}
+
+/// The one study folder `dicom-xai run` (or the peer) wrote under `out`, holding report.json.
+fn study_report(out: &Path) -> serde_json::Value {
+    let path = walkdir::WalkDir::new(out)
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|e| e.into_path())
+        .find(|p| p.file_name().is_some_and(|n| n == "report.json"))
+        .unwrap_or_else(|| panic!("no report.json under {}", out.display()));
+    serde_json::from_slice(&std::fs::read(&path).expect("report.json")).expect("report.json")
+}
+
+/// `dicom-xai run` on the study with the comparison's configuration, logging JSON to a file:
+/// wall time, peak RSS, and the stages it reports (`classify` from its log, each method's
+/// seconds summed from report.json, start-up and model loading up to its last "model
+/// loaded" log line).
+fn run_ours(config: &Path, study: &Path, out: &Path) -> Measured {
+    let log = out.with_extension("log");
+    let spawned = seconds_of_day_now();
+    let (elapsed, peak_mib, ok) = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_dicom-xai"))
+            .args(["--log-format", "json", "--log-file"])
+            .arg(&log)
+            .args(["run", "--config"])
+            .arg(config)
+            .arg("--out")
+            .arg(out)
+            .arg(study)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    assert!(
+        ok,
+        "dicom-xai run --config {} failed; its log: {}",
+        config.display(),
+        log.display()
+    );
+    let mut stages = std::collections::BTreeMap::new();
+    let mut loaded = f64::NAN;
+    let mut classify = 0.0;
+    for line in std::fs::read_to_string(&log).unwrap_or_default().lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let fields = &entry["fields"];
+        match fields["message"].as_str() {
+            Some("model loaded") => {
+                if let Some(at) = entry["timestamp"].as_str().and_then(seconds_of_day) {
+                    loaded = (at - spawned).rem_euclid(86_400.0);
+                }
+            }
+            Some("classified") => {
+                classify += fields["seconds_per_slice"].as_f64().unwrap_or(f64::NAN)
+                    * fields["slices"].as_f64().unwrap_or(f64::NAN);
+            }
+            _ => {}
+        }
+    }
+    stages.insert("startup-and-load", loaded);
+    stages.insert("classify", classify);
+    let report = study_report(out);
+    for method in ["gradcam", "saliency", "occlusion"] {
+        let seconds: f64 = report["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["models"].as_array().into_iter().flatten())
+            .flat_map(|m| m["explanations"].as_array().into_iter().flatten())
+            .filter(|e| e["method"] == method)
+            .filter_map(|e| e["seconds"].as_f64())
+            .sum();
+        stages.insert(method, seconds);
+    }
+    Measured {
+        wall: elapsed.as_secs_f64(),
+        peak_mib,
+        stages,
+    }
+}
+
+/// The peer on the study with the same configuration: wall time and peak RSS measured as
+/// for `dicom-xai run`, its stages from the `timings.json` it writes; its software versions.
+fn run_peer(config: &Path, study: &Path, out: &Path) -> (Measured, serde_json::Value) {
+    let stderr = out.with_extension("stderr.txt");
+    let (elapsed, peak_mib, ok) = run_measured(
+        Command::new(peer_python())
+            .arg(root().join("bench/peer/run_peer.py"))
+            .arg("--config")
+            .arg(config)
+            .arg("--out")
+            .arg(out)
+            .arg(study)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("peer stderr file")),
+    );
+    assert!(
+        ok,
+        "bench/peer/run_peer.py failed:\n{}",
+        std::fs::read_to_string(&stderr).unwrap_or_default()
+    );
+    let timings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("timings.json")).expect("timings.json"))
+            .expect("timings.json");
+    let seconds = &timings["seconds"];
+    let stage = |name: &str| seconds[name].as_f64().unwrap_or(f64::NAN);
+    let mut stages = std::collections::BTreeMap::new();
+    stages.insert("startup-and-load", stage("startup") + stage("load"));
+    for name in &PEER_STAGES[1..] {
+        stages.insert(*name, stage(name));
+    }
+    (
+        Measured {
+            wall: elapsed.as_secs_f64(),
+            peak_mib,
+            stages,
+        },
+        timings["software"].clone(),
+    )
+}
+
+/// Pearson correlation of two maps of the same shape; None when either is constant.
+fn pearson(a: &Array2<f32>, b: &Array2<f32>) -> Option<f64> {
+    if a.dim() != b.dim() || a.is_empty() {
+        return None;
+    }
+    let n = a.len() as f64;
+    let mean = |m: &Array2<f32>| m.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
+    let (ma, mb) = (mean(a), mean(b));
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x) - ma, f64::from(*y) - mb);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    (aa > 0.0 && bb > 0.0).then(|| ab / (aa * bb).sqrt())
+}
+
+/// dciodvfy's "Error" lines over every .dcm file under `dir`: (files, error lines, the
+/// distinct messages); None without dciodvfy.
+fn dciodvfy_under(dir: &Path) -> Option<(usize, usize, Vec<String>)> {
+    Command::new("dciodvfy").arg("-version").output().ok()?;
+    let (mut files, mut errors) = (0, 0);
+    let mut messages = std::collections::BTreeSet::new();
+    for path in walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|e| e.into_path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+    {
+        files += 1;
+        let output = Command::new("dciodvfy").arg(&path).output().ok()?;
+        let text = String::from_utf8_lossy(&output.stderr).to_string()
+            + &String::from_utf8_lossy(&output.stdout);
+        for line in text.lines().filter(|l| l.starts_with("Error")) {
+            errors += 1;
+            messages.insert(line.to_string());
+        }
+    }
+    Some((files, errors, messages.into_iter().collect()))
+}
+
+/// The least Pearson correlation expected between the two sides' maps of a method: Grad-CAM
+/// and saliency compute the same thing on both sides; our occlusion weights each patch with
+/// a smooth window where the peer averages plainly.
+fn correlation_floor(method: &str) -> f64 {
+    if method == "occlusion" { 0.9 } else { 0.99 }
+}
+
+/// Checks the last runs' outputs against each other (not timed): the same labels on every
+/// slice, the same slices explained for the same classes, each map of the peer against ours
+/// from `dicom-xai explain` on the same slice and class (Pearson on the slice grid), every
+/// overlay through dciodvfy, PyTorch's logits against onnxruntime's inside the peer.
+fn peer_check(config: &Path, ours_out: &Path, peer_out: &Path) -> serde_json::Value {
+    let report = study_report(ours_out);
+    let results: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(peer_out.join("results.json")).expect("the peer's results.json"),
+    )
+    .expect("results.json");
+    let our_models: Vec<&serde_json::Value> = report["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["models"].as_array().into_iter().flatten())
+        .collect();
+    let explain_dir = tempfile::tempdir().expect("temp dir");
+    let mut models = Vec::new();
+    let mut all_pass = true;
+    for (series_index, series) in results["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        for peer_model in series["models"].as_array().into_iter().flatten() {
+            let name = peer_model["model"].as_str().unwrap_or_default();
+            let ours = our_models
+                .iter()
+                .find(|m| m["model"] == name)
+                .unwrap_or_else(|| panic!("no model {name} in our report.json"));
+            // labels of every slice
+            let our_labels: std::collections::HashMap<&str, &str> = ours["slices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| Some((s["sop_instance_uid"].as_str()?, s["label"].as_str()?)))
+                .collect();
+            let peer_slices = peer_model["slices"].as_array().cloned().unwrap_or_default();
+            let same_labels = peer_slices
+                .iter()
+                .filter(|s| {
+                    s["sop_instance_uid"]
+                        .as_str()
+                        .and_then(|uid| our_labels.get(uid))
+                        .is_some_and(|label| s["label"].as_str() == Some(label))
+                })
+                .count();
+            // the slices explained, and each map against ours
+            let explained = |list: &serde_json::Value| {
+                let mut chosen: Vec<(String, String, String)> = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        (
+                            e["method"].as_str().unwrap_or_default().to_string(),
+                            e["sop_instance_uid"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            e["class"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect();
+                chosen.sort();
+                chosen
+            };
+            let same_explained =
+                explained(&ours["explanations"]) == explained(&peer_model["explanations"]);
+            let mut maps = Vec::new();
+            for (n, e) in peer_model["explanations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let method = e["method"].as_str().unwrap_or_default();
+                let class = e["class"].as_str().unwrap_or_default();
+                let out = explain_dir
+                    .path()
+                    .join(format!("{series_index}-{name}-{n}"));
+                let status = Command::new(env!("CARGO_BIN_EXE_dicom-xai"))
+                    .args(["explain", "--config"])
+                    .arg(config)
+                    .args(["--model", name, "--method", method, "--class", class])
+                    .arg(e["file"].as_str().unwrap_or_default())
+                    .arg("--out")
+                    .arg(&out)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .expect("dicom-xai explain");
+                assert!(status.success(), "dicom-xai explain failed on {e}");
+                let our_map: Array2<f32> =
+                    ndarray_npy::read_npy(out.join("heatmap.npy")).expect("our heatmap.npy");
+                let peer_map: Array2<f32> =
+                    ndarray_npy::read_npy(peer_out.join(e["map"].as_str().unwrap_or_default()))
+                        .expect("the peer's map");
+                let both_zero =
+                    our_map.iter().all(|v| *v == 0.0) && peer_map.iter().all(|v| *v == 0.0);
+                let correlation = pearson(&our_map, &peer_map);
+                let pass = both_zero || correlation.is_some_and(|r| r >= correlation_floor(method));
+                all_pass &= pass;
+                maps.push(json!({
+                    "method": method,
+                    "sop_instance_uid": e["sop_instance_uid"],
+                    "class": class,
+                    "pearson": correlation,
+                    "both_zero": both_zero,
+                    "floor": correlation_floor(method),
+                    "pass": pass,
+                }));
+            }
+            all_pass &= same_labels == peer_slices.len() && same_explained;
+            models.push(json!({
+                "model": name,
+                "slices": peer_slices.len(),
+                "same_labels": same_labels,
+                "same_slices_and_classes_explained": same_explained,
+                "max_logit_difference_torch_vs_onnxruntime":
+                    peer_model["max_logit_difference_torch_vs_onnxruntime"],
+                "maps": maps,
+            }));
+        }
+    }
+    let validate = |dir: &Path| {
+        dciodvfy_under(dir).map(|(files, errors, messages)| {
+            json!({"files": files, "error_lines": errors, "errors": messages})
+        })
+    };
+    let (ours_dciodvfy, peer_dciodvfy) = (validate(ours_out), validate(peer_out));
+    json!({
+        "all_pass": all_pass,
+        "models": models,
+        "dciodvfy": {"ours": ours_dciodvfy, "peer": peer_dciodvfy},
+    })
+}
+
+/// The side-by-side comparison with the Python peer: `dicom-xai run` and
+/// `bench/peer/run_peer.py` on the demo study with `bench/end-to-end-24-slices.toml`, each
+/// once to warm up and then `BENCH_PEER_RUNS` (default 3) times, alternately; medians of
+/// wall time, peak RSS and each stage; then the checks of the last outputs.
+fn peer_rows(
+    slices: usize,
+    rows: &mut Vec<Row>,
+    extra: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    // BENCH_PEER_CONFIG: another site configuration to compare with (a quicker one while
+    // working on the peer); the rows keep their names
+    let config = std::env::var_os("BENCH_PEER_CONFIG")
+        .map_or_else(|| root().join(PEER_CONFIG), PathBuf::from);
+    let study = root().join("assets/demo/study");
+    let runs: usize = std::env::var("BENCH_PEER_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(3);
+    let work = tempfile::tempdir().expect("temp dir");
+    let (mut ours, mut peer) = (Vec::new(), Vec::new());
+    let mut software = serde_json::Value::Null;
+    for run in 0..=runs {
+        let (ours_out, peer_out) = (
+            work.path().join(format!("ours-{run}")),
+            work.path().join(format!("peer-{run}")),
+        );
+        let mine = run_ours(&config, &study, &ours_out);
+        let (theirs, versions) = run_peer(&config, &study, &peer_out);
+        eprintln!(
+            "end-to-end {}: ours {:.1} s, {:.0} MiB; peer {:.1} s, {:.0} MiB",
+            if run == 0 {
+                "warm-up".to_string()
+            } else {
+                format!("run {run}")
+            },
+            mine.wall,
+            mine.peak_mib,
+            theirs.wall,
+            theirs.peak_mib
+        );
+        software = versions;
+        if run > 0 {
+            ours.push(mine);
+            peer.push(theirs);
+        }
+    }
+    let name = format!("end-to-end-{slices}-slices");
+    let medians = |side: &[Measured], figure: &dyn Fn(&Measured) -> f64| {
+        median(side.iter().map(figure).collect())
+    };
+    rows.push(Row {
+        name: name.clone(),
+        unit: "s",
+        ours: medians(&ours, &|m| m.wall),
+        runs,
+        peer: Some(medians(&peer, &|m| m.wall)),
+    });
+    rows.push(Row {
+        name: format!("{name}-peak-rss"),
+        unit: "MiB",
+        ours: medians(&ours, &|m| m.peak_mib),
+        runs,
+        peer: Some(medians(&peer, &|m| m.peak_mib)),
+    });
+    for stage in PEER_STAGES {
+        let of = |m: &Measured| m.stages.get(stage).copied().unwrap_or(f64::NAN);
+        rows.push(Row {
+            name: format!("{name}-stage-{stage}"),
+            unit: "s",
+            ours: medians(&ours, &of),
+            runs,
+            peer: Some(medians(&peer, &of)),
+        });
+    }
+    let check = peer_check(
+        &config,
+        &work.path().join(format!("ours-{runs}")),
+        &work.path().join(format!("peer-{runs}")),
+    );
+    eprintln!("peer check: {check:#}");
+    extra.insert("peer_software".into(), software);
+    extra.insert("peer_check".into(), check);
 }
