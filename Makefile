@@ -28,7 +28,9 @@ $(VENV)/.requirements-installed: requirements.txt
 assets: venv
 	@$(PYTHON) scripts/fetch_assets.py
 
-## models: DenseNet169 and ViT-B/16 (random weights, UNTRAINED) exported by onnx/export.py
+## models: DenseNet169 and ViT-B/16 exported by onnx/export.py: the test variants (random
+## weights, UNTRAINED) into assets/models/, and the mission models `make run` uses into models/
+## (from a site checkpoint placed in models/checkpoints/, else the random weights)
 models: venv
 	@$(PYTHON) scripts/export_models.py
 
@@ -64,8 +66,8 @@ lint:
 test-rust:
 	DICOM_XAI_PYTHON=$(abspath $(PYTHON)) cargo test $(CARGO_FLAGS) --workspace --no-fail-fast
 
-test-python:
-	$(PYTHON) -m pytest onnx/tests -q
+test-python: demo
+	$(PYTHON) -m pytest onnx/tests bench/peer/tests -q
 
 test-fuzz:
 	@bash scripts/fuzz_smoke.sh

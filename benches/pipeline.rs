@@ -541,7 +541,7 @@ fn end_to_end_rows(slices: usize, rows: &mut Vec<Row>) {
         peak = peak.max(peak_mib);
     }
     wall.sort_by(f64::total_cmp);
-    let name = format!("end-to-end-demo-{slices}-slices-vgg16-occlusion-top3");
+    let name = format!("end-to-end-demo-{slices}-slices-make-run");
     rows.push(Row {
         name: name.clone(),
         unit: "s",

@@ -93,12 +93,22 @@ fn assert_error(text: &str, key: &str, value: &str) -> String {
 #[test]
 fn default_config_loads() {
     let settings = Settings::load(&common::root().join("config/default.toml")).unwrap();
-    assert_eq!(settings.models.len(), 1);
-    let model = &settings.models[0];
-    assert_eq!(model.name, "vgg16-kaggle");
-    assert!(model.enabled);
-    assert!(model.manifest.is_absolute() && model.manifest.is_file());
-    assert_eq!(model.manifest, manifest().canonicalize().unwrap());
+    let names: Vec<&str> = settings.models.iter().map(|m| m.name.as_str()).collect();
+    // the trained VGG16, and the mission's models exported by `make setup` into models/
+    assert_eq!(names, ["vgg16-kaggle", "densenet169", "vit_b_16"]);
+    for model in &settings.models {
+        assert!(model.enabled);
+        assert!(model.manifest.is_absolute() && model.manifest.is_file());
+    }
+    assert_eq!(
+        settings.models[0].manifest,
+        manifest().canonicalize().unwrap()
+    );
+    assert!(
+        settings.models[1]
+            .manifest
+            .starts_with(common::root().join("models").canonicalize().unwrap())
+    );
     assert_eq!(
         settings.runtime.execution_providers,
         [ExecutionProviderKind::Cpu]
@@ -108,18 +118,20 @@ fn default_config_loads() {
     assert!(settings.output.summary);
     assert_eq!(settings.prediction.tumour_threshold, 0.5);
     assert_eq!(settings.quality.in_brain_threshold, 0.5);
-    assert_eq!(settings.methods.occlusion.patch, 48);
-    assert_eq!(settings.methods.occlusion.stride, 24);
+    assert_eq!(settings.quality.faithfulness_steps, 4);
+    // a coarser occlusion than the default keeps `make run` short; every other method's
+    // parameters are spelled out at their defaults
+    assert_eq!(settings.methods.occlusion.patch, 64);
+    assert_eq!(settings.methods.occlusion.stride, 32);
     assert_eq!(settings.methods.occlusion.baseline, Baseline::Mean);
-    // the file spells out every method's defaults
-    assert_eq!(
-        MethodSet::from_settings(&settings.methods),
-        MethodSet::default()
-    );
+    let mut defaults = MethodSet::default();
+    defaults.occlusion.patch = 64;
+    defaults.occlusion.stride = 32;
+    assert_eq!(MethodSet::from_settings(&settings.methods), defaults);
     assert_eq!(settings.rules.len(), 1);
     let rule = &settings.rules[0];
     assert_eq!(rule.name, "brain-mr");
-    assert_eq!(rule.plan.methods, ["occlusion"]);
+    assert_eq!(rule.plan.methods, ["gradcam", "saliency", "occlusion"]);
     assert_eq!(rule.plan.slices, SlicePolicy::TopK(3));
     assert_eq!(rule.plan.models, None);
     assert_eq!(rule.selector.min_slices, 1);
