@@ -106,6 +106,18 @@ impl GradientCache {
         let sha = sha256_file(model_path)
             .map_err(|e| fail(model_path, format!("cannot hash the model: {e}")))?;
         let path = self.dir.join(format!("{}.onnx", Self::key(&sha, request)));
+        // the score name and the file's length are kept beside the model, so a hit needs no
+        // parse of a graph that can be gigabytes (a truncated file still shows)
+        let sidecar = path.with_extension("score");
+        if let Some(score) = read_sidecar(&sidecar, &path) {
+            tracing::debug!(path = %path.display(), "gradient model found in the cache");
+            return Ok(CachedGradient {
+                path,
+                score,
+                built: false,
+                transform_seconds: 0.0,
+            });
+        }
         if path.is_file() {
             match Model::load(&path) {
                 Ok(stored) => {
@@ -116,6 +128,7 @@ impl GradientCache {
                         Some(score) => score.clone(),
                         None => default_score(&stored)?,
                     };
+                    write_sidecar(&sidecar, &path, &score);
                     return Ok(CachedGradient {
                         path,
                         score,
@@ -132,6 +145,7 @@ impl GradientCache {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| fail(&self.dir, format!("cannot create the folder: {e}")))?;
         gradient.model.save(&path)?;
+        write_sidecar(&sidecar, &path, &gradient.score);
         let transform_seconds = started.elapsed().as_secs_f64();
         tracing::info!(
             model = %model_path.display(),
@@ -193,6 +207,30 @@ impl GradientCache {
             built: true,
             transform_seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// The score of the cached gradient model `model`, from its sidecar, when the sidecar names
+/// a score and the model file still has the length it had when the sidecar was written.
+fn read_sidecar(sidecar: &Path, model: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(sidecar).ok()?;
+    let (length, score) = text.split_once('\n')?;
+    let actual = std::fs::metadata(model).ok()?.len();
+    (length.parse::<u64>().ok()? == actual && !score.is_empty()).then(|| score.to_string())
+}
+
+/// Writes the sidecar of `model` (its length, then the score); a failure only costs the
+/// next lookup a parse of the model.
+fn write_sidecar(sidecar: &Path, model: &Path, score: &str) {
+    let Ok(metadata) = std::fs::metadata(model) else {
+        return;
+    };
+    // written whole or not at all: a cut-off score name would name another tensor
+    let partial = sidecar.with_extension("score.part");
+    let written = std::fs::write(&partial, format!("{}\n{score}", metadata.len()))
+        .and_then(|()| std::fs::rename(&partial, sidecar));
+    if let Err(e) = written {
+        tracing::warn!(path = %sidecar.display(), "cannot write the gradient cache's sidecar: {e}");
     }
 }
 

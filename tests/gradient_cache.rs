@@ -1,0 +1,80 @@
+//! The gradient-model cache: a model is transformed once, then found by its checksum and the
+//! request; a hit reads the score from the entry's sidecar instead of parsing the graph, and
+//! a damaged entry (truncated file, sidecar missing or stale) is detected and rebuilt.
+
+mod common;
+
+use dicom_xai::autodiff::{GradRequest, GradientCache};
+use dicom_xai::model::Runtime;
+use dicom_xai::model::classifier::sha256_file;
+use dicom_xai::model::runtime::RuntimeOptions;
+
+#[test]
+fn entries_are_found_and_damaged_ones_rebuilt() {
+    let models = tempfile::tempdir().unwrap();
+    common::run_support_script("make_toy_model.py", &[models.path().as_os_str()]);
+    let toy = models.path().join("toy.onnx");
+    let runtime = Runtime::init(RuntimeOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = GradientCache::new(dir.path().to_path_buf());
+    let request = GradRequest::new(["x".to_string()]).exposing_score();
+
+    let built = cache.get_or_build(&runtime, &toy, &request).unwrap();
+    assert!(built.built);
+    assert_eq!(built.score, "logits");
+    let sidecar = built.path.with_extension("score");
+    let length = std::fs::metadata(&built.path).unwrap().len();
+    assert_eq!(
+        std::fs::read_to_string(&sidecar).unwrap(),
+        format!("{length}\nlogits")
+    );
+
+    let found = cache.get_or_build(&runtime, &toy, &request).unwrap();
+    assert!(!found.built);
+    assert_eq!(
+        (found.path.as_path(), found.score.as_str()),
+        (built.path.as_path(), "logits")
+    );
+
+    // without its sidecar the entry is parsed, still found, and the sidecar written again
+    std::fs::remove_file(&sidecar).unwrap();
+    let parsed = cache.get_or_build(&runtime, &toy, &request).unwrap();
+    assert!(!parsed.built && parsed.score == "logits");
+    assert!(sidecar.is_file());
+
+    // a truncated model no longer matches its sidecar's length: rebuilt, not trusted
+    let bytes = std::fs::read(&built.path).unwrap();
+    std::fs::write(&built.path, &bytes[..bytes.len() / 2]).unwrap();
+    let rebuilt = cache.get_or_build(&runtime, &toy, &request).unwrap();
+    assert!(rebuilt.built && rebuilt.score == "logits");
+    assert_eq!(std::fs::read(&built.path).unwrap(), bytes);
+
+    // a copy of the model (the same content) is the same entry
+    let copy = models.path().join("copy.onnx");
+    std::fs::copy(&toy, &copy).unwrap();
+    let same_content = cache.get_or_build(&runtime, &copy, &request).unwrap();
+    assert_eq!(
+        same_content.path, built.path,
+        "the key is the content's checksum"
+    );
+}
+
+#[test]
+fn a_file_rewritten_in_place_is_hashed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.onnx");
+    std::fs::write(&path, b"first version").unwrap();
+    // references: sha256sum of the same bytes
+    let first = sha256_file(&path).unwrap();
+    assert_eq!(
+        first,
+        "80d8f975e768eecac59d22a788bf8e811e51ca85e309ee47f1e821e3e58280f2"
+    );
+    assert_eq!(sha256_file(&path).unwrap(), first, "remembered");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&path, b"other version").unwrap();
+    assert_eq!(
+        sha256_file(&path).unwrap(),
+        "e2eb5819d249f80a4a944556e67f65ed5c35ff5fa9284c70939ec0e52e45436b"
+    );
+}
