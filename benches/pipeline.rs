@@ -457,6 +457,7 @@ fn main() {
         root().join("assets/models/vit_b_16-legacy/vit_b_16.toml"),
     ];
     for manifest_path in &manifests {
+        let printed = rows.len();
         let manifest = Manifest::load(manifest_path).expect("manifest");
         let name = manifest.name.clone();
         let spec = manifest.input.clone();
@@ -502,6 +503,10 @@ fn main() {
         }
         if wanted("method") {
             method_rows(&runtime, &manifest, &inputs[inputs.len() / 2], &mut rows);
+        }
+        // as they come: the whole suite takes long, and an interrupted one keeps these
+        for row in &rows[printed..] {
+            eprintln!("{}: {:.3} {}", row.name, row.ours, row.unit);
         }
     }
 
