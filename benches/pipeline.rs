@@ -18,8 +18,10 @@
 //! `bench/end-to-end-24-slices.toml`: wall time, peak RSS and time per stage of both, then
 //! checks that both produced the same labels and correlated maps (`peer_check`).
 //!
-//! Sections (`BENCH_ONLY=<section>`): `decode`, `forward`, `gradient`, `method`, `end-to-end`
-//! (the VGG16 run and the peer comparison), `peer` (the peer comparison alone), `daemon`.
+//! Sections (`BENCH_ONLY=<section>`, several separated by commas): `decode`, `forward`,
+//! `gradient`, `method`, `sae` (training throughput and the `sae` method per slice),
+//! `end-to-end` (the `make run` job and the peer comparison), `peer` (the peer comparison
+//! alone), `daemon`.
 //! `BENCH_PEER_RUNS` (default 3) sets the timed runs of each side after one warm-up each.
 //!
 //! `pipeline memory-probe MODEL.onnx BATCH [gradient]` (used by the suite itself) runs one
@@ -32,7 +34,8 @@ use std::time::{Duration, Instant};
 use dicom_xai::autodiff::{GRAD_PREFIX, GRAD_SEED, GradRequest, gradient_model};
 use dicom_xai::dicom::file::{self, Depth};
 use dicom_xai::dicom::{pixels, voi};
-use dicom_xai::explain::{MethodSet, method_by_name};
+use dicom_xai::explain::sae::SaeMethod;
+use dicom_xai::explain::{Method, MethodSet, method_by_name};
 use dicom_xai::model::manifest::{InputSpec, Layout};
 use dicom_xai::model::preprocess;
 use dicom_xai::model::runtime::RuntimeOptions;
@@ -413,6 +416,64 @@ fn method_rows(runtime: &Runtime, manifest: &Manifest, input: &Array3<f32>, rows
     }
 }
 
+/// Sparse autoencoders on `manifest`'s feature tensor: `dicom-xai sae train` on the demo
+/// study's activations (8 x channels latents, TopK 32, 2 epochs; training vectors per second
+/// as it reports them), then the `sae` method with that file, seconds per slice.
+fn sae_rows(runtime: &Runtime, manifest: &Manifest, files: &[PathBuf], rows: &mut Vec<Row>) {
+    let name = &manifest.name;
+    let work = tempfile::tempdir().expect("temp dir");
+    let file = work.path().join(format!("{name}.safetensors"));
+    let output = Command::new(env!("CARGO_BIN_EXE_dicom-xai"))
+        .args(["sae", "train", "--model"])
+        .arg(&manifest.path)
+        .args(["--epochs", "2", "--concept-slices", "4", "--out"])
+        .arg(&file)
+        .arg(root().join("assets/demo/study"))
+        .output()
+        .expect("dicom-xai sae train runs");
+    assert!(
+        output.status.success(),
+        "sae train {name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("sae train prints its figures as JSON");
+    let figure = |key: &str| summary[key].as_f64().unwrap_or(f64::NAN);
+    rows.push(Row {
+        name: format!("sae-train-{name}"),
+        unit: "vectors/s",
+        ours: figure("vectors_per_second"),
+        runs: 1,
+        peer: None,
+    });
+    rows.push(Row {
+        name: format!("sae-train-{name}-r2"),
+        unit: "R2",
+        ours: figure("r2"),
+        runs: 1,
+        peer: None,
+    });
+    let model = Classifier::load(runtime, manifest.clone(), 8).expect("model loads");
+    let dicom = file::open(&files[files.len() / 2], Depth::Full).expect("demo slice");
+    let frames = pixels::decode(&dicom).expect("decodes");
+    let grey = voi::unit_grey(&dicom, &frames, 0).expect("grey");
+    let input = preprocess::model_input(grey.view(), &manifest.input);
+    let method = SaeMethod {
+        top: 0,
+        file: Some(file.clone()),
+    };
+    let seconds = median_seconds(3, || {
+        std::hint::black_box(method.explain(&model, input.view(), 0).expect("explains"));
+    });
+    rows.push(Row {
+        name: format!("method-sae-{name}"),
+        unit: "s/slice",
+        ours: seconds,
+        runs: 3,
+        peer: None,
+    });
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "memory-probe") {
@@ -515,6 +576,16 @@ fn main() {
     }
     if wanted("end-to-end") || wanted("peer") {
         peer_rows(files.len(), &mut rows, &mut extra);
+    }
+    if wanted("sae") {
+        let printed = rows.len();
+        for manifest_path in &manifests {
+            let manifest = Manifest::load(manifest_path).expect("manifest");
+            sae_rows(&runtime, &manifest, &files, &mut rows);
+        }
+        for row in &rows[printed..] {
+            eprintln!("{}: {:.3} {}", row.name, row.ours, row.unit);
+        }
     }
     if wanted("daemon") {
         daemon_rows(&mut rows);
