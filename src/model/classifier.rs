@@ -218,11 +218,11 @@ impl Classifier {
             .map_err(|_| failed("a previous run panicked".into()))?;
         for start in (0..n).step_by(self.batch_size) {
             let end = (start + self.batch_size).min(n);
-            let chunk = inputs
-                .slice(s![start..end, .., .., ..])
-                .as_standard_layout()
-                .into_owned();
-            let tensor = TensorRef::from_array_view(&chunk).map_err(|e| failed(e.to_string()))?;
+            // borrowed when already contiguous (a whole batch built by the caller): no copy
+            let chunk = inputs.slice(s![start..end, .., .., ..]);
+            let chunk = chunk.as_standard_layout();
+            let tensor =
+                TensorRef::from_array_view(chunk.view()).map_err(|e| failed(e.to_string()))?;
             let outputs = session
                 .session
                 .run(ort::inputs![self.manifest.input.name.as_str() => tensor])
