@@ -83,6 +83,24 @@ impl DropFolder {
         self.candidates.len()
     }
 
+    /// The first-level folders of the drop folder that hold files still arriving (not yet
+    /// stable). Files directly in the drop folder belong to no such folder.
+    pub fn arriving_folders(&self) -> std::collections::HashSet<PathBuf> {
+        self.candidates
+            .keys()
+            .filter_map(|path| self.study_folder(path))
+            .collect()
+    }
+
+    /// The first-level folder of the drop folder that `path` lies in, below it.
+    pub fn study_folder(&self, path: &Path) -> Option<PathBuf> {
+        let relative = path.strip_prefix(&self.root).ok()?;
+        let mut components = relative.components();
+        let first = components.next()?;
+        components.next()?;
+        Some(self.root.join(first))
+    }
+
     /// Whether `path` (below the drop folder) is never read.
     pub fn is_ignored(&self, path: &Path) -> bool {
         let relative = path.strip_prefix(&self.root).unwrap_or(path);
@@ -255,5 +273,35 @@ mod tests {
         assert_eq!(ready[0].1.size, 4);
         assert!(vanished.is_empty());
         assert_eq!(folder.pending(), 0);
+    }
+
+    #[test]
+    fn files_still_arriving_name_their_first_level_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut folder = DropFolder::new(
+            dir.path().to_path_buf(),
+            vec!["*.part".into()],
+            Duration::from_millis(100),
+        );
+        assert_eq!(
+            folder.study_folder(&dir.path().join("s/series2/x.dcm")),
+            Some(dir.path().join("s"))
+        );
+        assert_eq!(folder.study_folder(&dir.path().join("flat.dcm")), None);
+        assert_eq!(folder.study_folder(Path::new("/elsewhere/a/b.dcm")), None);
+        std::fs::create_dir_all(dir.path().join("s/series2")).expect("mkdir");
+        std::fs::write(dir.path().join("s/series2/x.dcm"), b"1").expect("write");
+        std::fs::write(dir.path().join("s/y.dcm.part"), b"1").expect("write");
+        std::fs::write(dir.path().join("flat.dcm"), b"1").expect("write");
+        folder.rescan();
+        let arriving = folder.arriving_folders();
+        assert_eq!(
+            arriving.into_iter().collect::<Vec<_>>(),
+            [dir.path().join("s")],
+            "ignored names do not count, files at the top belong to no folder"
+        );
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(folder.take_ready().0.len(), 2);
+        assert!(folder.arriving_folders().is_empty());
     }
 }

@@ -361,7 +361,7 @@ fn schedule(
         for (path, stamp) in ready {
             record(journal, &path, stamp, metrics);
         }
-        if let Err(error) = queue_settled(journal, shared, &settings) {
+        if let Err(error) = queue_settled(journal, shared, &settings, &folder) {
             tracing::error!("{error}");
         }
         metrics.set_pending_files(folder.pending());
@@ -459,15 +459,30 @@ fn record(journal: &mut Journal, path: &Path, stamp: drop::Stamp, metrics: &Metr
 }
 
 /// Queues the settling studies that are complete.
+/// A study does not settle while files are still arriving in a drop subfolder that holds
+/// its files: a slow or stalled transfer is not a finished study (`force_after` still
+/// applies).
 fn queue_settled(
     journal: &Journal,
     shared: &RwLock<Current>,
     settings: &WatchSettings,
+    folder: &drop::DropFolder,
 ) -> Result<(), journal::JournalError> {
     let now = journal::now();
+    let arriving = folder.arriving_folders();
+    let still_arriving = |uid: &str| {
+        !arriving.is_empty()
+            && journal.study_files(uid).is_ok_and(|files| {
+                files.iter().any(|(path, _, _)| {
+                    folder
+                        .study_folder(path)
+                        .is_some_and(|f| arriving.contains(&f))
+                })
+            })
+    };
     for (uid, first_seen, last_change) in journal.settling()? {
         let quiet = now - last_change;
-        let why = if quiet >= settings.settle.as_secs_f64() {
+        let why = if quiet >= settings.settle.as_secs_f64() && !still_arriving(&uid) {
             Some("settled")
         } else if now - first_seen >= settings.force_after.as_secs_f64() {
             Some("force_after reached")
