@@ -172,3 +172,19 @@ fn a_scan_groups_the_good_files_and_reports_each_bad_one() {
     assert_eq!(mr.slices.len(), 1, "one SOP instance, however many copies");
     assert_eq!(zoo.hashes(), before, "input files were modified");
 }
+
+/// Found by the fuzz smoke run: an RLE Lossless file whose segment is shorter than its
+/// runs say makes dicom-rs's RLE codec index past the end. The panic is caught and becomes
+/// this file's error, naming it; the next file decodes as usual.
+#[test]
+fn a_codec_that_panics_on_malformed_data_fails_that_file_only() {
+    let broken = common::root().join("tests/fixtures/rle-segment-overrun.dcm");
+    let message = decode(&broken).expect_err("malformed RLE data");
+    assert!(
+        message.contains("rle-segment-overrun.dcm")
+            && message.contains("the codec failed on malformed data")
+            && message.contains("index out of bounds"),
+        "{message}"
+    );
+    assert!(decode(&common::asset("pydicom/MR_small.dcm")).is_ok());
+}

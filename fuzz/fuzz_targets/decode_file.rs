@@ -13,6 +13,13 @@ use libfuzzer_sys::fuzz_target;
 const FUZZ_MAX_SAMPLES: i64 = 1 << 24;
 
 fuzz_target!(|data: &[u8]| {
+    // libfuzzer-sys aborts on every panic, caught or not; `pixels::decode` catches the
+    // codecs' panics on malformed data and returns them as the file's error, so the default
+    // hook goes back in. A panic that escapes this closure still aborts the run.
+    static DEFAULT_HOOK: std::sync::Once = std::sync::Once::new();
+    DEFAULT_HOOK.call_once(|| {
+        let _fuzzer_hook = std::panic::take_hook();
+    });
     let Ok(dicom) = file::parse(data, Path::new("fuzz-input.dcm"), Depth::Full) else {
         return;
     };

@@ -56,6 +56,21 @@ pub enum PixelError {
         #[snafu(source(from(dicom_pixeldata::Error, Box::new)))]
         source: Box<dicom_pixeldata::Error>,
     },
+    /// A codec of the DICOM library panicked on malformed encoded data (caught here, so one
+    /// bad file costs nothing else).
+    #[snafu(display(
+        "{} (SOP Instance {sop}): cannot decode pixel data: the codec failed on malformed \
+         data ({message})",
+        path.display()
+    ))]
+    CodecPanic {
+        /// The file.
+        path: PathBuf,
+        /// Its SOP Instance UID.
+        sop: String,
+        /// The panic's message.
+        message: String,
+    },
     /// The image attributes describe something this pipeline does not handle.
     #[snafu(display("{} (SOP Instance {sop}): unsupported image: {what}", path.display()))]
     Unsupported {
@@ -226,7 +241,25 @@ pub fn decode(file: &DicomFile) -> Result<Frames, PixelError> {
         }
         .fail();
     }
-    let decoded = file.object.decode_pixel_data().context(DecodeSnafu {
+    // dicom-rs's codecs can index past the end of malformed encoded data (an RLE segment
+    // shorter than its header says, found by fuzzing): a panic there is this file's error
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        file.object.decode_pixel_data()
+    }))
+    .map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_else(|| "panic".to_string());
+        CodecPanicSnafu {
+            path: path.clone(),
+            sop: sop.clone(),
+            message,
+        }
+        .build()
+    })?
+    .context(DecodeSnafu {
         path: path.clone(),
         sop: sop.clone(),
     })?;
