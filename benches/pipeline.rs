@@ -419,7 +419,7 @@ fn method_rows(runtime: &Runtime, manifest: &Manifest, input: &Array3<f32>, rows
 /// Sparse autoencoders on `manifest`'s feature tensor: `dicom-xai sae train` on the demo
 /// study's activations (8 x channels latents, TopK 32, 2 epochs; training vectors per second
 /// as it reports them), then the `sae` method with that file, seconds per slice.
-fn sae_rows(runtime: &Runtime, manifest: &Manifest, files: &[PathBuf], rows: &mut Vec<Row>) {
+fn sae_rows(runtime: &Runtime, manifest: &Manifest, grey: &Array2<f32>, rows: &mut Vec<Row>) {
     let name = &manifest.name;
     let work = tempfile::tempdir().expect("temp dir");
     let file = work.path().join(format!("{name}.safetensors"));
@@ -454,9 +454,6 @@ fn sae_rows(runtime: &Runtime, manifest: &Manifest, files: &[PathBuf], rows: &mu
         peer: None,
     });
     let model = Classifier::load(runtime, manifest.clone(), 8).expect("model loads");
-    let dicom = file::open(&files[files.len() / 2], Depth::Full).expect("demo slice");
-    let frames = pixels::decode(&dicom).expect("decodes");
-    let grey = voi::unit_grey(&dicom, &frames, 0).expect("grey");
     let input = preprocess::model_input(grey.view(), &manifest.input);
     let method = SaeMethod {
         top: 0,
@@ -581,7 +578,7 @@ fn main() {
         let printed = rows.len();
         for manifest_path in &manifests {
             let manifest = Manifest::load(manifest_path).expect("manifest");
-            sae_rows(&runtime, &manifest, &files, &mut rows);
+            sae_rows(&runtime, &manifest, &greys[greys.len() / 2], &mut rows);
         }
         for row in &rows[printed..] {
             eprintln!("{}: {:.3} {}", row.name, row.ours, row.unit);
