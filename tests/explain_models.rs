@@ -210,3 +210,73 @@ fn integrated_gradients_are_complete_on_densenet169() {
         );
     }
 }
+
+/// Grad-CAM and saliency planned together share one gradient model (one cache entry, one
+/// session) and one backward pass per slice, with the same maps as separate models.
+#[test]
+fn planned_cam_and_saliency_share_one_gradient_model_and_pass() {
+    use dicom_xai::explain::{Method, MethodSet, method_by_name};
+    let runtime = Runtime::init(RuntimeOptions::default()).expect("ONNX Runtime");
+    let dicom = dicom_xai::dicom::file::open(slice(), dicom_xai::dicom::file::Depth::Full)
+        .expect("the slice");
+    let frames = dicom_xai::dicom::pixels::decode(&dicom).expect("decodes");
+    let grey = dicom_xai::dicom::voi::unit_grey(&dicom, &frames, 0).expect("grey");
+    let methods: Vec<Box<dyn Method>> = ["gradcam", "saliency"]
+        .iter()
+        .map(|m| method_by_name(m, &MethodSet::default()).expect("method"))
+        .collect();
+    let gradient_models = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .expect("cache folder")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "onnx"))
+            })
+            .count()
+    };
+    // per (planned): the maps of both methods on two classes, the cache entries, the runs
+    let mut outcomes = Vec::new();
+    for planned in [false, true] {
+        let manifest = Manifest::load(&common::asset("models/densenet169-legacy/densenet169.toml"))
+            .expect("manifest");
+        let cache = tempfile::tempdir().expect("temporary folder");
+        let model = Classifier::load(&runtime, manifest, 8)
+            .expect("DenseNet169")
+            .with_gradient_cache(GradientCache::new(cache.path().to_path_buf()));
+        if planned {
+            model.plan_probes(methods.iter().flat_map(|m| m.probes().iter().copied()));
+        }
+        let input = preprocess::model_input(grey.view(), &model.manifest().input);
+        let mut maps = Vec::new();
+        for method in &methods {
+            for class in [0, 2] {
+                maps.push(
+                    method
+                        .explain(&model, input.view(), class)
+                        .expect("map")
+                        .heat,
+                );
+            }
+        }
+        outcomes.push((maps, gradient_models(cache.path()), model.probe_runs()));
+    }
+    let (separate, shared) = (&outcomes[0], &outcomes[1]);
+    assert_eq!(
+        (separate.1, separate.2),
+        (2, 4),
+        "unplanned: a model and a run each"
+    );
+    assert_eq!(
+        (shared.1, shared.2),
+        (1, 2),
+        "planned: one model, one run per slice and class"
+    );
+    for (k, (a, b)) in separate.0.iter().zip(&shared.0).enumerate() {
+        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            worst <= 1e-4 * scale,
+            "map {k}: the shared model differs by {worst} (scale {scale})"
+        );
+    }
+}

@@ -141,6 +141,10 @@ impl Method for Rollout {
         "rollout"
     }
 
+    fn probes(&self) -> &'static [Probe] {
+        &[Probe::Attention]
+    }
+
     fn explain(
         &self,
         model: &Classifier,
@@ -200,6 +204,10 @@ impl AttentionGradient {
 impl Method for AttentionGradient {
     fn name(&self) -> &'static str {
         "attn-grad"
+    }
+
+    fn probes(&self) -> &'static [Probe] {
+        &[Probe::AttentionGradient]
     }
 
     fn explain(

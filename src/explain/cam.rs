@@ -163,6 +163,10 @@ impl Method for Cam {
         }
     }
 
+    fn probes(&self) -> &'static [Probe] {
+        &[Probe::FeatureGradient]
+    }
+
     fn explain(
         &self,
         model: &Classifier,

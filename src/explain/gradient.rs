@@ -93,6 +93,10 @@ impl Method for Saliency {
         "saliency"
     }
 
+    fn probes(&self) -> &'static [Probe] {
+        &[Probe::InputGradient]
+    }
+
     fn explain(
         &self,
         model: &Classifier,
@@ -119,6 +123,10 @@ pub struct GradientTimesInput;
 impl Method for GradientTimesInput {
     fn name(&self) -> &'static str {
         "gradxinput"
+    }
+
+    fn probes(&self) -> &'static [Probe] {
+        &[Probe::InputGradient]
     }
 
     fn explain(
@@ -167,6 +175,10 @@ impl Default for SmoothGrad {
 impl Method for SmoothGrad {
     fn name(&self) -> &'static str {
         "smoothgrad"
+    }
+
+    fn probes(&self) -> &'static [Probe] {
+        &[Probe::InputGradient]
     }
 
     fn explain(
@@ -312,6 +324,10 @@ impl IntegratedGradients {
 impl Method for IntegratedGradients {
     fn name(&self) -> &'static str {
         "intgrad"
+    }
+
+    fn probes(&self) -> &'static [Probe] {
+        &[Probe::InputGradient]
     }
 
     fn explain(

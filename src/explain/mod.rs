@@ -30,7 +30,7 @@ use snafu::Snafu;
 
 use crate::model::manifest::Layout;
 use crate::model::preprocess::resize_bilinear;
-use crate::model::{Classifier, ModelError};
+use crate::model::{Classifier, ModelError, Probe};
 
 /// Why an explanation could not be made.
 #[derive(Debug, Snafu)]
@@ -97,6 +97,12 @@ pub trait Method: Send + Sync {
         input: ArrayView3<'_, f32>,
         class: usize,
     ) -> Result<ModelMap, ExplainError>;
+
+    /// The derived models the method reads, declared before it runs so that probes can
+    /// share one ([`Classifier::plan_probes`]). None for methods of forward passes only.
+    fn probes(&self) -> &'static [Probe] {
+        &[]
+    }
 }
 
 /// Methods of DESIGN.md 4.1 that this build does not have yet.

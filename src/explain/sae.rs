@@ -75,6 +75,10 @@ impl Method for SaeMethod {
         NAME
     }
 
+    fn probes(&self) -> &'static [Probe] {
+        &[Probe::FeatureGradient]
+    }
+
     fn explain(
         &self,
         model: &Classifier,

@@ -80,6 +80,10 @@ impl Method for ScoreCam {
         "scorecam"
     }
 
+    fn probes(&self) -> &'static [Probe] {
+        &[Probe::FeatureGradient]
+    }
+
     fn explain(
         &self,
         model: &Classifier,

@@ -203,12 +203,11 @@ impl Engine {
         }
         let runtime = Runtime::init(runtime_options(&settings))
             .map_err(|source| RunError::Runtime { source })?;
-        let models = manifests
-            .into_iter()
-            .filter(|m| wanted.contains(&m.name))
-            .map(|m| Classifier::load(&runtime, m, settings.runtime.batch_size))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| RunError::Model { source })?;
+        let models = load_models(
+            &runtime,
+            manifests.into_iter().filter(|m| wanted.contains(&m.name)),
+            settings.runtime.batch_size,
+        )?;
         let font = Font::find(None).map_err(|source| RunError::Font { source })?;
         let methods = MethodSet::from_settings(&settings.methods);
         Ok(Engine {
@@ -327,6 +326,30 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| plan.methods.clone())
     }
+}
+
+/// Loads the models side by side, one thread each: a model's checksum and ONNX Runtime's
+/// graph optimisation run on one core, so two models load in about the time of the larger.
+/// The models come back in the manifests' order; the first failure is the error.
+fn load_models(
+    runtime: &Runtime,
+    manifests: impl Iterator<Item = Manifest>,
+    batch_size: usize,
+) -> Result<Vec<Classifier>, RunError> {
+    std::thread::scope(|scope| {
+        let loading: Vec<_> = manifests
+            .map(|manifest| scope.spawn(move || Classifier::load(runtime, manifest, batch_size)))
+            .collect();
+        loading
+            .into_iter()
+            .map(|thread| match thread.join() {
+                Ok(loaded) => loaded.map_err(|source| RunError::Model { source }),
+                Err(_) => Err(RunError::Configuration {
+                    message: "a model's loading thread panicked".into(),
+                }),
+            })
+            .collect()
+    })
 }
 
 /// Writes `report` as `out/<StudyInstanceUID>/report.json` (atomically); its path.

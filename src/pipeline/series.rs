@@ -52,11 +52,30 @@ impl SeriesContext<'_> {
             });
             return report;
         }
-        let models = self.engine.plan_models(&self.rule.plan);
-        for (model_index, model) in models.iter().enumerate() {
-            let model_report = self.process_model(series, &slices, model, model_index, errors);
-            report.models.push(model_report);
+        let mut methods = Vec::new();
+        for method_name in self.engine.plan_methods(&self.rule.plan) {
+            match explain::method_by_name(&method_name, &self.engine.methods) {
+                Ok(method) => methods.push(method),
+                Err(error) => errors.push(ReportError {
+                    file: series.uid.clone(),
+                    message: error.to_string(),
+                }),
+            }
         }
+        let models = self.engine.plan_models(&self.rule.plan);
+        for model in &models {
+            model.plan_probes(methods.iter().flat_map(|m| m.probes().iter().copied()));
+        }
+        std::thread::scope(|scope| {
+            // the derived models the methods read are built (or read from the cache) while
+            // the slices are classified: ONNX Runtime optimises a graph on one core
+            scope.spawn(|| models.iter().for_each(|model| model.prepare_probes()));
+            for (model_index, model) in models.iter().enumerate() {
+                let model_report =
+                    self.process_model(series, &slices, model, &methods, model_index, errors);
+                report.models.push(model_report);
+            }
+        });
         report
     }
 
@@ -65,6 +84,7 @@ impl SeriesContext<'_> {
         series: &Series,
         slices: &[LoadedSlice],
         model: &Classifier,
+        methods: &[Box<dyn Method>],
         model_index: usize,
         errors: &mut Vec<ReportError>,
     ) -> ModelReport {
@@ -159,17 +179,7 @@ impl SeriesContext<'_> {
         let mut computed: Vec<Computed> = Vec::new();
         let mut masks: std::collections::HashMap<usize, ndarray::Array2<bool>> =
             std::collections::HashMap::new();
-        for method_name in self.engine.plan_methods(plan) {
-            let method = match explain::method_by_name(&method_name, &self.engine.methods) {
-                Ok(method) => method,
-                Err(error) => {
-                    errors.push(ReportError {
-                        file: series.uid.clone(),
-                        message: error.to_string(),
-                    });
-                    continue;
-                }
-            };
+        for method in methods {
             for &index in &chosen {
                 let mask = masks
                     .entry(index)
