@@ -69,7 +69,13 @@ impl SeriesContext<'_> {
         std::thread::scope(|scope| {
             // the derived models the methods read are built (or read from the cache) while
             // the slices are classified: ONNX Runtime optimises a graph on one core
-            scope.spawn(|| models.iter().for_each(|model| model.prepare_probes()));
+            // (a panic there must not take the series down: the probe reports its own error)
+            scope.spawn(|| {
+                let prepare = || models.iter().for_each(|model| model.prepare_probes());
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(prepare)).is_err() {
+                    tracing::warn!("preparing the gradient models panicked; methods build them");
+                }
+            });
             for (model_index, model) in models.iter().enumerate() {
                 let model_report =
                     self.process_model(series, &slices, model, &methods, model_index, errors);
