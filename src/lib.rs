@@ -61,3 +61,13 @@ pub mod pipeline;
 pub mod render;
 pub mod sae;
 pub mod watch;
+
+/// The message of a caught panic's payload: the `String` or `&str` it carries, else
+/// "unknown panic". Shared by every place that turns a panic into one job's error.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}

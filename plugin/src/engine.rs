@@ -20,7 +20,7 @@ use dicom_xai::output::{ReportError, StudyReport};
 use dicom_xai::pipeline::{Engine, Overrides};
 
 use crate::jobs::{EngineState, Jobs};
-use crate::panic_message;
+use dicom_xai::panic_message;
 
 /// One study for the pipeline.
 struct Request {

@@ -59,7 +59,6 @@ pub mod orthanc;
 pub mod rest;
 pub mod worker;
 
-use std::any::Any;
 use std::ffi::{CStr, c_char};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -120,15 +119,6 @@ pub fn guarded<T>(what: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
         );
         on_panic
     })
-}
-
-/// The message of a panic payload.
-pub fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Called by Orthanc when it loads the plugin.
@@ -400,7 +390,7 @@ mod tests {
     #[test]
     fn panics_stay_inside() {
         assert_eq!(guarded("test", 7, || panic!("boom")), 7);
-        let payload: Box<dyn Any + Send> = Box::new("boom");
-        assert_eq!(panic_message(payload.as_ref()), "boom");
+        let payload: Box<dyn std::any::Any + Send> = Box::new("boom");
+        assert_eq!(dicom_xai::panic_message(payload.as_ref()), "boom");
     }
 }

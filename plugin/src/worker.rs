@@ -29,7 +29,7 @@ use serde_json::Value;
 use crate::engine;
 use crate::jobs::{Jobs, Outcome, Processed};
 use crate::orthanc::{self, CallError};
-use crate::panic_message;
+use dicom_xai::panic_message;
 
 /// The worker's share of the plugin.
 pub struct Worker {

@@ -247,15 +247,10 @@ pub fn decode(file: &DicomFile) -> Result<Frames, PixelError> {
         file.object.decode_pixel_data()
     }))
     .map_err(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
-            .unwrap_or_else(|| "panic".to_string());
         CodecPanicSnafu {
             path: path.clone(),
             sop: sop.clone(),
-            message,
+            message: crate::panic_message(panic.as_ref()),
         }
         .build()
     })?

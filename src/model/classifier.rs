@@ -186,6 +186,15 @@ impl Classifier {
         &self.probes
     }
 
+    /// An error of this model's inference (or of a derived model's), with ONNX Runtime's
+    /// or our reason.
+    pub(crate) fn inference_error(&self, message: String) -> ModelError {
+        ModelError::Inference {
+            model: self.manifest.name.clone(),
+            message,
+        }
+    }
+
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
@@ -208,10 +217,7 @@ impl Classifier {
         let n = inputs.len_of(Axis(0));
         let labels = self.manifest.labels.len();
         let mut probabilities = Array2::<f32>::zeros((n, labels));
-        let failed = |message: String| ModelError::Inference {
-            model: self.manifest.name.clone(),
-            message,
-        };
+        let failed = |message: String| self.inference_error(message);
         let mut session = self
             .session
             .lock()

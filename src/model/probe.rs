@@ -178,10 +178,7 @@ impl Classifier {
     ) -> Result<ProbeRun, ModelError> {
         let n = inputs.len_of(Axis(0));
         let labels = self.manifest().labels.len();
-        let failed = |message: String| ModelError::Inference {
-            model: self.manifest().name.clone(),
-            message,
-        };
+        let failed = |message: String| self.inference_error(message);
         if classes.len() != n || classes.iter().any(|&c| c >= labels) {
             return Err(failed(format!(
                 "probe: {n} inputs need {n} classes below {labels}, got {classes:?}"
@@ -261,10 +258,7 @@ impl Classifier {
         chunk: Array4<f32>,
         classes: &[usize],
     ) -> Result<HashMap<String, ArrayD<f32>>, ModelError> {
-        let failed = |message: String| ModelError::Inference {
-            model: self.manifest().name.clone(),
-            message,
-        };
+        let failed = |message: String| self.inference_error(message);
         let single = (classes.len() == 1).then(|| chunk.as_slice().unwrap_or(&[]));
         if let Some(input) = single
             && let Ok(recent) = opened.recent.lock()
@@ -326,10 +320,7 @@ impl Classifier {
 
     /// The session of `probe`, building (or finding in the cache) its model on first use.
     fn probe_session(&self, probe: Probe, tensors: &[String]) -> Result<ProbeSession, ModelError> {
-        let failed = |message: String| ModelError::Inference {
-            model: self.manifest().name.clone(),
-            message,
-        };
+        let failed = |message: String| self.inference_error(message);
         let mut sessions = self
             .probes()
             .sessions

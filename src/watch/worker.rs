@@ -67,12 +67,10 @@ impl Worker {
             run_study(journal, &engine, &watch, &out, uid)
         }))
         .unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(format!("internal error: {message}"))
+            Err(format!(
+                "internal error: {}",
+                crate::panic_message(panic.as_ref())
+            ))
         });
         self.metrics.running(-1);
         let seconds = started.elapsed().as_secs_f64();
