@@ -188,3 +188,164 @@ fn a_codec_that_panics_on_malformed_data_fails_that_file_only() {
     );
     assert!(decode(&common::asset("pydicom/MR_small.dcm")).is_ok());
 }
+
+/// Explicit VR Little Endian header of a value with a 4-byte length field.
+fn long_header(group: u16, element: u16, vr: &[u8; 2], len: u32) -> Vec<u8> {
+    let mut header = Vec::with_capacity(12);
+    header.extend_from_slice(&group.to_le_bytes());
+    header.extend_from_slice(&element.to_le_bytes());
+    header.extend_from_slice(vr);
+    header.extend_from_slice(&[0, 0]);
+    header.extend_from_slice(&len.to_le_bytes());
+    header
+}
+
+/// MR_small.dcm with `inserted` at the start of its data set.
+fn with_leading_elements(good: &[u8], inserted: &[u8]) -> Vec<u8> {
+    let data_set_at = 132 + meta_group_length(good);
+    [&good[..data_set_at], inserted, &good[data_set_at..]].concat()
+}
+
+/// 4 GiB less 16 bytes: the largest even defined length.
+const HUGE: u32 = 0xFFFF_FFF0;
+
+/// Found by the fuzz smoke run: dicom-rs reserves and zero-fills a value at its declared
+/// length before it reads it, so a file of a few hundred bytes that declares a 4 GiB value
+/// cost 4 GiB of memory (pydicom's UN_sequence.dcm, a UN sequence in implicit VR that
+/// dicom-rs reads as explicit, cost 3.6 GiB). Declared lengths are now checked against the
+/// bytes present first: the error names the file, the element and where it is, whether the
+/// value is at the top level, in a sequence item, in the file meta group, in a deflated data
+/// set or a fragment of encapsulated Pixel Data.
+#[test]
+fn a_value_longer_than_the_file_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(common::asset("pydicom/MR_small.dcm")).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+
+    let top_level = with_leading_elements(&good, &long_header(0x0011, 0x1010, b"OB", HUGE));
+    let nested = with_leading_elements(
+        &good,
+        &[
+            long_header(0x0008, 0x1115, b"SQ", u32::MAX),
+            [0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF].to_vec(),
+            long_header(0x0011, 0x1010, b"UN", HUGE),
+        ]
+        .concat(),
+    );
+    // (0002,0003) Media Storage SOP Instance UID, its 2-byte length raised to 65534
+    let mut meta = good.clone();
+    let sop_instance = meta
+        .windows(6)
+        .position(|w| w == [2, 0, 3, 0, b'U', b'I'])
+        .unwrap();
+    meta[sop_instance + 6..sop_instance + 8].copy_from_slice(&65534u16.to_le_bytes());
+    let deflated = deflate_data_set(&nested);
+    let good_deflated = deflate_data_set(&good);
+    let fragment =
+        huge_first_fragment(&std::fs::read(common::asset("pydicom/JPEG-lossy.dcm")).unwrap());
+    let cases = [
+        (
+            write("top_level.dcm", &top_level),
+            "(0011,1010)",
+            "data set",
+        ),
+        (write("nested.dcm", &nested), "(0011,1010)", "data set"),
+        (write("meta.dcm", &meta), "(0002,0003)", "file meta group"),
+        (write("deflated.dcm", &deflated), "(0011,1010)", "data set"),
+        (write("fragment.dcm", &fragment), "(FFFE,E000)", "data set"),
+        (
+            common::asset("pydicom/UN_sequence.dcm"),
+            "(0008,1115)",
+            "data set",
+        ),
+    ];
+    for (path, element, place) in &cases {
+        let message = file::open(path, Depth::Full)
+            .expect_err(element)
+            .to_string();
+        let name = path.display().to_string();
+        for expected in [name.as_str(), *element, *place, "past the end of the data"] {
+            assert!(
+                message.contains(expected),
+                "{name}: expected '{expected}' in: {message}"
+            );
+        }
+    }
+
+    // A header-only read stops at Pixel Data, so a broken fragment does not hide the
+    // file's study from a scan; the full read refuses it.
+    let header = file::open(&cases[4].0, Depth::Header).expect("headers before Pixel Data");
+    assert!(header.sop_instance_uid().is_some());
+    // The walk follows deflated data to its end without refusing good data.
+    let reference = decode(&common::asset("pydicom/MR_small.dcm")).unwrap();
+    let inflated = decode(&write("good_deflated.dcm", &good_deflated)).unwrap();
+    assert_eq!(inflated.values, reference.values);
+}
+
+/// The file with its data set deflated, as Deflated Explicit VR Little Endian.
+fn deflate_data_set(explicit_le: &[u8]) -> Vec<u8> {
+    use dicom_encoding::{Codec, TransferSyntaxIndex};
+    use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+    use std::io::Write;
+
+    const EXPLICIT: &[u8] = b"1.2.840.10008.1.2.1\0";
+    const DEFLATED: &[u8] = b"1.2.840.10008.1.2.1.99";
+    let data_set_at = 132 + meta_group_length(explicit_le);
+    let mut meta = explicit_le[..data_set_at].to_vec();
+    let ts_value = meta
+        .windows(EXPLICIT.len())
+        .position(|w| w == EXPLICIT)
+        .unwrap();
+    meta.splice(
+        ts_value..ts_value + EXPLICIT.len(),
+        DEFLATED.iter().copied(),
+    );
+    meta[ts_value - 2..ts_value].copy_from_slice(&(DEFLATED.len() as u16).to_le_bytes());
+    let group_length = u32::from_le_bytes(meta[140..144].try_into().unwrap()) + 2;
+    meta[140..144].copy_from_slice(&group_length.to_le_bytes());
+
+    let ts = TransferSyntaxRegistry
+        .get("1.2.840.10008.1.2.1.99")
+        .unwrap();
+    let Codec::Dataset(Some(adapter)) = ts.codec() else {
+        panic!("this build has no deflate codec");
+    };
+    let mut compressed = Vec::new();
+    {
+        let mut writer = adapter.adapt_writer(Box::new(&mut compressed));
+        writer.write_all(&explicit_le[data_set_at..]).unwrap();
+        writer.flush().unwrap();
+    }
+    [meta, compressed].concat()
+}
+
+/// An encapsulated file with the length of its first fragment (the item after the Basic
+/// Offset Table) raised to [`HUGE`].
+fn huge_first_fragment(encapsulated: &[u8]) -> Vec<u8> {
+    // (7FE0,0010) OB, undefined length
+    const PIXEL_DATA: [u8; 12] = [
+        0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+    ];
+    let header = encapsulated
+        .windows(12)
+        .position(|w| w == PIXEL_DATA)
+        .unwrap();
+    let offset_table = header + 12;
+    assert_eq!(
+        encapsulated[offset_table..offset_table + 4],
+        [0xFE, 0xFF, 0x00, 0xE0]
+    );
+    let table_len = u32::from_le_bytes(
+        encapsulated[offset_table + 4..offset_table + 8]
+            .try_into()
+            .unwrap(),
+    ) as usize;
+    let fragment = offset_table + 8 + table_len;
+    let mut broken = encapsulated.to_vec();
+    broken[fragment + 4..fragment + 8].copy_from_slice(&HUGE.to_le_bytes());
+    broken
+}

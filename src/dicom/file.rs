@@ -16,6 +16,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use snafu::{ResultExt, Snafu};
 
 use super::attrs::{self, DataSet};
+use super::lengths::{self, Overrun};
 
 /// Why a file could not be read as DICOM. Every message starts with the file's path.
 #[derive(Debug, Snafu)]
@@ -52,6 +53,15 @@ pub enum ReadError {
         /// What the parser reported.
         #[snafu(source(from(dicom_object::ReadError, Box::new)))]
         source: Box<dicom_object::ReadError>,
+    },
+    /// A value's declared length runs past the end of the file: refused before the parser
+    /// would reserve memory for it.
+    #[snafu(display("{}: malformed DICOM: {overrun}", path.display()))]
+    LengthOverrun {
+        /// The file.
+        path: PathBuf,
+        /// The element and its declared length.
+        overrun: Overrun,
     },
     /// A DICOMDIR media directory, which indexes images but holds none.
     #[snafu(display("{}: a DICOMDIR (media directory), not an image", path.display()))]
@@ -152,6 +162,8 @@ fn parse_part10(
     path: &Path,
     depth: Depth,
 ) -> Result<FileDicomObject<InMemDicomObject>, ReadError> {
+    lengths::check_part10(bytes_from_magic, depth == Depth::Header)
+        .map_err(|overrun| LengthOverrunSnafu { path, overrun }.build())?;
     let options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
     let options = match depth {
         Depth::Header => options.read_until(tags::PIXEL_DATA),
@@ -192,6 +204,8 @@ fn parse_bare(
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .ok_or_else(|| NotDicomSnafu { path }.build())?;
+    lengths::check_data_set(bytes, ts, false)
+        .map_err(|overrun| LengthOverrunSnafu { path, overrun }.build())?;
     let dataset = InMemDicomObject::read_dataset_with_ts(Cursor::new(bytes), ts)
         .map_err(|_| NotDicomSnafu { path }.build())?;
     let sop_class = attrs::string(&dataset, tags::SOP_CLASS_UID);

@@ -1,7 +1,8 @@
 //! DICOM in and out: finding and grouping files, decoding pixels to model-ready grey levels,
 //! and writing Secondary Capture overlays.
 //!
-//! - [`file`]: open one file (Part 10 with or without preamble, or a bare data set).
+//! - [`file`]: open one file (Part 10 with or without preamble, or a bare data set), after
+//!   `lengths` has checked every declared value length against the bytes present.
 //! - [`scan`]: walk the inputs, group into studies and series, order slices in space.
 //! - [`pixels`]: decode any supported transfer syntax, apply the Modality LUT.
 //! - [`voi`]: the VOI transform (window, VOI LUT, min/max) to [0, 1].
@@ -11,6 +12,7 @@
 pub mod attrs;
 pub mod file;
 pub mod inspect;
+mod lengths;
 pub mod pixels;
 pub mod scan;
 pub mod secondary_capture;
