@@ -349,3 +349,48 @@ fn huge_first_fragment(encapsulated: &[u8]) -> Vec<u8> {
     broken[fragment + 4..fragment + 8].copy_from_slice(&HUGE.to_le_bytes());
     broken
 }
+
+/// MR_small.dcm with `depth` sequences nested at the start of its data set, each in the item
+/// of the one before, all of undefined length.
+fn nested_sequences(good: &[u8], depth: usize) -> Vec<u8> {
+    let open = [
+        long_header(0x0008, 0x1115, b"SQ", u32::MAX),
+        [0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF].to_vec(),
+    ]
+    .concat();
+    let close = [
+        [0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0],
+        [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0],
+    ]
+    .concat();
+    with_leading_elements(good, &[open.repeat(depth), close.repeat(depth)].concat())
+}
+
+/// dicom-rs parses nested sequences by recursion: 20000 levels (a 640 KB file) overflowed
+/// the stack and aborted the process, which a daemon or Orthanc cannot catch. Nesting is
+/// refused beyond `MAX_SEQUENCE_DEPTH` levels, with an error naming the file; that many
+/// levels still read.
+#[test]
+fn sequences_nested_past_the_limit_are_refused_instead_of_overflowing_the_stack() {
+    use dicom_xai::dicom::bounds::MAX_SEQUENCE_DEPTH;
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(common::asset("pydicom/MR_small.dcm")).unwrap();
+    for depth in [MAX_SEQUENCE_DEPTH + 1, 20_000] {
+        let path = dir.path().join(format!("nested_{depth}.dcm"));
+        std::fs::write(&path, nested_sequences(&good, depth)).unwrap();
+        for read in [Depth::Header, Depth::Full] {
+            let message = file::open(&path, read).expect_err("too deep").to_string();
+            assert!(
+                message.contains(&path.display().to_string())
+                    && message.contains("(0008,1115)")
+                    && message.contains(&format!("deeper than {MAX_SEQUENCE_DEPTH} levels")),
+                "{message}"
+            );
+        }
+    }
+    let path = dir.path().join("nested_limit.dcm");
+    std::fs::write(&path, nested_sequences(&good, MAX_SEQUENCE_DEPTH)).unwrap();
+    let reference = decode(&common::asset("pydicom/MR_small.dcm")).unwrap();
+    assert_eq!(decode(&path).unwrap().values, reference.values);
+}

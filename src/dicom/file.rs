@@ -16,7 +16,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use snafu::{ResultExt, Snafu};
 
 use super::attrs::{self, DataSet};
-use super::lengths::{self, Overrun};
+use super::bounds::{self, BoundsError};
 
 /// Why a file could not be read as DICOM. Every message starts with the file's path.
 #[derive(Debug, Snafu)]
@@ -54,14 +54,15 @@ pub enum ReadError {
         #[snafu(source(from(dicom_object::ReadError, Box::new)))]
         source: Box<dicom_object::ReadError>,
     },
-    /// A value's declared length runs past the end of the file: refused before the parser
-    /// would reserve memory for it.
-    #[snafu(display("{}: malformed DICOM: {overrun}", path.display()))]
-    LengthOverrun {
+    /// A value's declared length runs past the end of the file, or sequences nest deeper
+    /// than the parser's stack allows: refused before the parser would reserve the memory
+    /// or recurse.
+    #[snafu(display("{}: malformed DICOM: {source}", path.display()))]
+    OutOfBounds {
         /// The file.
         path: PathBuf,
-        /// The element and its declared length.
-        overrun: Overrun,
+        /// The element and what it asks.
+        source: BoundsError,
     },
     /// A DICOMDIR media directory, which indexes images but holds none.
     #[snafu(display("{}: a DICOMDIR (media directory), not an image", path.display()))]
@@ -162,8 +163,8 @@ fn parse_part10(
     path: &Path,
     depth: Depth,
 ) -> Result<FileDicomObject<InMemDicomObject>, ReadError> {
-    lengths::check_part10(bytes_from_magic, depth == Depth::Header)
-        .map_err(|overrun| LengthOverrunSnafu { path, overrun }.build())?;
+    bounds::check_part10(bytes_from_magic, depth == Depth::Header)
+        .context(OutOfBoundsSnafu { path })?;
     let options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
     let options = match depth {
         Depth::Header => options.read_until(tags::PIXEL_DATA),
@@ -204,8 +205,7 @@ fn parse_bare(
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .ok_or_else(|| NotDicomSnafu { path }.build())?;
-    lengths::check_data_set(bytes, ts, false)
-        .map_err(|overrun| LengthOverrunSnafu { path, overrun }.build())?;
+    bounds::check_data_set(bytes, ts, false).context(OutOfBoundsSnafu { path })?;
     let dataset = InMemDicomObject::read_dataset_with_ts(Cursor::new(bytes), ts)
         .map_err(|_| NotDicomSnafu { path }.build())?;
     let sop_class = attrs::string(&dataset, tags::SOP_CLASS_UID);

@@ -2,7 +2,8 @@
 //! and writing Secondary Capture overlays.
 //!
 //! - [`file`]: open one file (Part 10 with or without preamble, or a bare data set), after
-//!   `lengths` has checked every declared value length against the bytes present.
+//!   [`bounds`] has checked declared value lengths against the bytes present and the depth of
+//!   nested sequences.
 //! - [`scan`]: walk the inputs, group into studies and series, order slices in space.
 //! - [`pixels`]: decode any supported transfer syntax, apply the Modality LUT.
 //! - [`voi`]: the VOI transform (window, VOI LUT, min/max) to [0, 1].
@@ -10,9 +11,9 @@
 //! - [`inspect`]: the per-file summary behind `dicom-xai inspect`.
 
 pub mod attrs;
+pub mod bounds;
 pub mod file;
 pub mod inspect;
-mod lengths;
 pub mod pixels;
 pub mod scan;
 pub mod secondary_capture;

@@ -1,11 +1,13 @@
-//! Declared value lengths, checked against the bytes a file holds before dicom-rs parses it.
+//! What a file may ask of the parser, checked before dicom-rs parses it: every declared value
+//! length within the bytes present, and sequences nested no deeper than the stack allows.
 //!
 //! dicom-rs reserves and zero-fills each value at its declared length before it reads the
 //! value, so a file of a few hundred bytes that declares a 4 GiB value costs 4 GiB of memory
 //! before the read fails; a drop folder holding a few such files would exhaust the daemon.
 //! This walk reads headers only, with dicom-rs's own header decoders, follows sequences, items
 //! and pixel fragments the way its data set reader does, and skips every value. A value that
-//! runs past the end of the data is reported before anything is allocated for it. Deflated
+//! runs past the end of the data is reported before anything is allocated for it, and so is
+//! a sequence nested deeper than [`MAX_SEQUENCE_DEPTH`]. Deflated
 //! data sets are inflated as a stream and discarded, so the check holds no copy of the data.
 //!
 //! Where the bytes stop making sense (an unknown transfer syntax, a header that does not
@@ -21,48 +23,56 @@ use dicom_encoding::decode::DecodeFrom;
 use dicom_encoding::decode::explicit_le::ExplicitVRLittleEndianDecoder;
 use dicom_encoding::{Codec, TransferSyntax, TransferSyntaxIndex};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use snafu::Snafu;
 
 /// Item tags (PS3.5 7.5), which the standard dictionary does not name.
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
 const ITEM_DELIMITER: Tag = Tag(0xFFFE, 0xE00D);
 
-/// A value whose declared length runs past the end of the data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Overrun {
-    /// The element (or, inside encapsulated Pixel Data, the item tag of the fragment).
-    pub tag: Tag,
-    /// Where the value starts: a byte offset from the "DICM" marker in the file meta group,
-    /// from the start of the data set (after inflation, where deflated) elsewhere.
-    pub position: u64,
-    /// The declared length in bytes.
-    pub declared: u32,
-    /// Whether the value is in the file meta group.
-    pub in_meta: bool,
-}
+/// Sequences nested deeper than this are refused. dicom-rs parses a nested sequence by
+/// recursion, about 1.5 KiB of stack per level: 20000 levels in a 700 KB file overflow the
+/// stack and abort the process, which takes the daemon or Orthanc down with it. Real data
+/// nests a few levels (structured reports a few dozen at most).
+pub const MAX_SEQUENCE_DEPTH: usize = 128;
 
-impl std::fmt::Display for Overrun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "element ({:04X},{:04X}) declares a value of {} bytes at byte {} of the {}, past \
-             the end of the data",
-            self.tag.group(),
-            self.tag.element(),
-            self.declared,
-            self.position,
-            if self.in_meta {
-                "file meta group"
-            } else {
-                "data set"
-            }
-        )
-    }
+/// What a file asks of the parser that it is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Snafu)]
+#[non_exhaustive]
+pub enum BoundsError {
+    /// A value's declared length runs past the end of the data.
+    #[snafu(display(
+        "element {tag} declares a value of {declared} bytes at byte {position} of the {}, \
+         past the end of the data",
+        if *in_meta { "file meta group" } else { "data set" }
+    ))]
+    PastEnd {
+        /// The element (inside encapsulated Pixel Data, the fragment's item tag).
+        tag: Tag,
+        /// Where the value starts: from the "DICM" marker in the file meta group, from the
+        /// start of the data set (after inflation, where deflated) elsewhere.
+        position: u64,
+        /// The declared length in bytes.
+        declared: u32,
+        /// Whether the value is in the file meta group.
+        in_meta: bool,
+    },
+    /// Sequences nested deeper than [`MAX_SEQUENCE_DEPTH`].
+    #[snafu(display(
+        "element {tag} at byte {position} of the data set opens a sequence nested deeper \
+         than {MAX_SEQUENCE_DEPTH} levels"
+    ))]
+    TooDeep {
+        /// The element that opens the sequence.
+        tag: Tag,
+        /// Where its value starts.
+        position: u64,
+    },
 }
 
 /// Checks a Part 10 file from its "DICM" marker: the file meta group, then the data set in
 /// the transfer syntax the meta group names. With `stop_at_pixel_data` the walk ends at the
 /// top-level Pixel Data element, as a header-only parse does.
-pub fn check_part10(bytes_from_magic: &[u8], stop_at_pixel_data: bool) -> Result<(), Overrun> {
+pub fn check_part10(bytes_from_magic: &[u8], stop_at_pixel_data: bool) -> Result<(), BoundsError> {
     let Some(meta) = bytes_from_magic.get(4..) else {
         return Ok(());
     };
@@ -82,7 +92,7 @@ pub fn check_data_set(
     bytes: &[u8],
     ts: &TransferSyntax,
     stop_at_pixel_data: bool,
-) -> Result<(), Overrun> {
+) -> Result<(), BoundsError> {
     match ts.codec() {
         Codec::Dataset(Some(adapter)) => {
             let mut source = Source::stream(adapter.adapt_reader(Box::new(bytes)));
@@ -156,7 +166,7 @@ impl Read for Source<'_> {
 /// Walks the file meta group as dicom-object reads it: (0002,0000) first, then elements until
 /// its group length is consumed. Returns the meta group's length in bytes and the transfer
 /// syntax UID, or `None` where the group does not decode (the parser reports that).
-fn walk_meta(meta: &[u8]) -> Result<Option<(usize, String)>, Overrun> {
+fn walk_meta(meta: &[u8]) -> Result<Option<(usize, String)>, BoundsError> {
     let decoder = ExplicitVRLittleEndianDecoder::default();
     let mut source = Source::slice(meta);
     let mut group_length = None;
@@ -174,7 +184,7 @@ fn walk_meta(meta: &[u8]) -> Result<Option<(usize, String)>, Overrun> {
             return Ok(None);
         };
         let value_at = source.position;
-        let overrun = Overrun {
+        let overrun = BoundsError::PastEnd {
             tag: header.tag,
             position: 4 + value_at,
             declared: len,
@@ -214,6 +224,10 @@ enum Level {
 }
 
 impl Level {
+    fn is_sequence(self) -> bool {
+        matches!(self, Level::Sequence { .. } | Level::Fragments)
+    }
+
     fn end(self) -> Option<u64> {
         match self {
             Level::Sequence { end } | Level::Item { end } => end,
@@ -226,7 +240,7 @@ fn walk_data_set(
     source: &mut Source<'_>,
     ts: &TransferSyntax,
     stop_at_pixel_data: bool,
-) -> Result<(), Overrun> {
+) -> Result<(), BoundsError> {
     let Some(decoder) = ts.decoder_for::<Source>() else {
         return Ok(());
     };
@@ -286,30 +300,43 @@ fn walk_data_set(
                     }
                     continue;
                 }
-                match len.get() {
-                    None if tag == tags::PIXEL_DATA => levels.push(Level::Fragments),
+                let opened = match len.get() {
+                    None if tag == tags::PIXEL_DATA => Level::Fragments,
                     // Any other undefined length is read as a sequence, whatever its VR.
-                    None => levels.push(Level::Sequence { end: None }),
-                    Some(len) if vr == VR::SQ => levels.push(Level::Sequence {
+                    None => Level::Sequence { end: None },
+                    Some(len) if vr == VR::SQ => Level::Sequence {
                         end: Some(source.position + u64::from(len)),
-                    }),
-                    Some(len) => skip_value(source, tag, len)?,
+                    },
+                    Some(len) => {
+                        skip_value(source, tag, len)?;
+                        continue;
+                    }
+                };
+                let depth = levels.iter().filter(|level| level.is_sequence()).count();
+                if depth >= MAX_SEQUENCE_DEPTH {
+                    return TooDeepSnafu {
+                        tag,
+                        position: source.position,
+                    }
+                    .fail();
                 }
+                levels.push(opened);
             }
         }
     }
 }
 
-fn skip_value(source: &mut Source<'_>, tag: Tag, len: u32) -> Result<(), Overrun> {
+fn skip_value(source: &mut Source<'_>, tag: Tag, len: u32) -> Result<(), BoundsError> {
     let position = source.position;
     if source.skip(len) {
         Ok(())
     } else {
-        Err(Overrun {
+        PastEndSnafu {
             tag,
             position,
             declared: len,
             in_meta: false,
-        })
+        }
+        .fail()
     }
 }
