@@ -262,6 +262,14 @@ fn a_value_longer_than_the_file_is_refused_before_it_is_read() {
             "(0008,1115)",
             "data set",
         ),
+        // Found by a fuzz run after the check came in: a 2-byte SL value, of which dicom-rs
+        // reads no whole number, so it reads the next header 2 bytes early and finds a
+        // 1.3 GB length in the text "NONE". The walk reads values as dicom-rs does.
+        (
+            common::root().join("tests/fixtures/sl-value-shorter-than-one-number.dcm"),
+            "(4553,0018)",
+            "data set",
+        ),
     ];
     for (path, element, place) in &cases {
         let message = file::open(path, Depth::Full)

@@ -108,6 +108,10 @@ pub fn check_data_set(
 struct Source<'a> {
     data: Data<'a>,
     position: u64,
+    /// Bytes that dicom-rs counts as read but leaves in its reader: it reads a binary numeric
+    /// value in whole numbers (a 2-byte SL value reads nothing) yet advances its position by
+    /// the declared length, and ends defined-length sequences and items by that position.
+    counted_unread: u64,
 }
 
 enum Data<'a> {
@@ -122,6 +126,7 @@ impl<'a> Source<'a> {
         Source {
             data: Data::Slice(bytes),
             position: 0,
+            counted_unread: 0,
         }
     }
 
@@ -129,7 +134,13 @@ impl<'a> Source<'a> {
         Source {
             data: Data::Stream(reader),
             position: 0,
+            counted_unread: 0,
         }
+    }
+
+    /// The position as dicom-rs's reader counts it.
+    fn counted(&self) -> u64 {
+        self.position + self.counted_unread
     }
 
     /// Skips `len` bytes; false when the data ends first.
@@ -212,30 +223,21 @@ fn walk_meta(meta: &[u8]) -> Result<Option<(usize, String)>, BoundsError> {
     Ok(ts_uid.map(|uid| (meta_len, uid)))
 }
 
-/// What the walk is inside of, innermost last.
+/// An open sequence or item, as dicom-rs's data set reader keeps it.
 #[derive(Debug, Clone, Copy)]
-enum Level {
-    /// A sequence: item headers follow. `end` for a defined length.
-    Sequence { end: Option<u64> },
-    /// An item of a sequence: data elements follow.
-    Item { end: Option<u64> },
-    /// Encapsulated Pixel Data: fragment items follow, each a value.
-    Fragments,
+struct Open {
+    is_item: bool,
+    /// Inside encapsulated Pixel Data: items are fragments, read as values.
+    pixel_data: bool,
+    /// The defined length, if any: the reader closes it at `start + len`.
+    len: Option<u32>,
+    start: u64,
 }
 
-impl Level {
-    fn is_sequence(self) -> bool {
-        matches!(self, Level::Sequence { .. } | Level::Fragments)
-    }
-
-    fn end(self) -> Option<u64> {
-        match self {
-            Level::Sequence { end } | Level::Item { end } => end,
-            Level::Fragments => None,
-        }
-    }
-}
-
+/// Walks a data set as dicom-rs's `DataSetReader` tokenises it (dicom-parser 0.10), with each
+/// value skipped instead of read: the same states (inside a sequence or not, the stack of
+/// open sequences and items), the same order of checks, the same position count. Where the
+/// reader would fail, the walk ends without a verdict.
 fn walk_data_set(
     source: &mut Source<'_>,
     ts: &TransferSyntax,
@@ -244,99 +246,174 @@ fn walk_data_set(
     let Some(decoder) = ts.decoder_for::<Source>() else {
         return Ok(());
     };
-    let mut levels: Vec<Level> = Vec::new();
+    let mut open: Vec<Open> = Vec::new();
+    let mut in_sequence = false;
+    let mut check_ends = false;
+    let mut offset_table_next = false;
     loop {
-        // Defined-length sequences and items end by position, as in dicom-rs's reader.
-        while levels
-            .last()
-            .and_then(|level| level.end())
-            .is_some_and(|end| source.position >= end)
-        {
-            levels.pop();
-        }
-        match levels.last().copied() {
-            Some(Level::Sequence { .. }) => {
-                let Ok(header) = decoder.decode_item_header(source) else {
-                    return Ok(());
-                };
-                match header {
-                    SequenceItemHeader::Item { len } => levels.push(Level::Item {
-                        end: len.get().map(|len| source.position + u64::from(len)),
-                    }),
-                    SequenceItemHeader::ItemDelimiter => {}
-                    SequenceItemHeader::SequenceDelimiter => {
-                        levels.pop();
-                    }
-                }
-            }
-            Some(Level::Fragments) => {
-                let Ok(header) = decoder.decode_item_header(source) else {
-                    return Ok(());
-                };
-                match header {
-                    SequenceItemHeader::Item { len } => {
-                        let Some(len) = len.get() else {
-                            return Ok(());
-                        };
-                        skip_value(source, ITEM, len)?;
-                    }
-                    SequenceItemHeader::SequenceDelimiter => {
-                        levels.pop();
-                    }
-                    SequenceItemHeader::ItemDelimiter => return Ok(()),
-                }
-            }
-            level @ (Some(Level::Item { .. }) | None) => {
-                let Ok((header, _)) = decoder.decode_header(source) else {
-                    return Ok(());
-                };
-                let DataElementHeader { tag, vr, len } = header;
-                if level.is_none() && tag == tags::PIXEL_DATA && stop_at_pixel_data {
-                    return Ok(());
-                }
-                if tag == ITEM_DELIMITER {
-                    if level.is_some() {
-                        levels.pop();
-                    }
+        // Defined lengths end by the reader's count of bytes, one level per step.
+        if check_ends {
+            if let Some(last) = open.last()
+                && let Some(len) = last.len
+            {
+                let end = last.start + u64::from(len);
+                if end == source.counted() {
+                    in_sequence = last.is_item;
+                    open.pop();
                     continue;
                 }
-                let opened = match len.get() {
-                    None if tag == tags::PIXEL_DATA => Level::Fragments,
-                    // Any other undefined length is read as a sequence, whatever its VR.
-                    None => Level::Sequence { end: None },
-                    Some(len) if vr == VR::SQ => Level::Sequence {
-                        end: Some(source.position + u64::from(len)),
-                    },
-                    Some(len) => {
-                        skip_value(source, tag, len)?;
-                        continue;
-                    }
-                };
-                let depth = levels.iter().filter(|level| level.is_sequence()).count();
-                if depth >= MAX_SEQUENCE_DEPTH {
-                    return TooDeepSnafu {
-                        tag,
-                        position: source.position,
-                    }
-                    .fail();
+                if end < source.counted() {
+                    return Ok(());
                 }
-                levels.push(opened);
             }
+            check_ends = false;
+        }
+
+        if in_sequence {
+            let Ok(header) = decoder.decode_item_header(source) else {
+                return Ok(());
+            };
+            match header {
+                SequenceItemHeader::Item { len } => {
+                    let Some(sequence) = open.last() else {
+                        return Ok(());
+                    };
+                    in_sequence = false;
+                    open.push(Open {
+                        is_item: true,
+                        pixel_data: sequence.pixel_data,
+                        len: len.get(),
+                        start: source.counted(),
+                    });
+                    check_ends = len.0 == 0;
+                }
+                SequenceItemHeader::ItemDelimiter => {
+                    open.pop();
+                    check_ends = true;
+                }
+                SequenceItemHeader::SequenceDelimiter => {
+                    open.pop();
+                    in_sequence = false;
+                    check_ends = true;
+                }
+            }
+            continue;
+        }
+
+        if let Some(fragment) = open.last().filter(|last| last.is_item && last.pixel_data) {
+            // The Basic Offset Table, then each fragment: one value per item.
+            let Some(len) = fragment.len else {
+                return Ok(());
+            };
+            if offset_table_next {
+                // read as whole 32-bit offsets, and counted as read
+                skip_value(source, ITEM, VR::OB, len - len % 4)?;
+                offset_table_next = false;
+            } else {
+                skip_value(source, ITEM, VR::OB, len)?;
+            }
+            check_ends = true;
+            continue;
+        }
+
+        let Ok((header, _)) = decoder.decode_header(source) else {
+            return Ok(());
+        };
+        let DataElementHeader { tag, vr, len } = header;
+        // A header-only read stops at the first top-level element from Pixel Data on.
+        if stop_at_pixel_data && open.is_empty() && tag >= tags::PIXEL_DATA {
+            return Ok(());
+        }
+        let opens_sequence = vr == VR::SQ || len.is_undefined();
+        if opens_sequence && open.iter().filter(|o| !o.is_item).count() >= MAX_SEQUENCE_DEPTH {
+            return TooDeepSnafu {
+                tag,
+                position: source.position,
+            }
+            .fail();
+        }
+        if vr == VR::SQ {
+            in_sequence = true;
+            open.push(Open {
+                is_item: false,
+                pixel_data: false,
+                len: len.get(),
+                start: source.counted(),
+            });
+            check_ends = len.0 == 0;
+        } else if tag == ITEM_DELIMITER {
+            // outside any sequence the reader ignores it
+            if !open.is_empty() {
+                in_sequence = true;
+                open.pop();
+                check_ends = true;
+            }
+        } else if tag == tags::PIXEL_DATA && len.is_undefined() {
+            open.push(Open {
+                is_item: false,
+                pixel_data: true,
+                len: None,
+                start: source.counted(),
+            });
+            // the first item is the Basic Offset Table
+            let Ok(first) = decoder.decode_item_header(source) else {
+                return Ok(());
+            };
+            match first {
+                SequenceItemHeader::Item { len } => {
+                    open.push(Open {
+                        is_item: true,
+                        pixel_data: true,
+                        len: len.get(),
+                        start: source.counted(),
+                    });
+                    check_ends = len.0 == 0;
+                    offset_table_next = len.0 != 0;
+                }
+                SequenceItemHeader::SequenceDelimiter => {
+                    open.pop();
+                }
+                SequenceItemHeader::ItemDelimiter => return Ok(()),
+            }
+        } else if let Some(len) = len.get() {
+            skip_value(source, tag, vr, len)?;
+            check_ends = true;
+        } else {
+            // any other undefined length opens a sequence, whatever its VR
+            in_sequence = true;
+            open.push(Open {
+                is_item: false,
+                pixel_data: false,
+                len: None,
+                start: source.counted(),
+            });
         }
     }
 }
 
-fn skip_value(source: &mut Source<'_>, tag: Tag, len: u32) -> Result<(), BoundsError> {
+/// Skips a value as dicom-rs reads it: binary numbers in whole numbers of their size.
+fn skip_value(source: &mut Source<'_>, tag: Tag, vr: VR, len: u32) -> Result<(), BoundsError> {
+    let read = len - len % number_size(vr);
     let position = source.position;
-    if source.skip(len) {
-        Ok(())
-    } else {
-        PastEndSnafu {
+    if !source.skip(read) {
+        return PastEndSnafu {
             tag,
             position,
             declared: len,
             in_meta: false,
         }
-        .fail()
+        .fail();
+    }
+    source.counted_unread += u64::from(len - read);
+    Ok(())
+}
+
+/// Bytes per number of a binary numeric VR; 1 for bytes and text.
+fn number_size(vr: VR) -> u32 {
+    match vr {
+        VR::US | VR::OW | VR::SS => 2,
+        VR::AT | VR::FL | VR::OF | VR::SL | VR::OL | VR::UL => 4,
+        VR::FD | VR::OD | VR::SV | VR::OV | VR::UV => 8,
+        _ => 1,
     }
 }
