@@ -1,10 +1,10 @@
 //! DICOM in and out: finding and grouping files, decoding pixels to model-ready grey levels,
 //! and writing Secondary Capture overlays.
 //!
-//! - [`file`]: open one file (Part 10 with or without preamble, or a bare data set), after
+//! - [`mod@file`]: open one file (Part 10 with or without preamble, or a bare data set), after
 //!   [`bounds`] has checked declared value lengths against the bytes present and the depth of
 //!   nested sequences.
-//! - [`scan`]: walk the inputs, group into studies and series, order slices in space.
+//! - [`mod@scan`]: walk the inputs, group into studies and series, order slices in space.
 //! - [`pixels`]: decode any supported transfer syntax, apply the Modality LUT.
 //! - [`voi`]: the VOI transform (window, VOI LUT, min/max) to [0, 1].
 //! - [`secondary_capture`]: the overlay writer, with deterministic [`uid`]s.

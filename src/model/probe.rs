@@ -3,7 +3,7 @@
 //!
 //! A probe runs a derived model: a gradient model of the [`crate::autodiff`] transform, or
 //! the forward model with extra outputs. Each is built once per model file and request,
-//! stored in the on-disk [`GradientCache`], and opened once per [`Classifier`] on first use.
+//! stored in the on-disk [`GradientCache`](crate::autodiff::cache::GradientCache), and opened once per [`Classifier`] on first use.
 //! The score differentiated is the transform's default: the logits (the input of a final
 //! Softmax when the model outputs probabilities).
 //!
@@ -55,7 +55,7 @@ pub struct ProbeRun {
     /// The probed tensors' values, `[N, ...]` each, in the order of [`Classifier::probed`]
     /// (empty for [`Probe::InputGradient`]: the input is the caller's).
     pub values: Vec<ArrayD<f32>>,
-    /// d logit[class] / d tensor, `[N, ...]` each (empty for [`Probe::Attention`]).
+    /// d logit\[class\] / d tensor, `[N, ...]` each (empty for [`Probe::Attention`]).
     pub gradients: Vec<ArrayD<f32>>,
 }
 

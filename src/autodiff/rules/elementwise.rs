@@ -1,5 +1,5 @@
 //! Broadcasting arithmetic. Each operand's gradient is summed back over the axes it was
-//! broadcast along ([`Emitter::unbroadcast`]); a tensor used twice (`Mul(x, x)`) gets both
+//! broadcast along (`Emitter::unbroadcast`); a tensor used twice (`Mul(x, x)`) gets both
 //! contributions from the transform.
 
 use super::{NodeGrads, Rule};
