@@ -78,3 +78,91 @@ fn a_file_rewritten_in_place_is_hashed_again() {
         "e2eb5819d249f80a4a944556e67f65ed5c35ff5fa9284c70939ec0e52e45436b"
     );
 }
+
+/// Logits of `x` through a session of DenseNet169 (input "input", output "logits").
+fn densenet_logits(
+    loaded: &mut dicom_xai::model::runtime::LoadedSession,
+    x: &ndarray::Array4<f32>,
+) -> Vec<f32> {
+    let tensor = ort::value::TensorRef::from_array_view(x.view()).unwrap();
+    let outputs = loaded.session.run(ort::inputs!["input" => tensor]).unwrap();
+    let logits = outputs["logits"].try_extract_array::<f32>().unwrap();
+    logits.iter().copied().collect()
+}
+
+/// ONNX Runtime's optimised graph of a model is kept after the first session and loaded,
+/// without optimising again, by the next; the logits stay those of a plain session. A damaged
+/// graph is rebuilt, and a model file that changes gets a new entry in place of the old one.
+#[test]
+fn optimised_graphs_are_kept_reused_and_rebuilt() {
+    let runtime = Runtime::init(RuntimeOptions::default()).unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let model = models.path().join("densenet169.onnx");
+    std::fs::copy(
+        common::asset("models/densenet169-legacy/densenet169.onnx"),
+        &model,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let optimized = dir.path().join("optimized");
+    let entries = || {
+        let mut names: Vec<String> = std::fs::read_dir(&optimized)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let x = ndarray::Array4::from_shape_fn((2, 3, 224, 224), |(n, c, h, w)| {
+        ((n * 7 + c * 5 + h * 3 + w) % 17) as f32 / 8.0 - 1.0
+    });
+    let reference = densenet_logits(&mut runtime.session(&model).unwrap(), &x);
+    // Element-wise, against the plain session: the same kernels on the same graph.
+    let close = |logits: &[f32]| {
+        logits
+            .iter()
+            .zip(&reference)
+            .all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0))
+    };
+
+    let built = densenet_logits(&mut runtime.cached_session(&model, &optimized).unwrap(), &x);
+    assert!(close(&built), "{built:?} against {reference:?}");
+    let kept = entries();
+    assert!(
+        kept.len() == 1 && kept[0].ends_with(".onnx"),
+        "one complete entry, no partial file: {kept:?}"
+    );
+    let entry = optimized.join(&kept[0]);
+    let written = std::fs::metadata(&entry).unwrap().modified().unwrap();
+
+    let reused = densenet_logits(&mut runtime.cached_session(&model, &optimized).unwrap(), &x);
+    assert!(close(&reused), "{reused:?} against {reference:?}");
+    assert_eq!(entries(), kept);
+    assert_eq!(
+        std::fs::metadata(&entry).unwrap().modified().unwrap(),
+        written,
+        "reused, not rewritten"
+    );
+
+    // a damaged entry does not load: removed, the model optimised again and kept again
+    let bytes = std::fs::read(&entry).unwrap();
+    std::fs::write(&entry, &bytes[..bytes.len() / 3]).unwrap();
+    let rebuilt = densenet_logits(&mut runtime.cached_session(&model, &optimized).unwrap(), &x);
+    assert!(close(&rebuilt), "{rebuilt:?} against {reference:?}");
+    assert_eq!(entries(), kept);
+    assert_eq!(std::fs::metadata(&entry).unwrap().len(), bytes.len() as u64);
+
+    // a model file that is replaced gets a new entry, which supersedes the old one
+    std::fs::remove_file(&model).unwrap();
+    std::fs::copy(
+        common::asset("models/densenet169-legacy/densenet169.onnx"),
+        &model,
+    )
+    .unwrap();
+    runtime.cached_session(&model, &optimized).unwrap();
+    let replaced = entries();
+    assert!(
+        replaced.len() == 1 && replaced != kept,
+        "{replaced:?} after {kept:?}"
+    );
+}

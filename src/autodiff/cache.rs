@@ -69,6 +69,12 @@ impl GradientCache {
         &self.dir
     }
 
+    /// Where ONNX Runtime's optimised graphs of these models (and of the forward models
+    /// that use this cache) are kept: see [`crate::model::Runtime::cached_session`].
+    pub fn optimized_dir(&self) -> PathBuf {
+        self.dir.join("optimized")
+    }
+
     /// The cache key of `request` on the model whose file hashes to `model_sha256`.
     pub fn key(model_sha256: &str, request: &GradRequest) -> String {
         let mut hasher = Sha256::new();

@@ -151,8 +151,9 @@ impl Classifier {
                 });
             }
         }
+        let gradient_cache = GradientCache::new(GradientCache::default_dir());
         let loaded = runtime
-            .session(&manifest.onnx)
+            .cached_session(&manifest.onnx, &gradient_cache.optimized_dir())
             .map_err(|source| ModelError::Runtime { source })?;
         check_graph(&manifest, &loaded)?;
         tracing::info!(model = %manifest.name, provider = loaded.provider, "model loaded");
@@ -161,7 +162,7 @@ impl Classifier {
             session: Mutex::new(loaded),
             batch_size: batch_size.max(1),
             runtime: runtime.clone(),
-            gradient_cache: GradientCache::new(GradientCache::default_dir()),
+            gradient_cache,
             probes: ProbeSessions::default(),
         })
     }

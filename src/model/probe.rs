@@ -345,7 +345,7 @@ impl Classifier {
         let path = cached.path;
         let loaded = self
             .runtime()
-            .session(&path)
+            .cached_session(&path, &self.gradient_cache().optimized_dir())
             .map_err(|source| ModelError::Runtime { source })?;
         tracing::debug!(model = %self.manifest().name, ?probe, ?served, path = %path.display(), "probe ready");
         let session = ProbeSession {

@@ -270,6 +270,135 @@ impl Runtime {
         })
     }
 
+    /// Like [`Runtime::session`], keeping ONNX Runtime's optimised graph of `model` in
+    /// `optimized_dir` for later sessions, which load it without optimising again: a run of
+    /// both models with Grad-CAM and saliency takes 10% less time on 2 cores, most of it
+    /// ViT-B/16's (DenseNet169's sessions spend their time creating kernels, not optimising).
+    ///
+    /// The optimised graph holds layout choices for this CPU (blocked NCHWc convolutions), so
+    /// it is keyed by the ONNX Runtime library, the CPU's feature flags and the model file's
+    /// identity (path, size, times, inode): any change makes a new entry. Only CPU sessions
+    /// are cached. A cache that cannot be written or read costs nothing but the time: the
+    /// session is built from `model` as usual, and the reason is logged.
+    pub fn cached_session(
+        &self,
+        model: &Path,
+        optimized_dir: &Path,
+    ) -> Result<LoadedSession, RuntimeError> {
+        if self.options.providers.contains(&Provider::Cuda) {
+            return self.session(model);
+        }
+        let Some((slot, key)) = self.optimized_key(model) else {
+            return self.session(model);
+        };
+        let cached = optimized_dir.join(format!("{slot}-{key}.onnx"));
+        if cached.is_file() {
+            let failed = |e: &dyn std::fmt::Display| RuntimeError::Session {
+                model: cached.clone(),
+                message: e.to_string(),
+            };
+            let loaded = self.builder(model).and_then(|builder| {
+                builder
+                    .with_optimization_level(GraphOptimizationLevel::Disable)
+                    .map_err(|e| failed(&e))?
+                    .commit_from_file(&cached)
+                    .map_err(|e| failed(&e))
+            });
+            match loaded {
+                Ok(session) => {
+                    tracing::debug!(model = %model.display(), optimized = %cached.display(), "optimised graph reused");
+                    return Ok(LoadedSession {
+                        session,
+                        provider: "cpu",
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(model = %model.display(), "optimised graph unusable, optimising again: {error}");
+                    let _ = std::fs::remove_file(&cached);
+                }
+            }
+        }
+        if let Err(error) = std::fs::create_dir_all(optimized_dir) {
+            tracing::warn!(dir = %optimized_dir.display(), "cannot keep optimised graphs: {error}");
+            return self.session(model);
+        }
+        // ONNX Runtime writes the file while it builds the session: a name of this writer's
+        // own, renamed once complete, so that concurrent builders never read half a file.
+        static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let writer = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let partial = optimized_dir.join(format!("{key}.{}-{writer}.part", std::process::id()));
+        let failed = |e: &dyn std::fmt::Display| RuntimeError::Session {
+            model: model.to_path_buf(),
+            message: e.to_string(),
+        };
+        let session = self
+            .builder(model)?
+            .with_optimized_model_path(&partial)
+            .map_err(|e| failed(&e))?
+            .commit_from_file(model)
+            .map_err(|e| failed(&e));
+        match &session {
+            Ok(_) => match std::fs::rename(&partial, &cached) {
+                Ok(()) => remove_superseded(optimized_dir, &slot, &cached),
+                Err(error) => {
+                    tracing::warn!(optimized = %cached.display(), "cannot keep the optimised graph: {error}");
+                    let _ = std::fs::remove_file(&partial);
+                }
+            },
+            Err(_) => {
+                let _ = std::fs::remove_file(&partial);
+            }
+        }
+        Ok(LoadedSession {
+            session: session?,
+            provider: "cpu",
+        })
+    }
+
+    /// The cache slot of `model`'s optimised graph (its path: one entry per model file) and
+    /// its key within the slot: what the graph depends on besides the optimisation level,
+    /// which is fixed.
+    fn optimized_key(&self, model: &Path) -> Option<(String, String)> {
+        use sha2::{Digest, Sha256};
+        use std::os::unix::fs::MetadataExt;
+
+        let model = std::fs::canonicalize(model).ok()?;
+        let file = std::fs::metadata(&model).ok()?;
+        let library = std::fs::metadata(&self.library).ok();
+        let cpu_flags = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|line| line.starts_with("flags"))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let slot = Sha256::digest(model.as_os_str().as_encoded_bytes());
+        let mut hasher = Sha256::new();
+        for part in [
+            "dicom-xai optimised graph v1".to_owned(),
+            self.library.display().to_string(),
+            library.as_ref().map_or(0, |m| m.size()).to_string(),
+            library
+                .as_ref()
+                .map_or(0, |m| m.mtime_nsec() + m.mtime() * 1_000_000_000)
+                .to_string(),
+            cpu_flags,
+            model.display().to_string(),
+            file.size().to_string(),
+            format!("{}.{}", file.mtime(), file.mtime_nsec()),
+            format!("{}.{}", file.ctime(), file.ctime_nsec()),
+            format!("{}:{}", file.dev(), file.ino()),
+        ] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        // 16 hex digits each: a collision costs one rebuild, not a wrong graph (the full
+        // identity is in the key)
+        let hex = |digest: &[u8]| digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Some((hex(&slot), hex(&hasher.finalize())))
+    }
+
     fn builder(&self, model: &Path) -> Result<ort::session::builder::SessionBuilder, RuntimeError> {
         let failed = |e: &dyn std::fmt::Display| RuntimeError::Session {
             model: model.to_path_buf(),
@@ -304,5 +433,24 @@ impl Runtime {
     #[cfg(not(feature = "cuda"))]
     fn cuda_session(&self, _model: &Path) -> Result<Session, String> {
         Err("this build of dicom-xai has no CUDA support (build with `--features cuda`)".into())
+    }
+}
+
+/// Removes the other entries of `slot`: graphs of an earlier version of the same model file,
+/// which would otherwise stay on disk (a ViT-B/16 gradient graph is 657 MB).
+fn remove_superseded(optimized_dir: &Path, slot: &str, kept: &Path) {
+    let Ok(entries) = std::fs::read_dir(optimized_dir) else {
+        return;
+    };
+    let prefix = format!("{slot}-");
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = entry.file_name();
+        let superseded = name.to_str().is_some_and(|name| {
+            name.starts_with(&prefix) && name.ends_with(".onnx") && path != kept
+        });
+        if superseded && std::fs::remove_file(&path).is_ok() {
+            tracing::debug!(removed = %path.display(), "superseded optimised graph removed");
+        }
     }
 }
