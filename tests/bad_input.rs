@@ -206,6 +206,9 @@ fn with_leading_elements(good: &[u8], inserted: &[u8]) -> Vec<u8> {
     [&good[..data_set_at], inserted, &good[data_set_at..]].concat()
 }
 
+/// An item header of undefined length: (FFFE,E000), 0xFFFFFFFF.
+const UNDEFINED_ITEM: [u8; 8] = [0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF];
+
 /// 4 GiB less 16 bytes: the largest even defined length.
 const HUGE: u32 = 0xFFFF_FFF0;
 
@@ -231,7 +234,7 @@ fn a_value_longer_than_the_file_is_refused_before_it_is_read() {
         &good,
         &[
             long_header(0x0008, 0x1115, b"SQ", u32::MAX),
-            [0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF].to_vec(),
+            UNDEFINED_ITEM.to_vec(),
             long_header(0x0011, 0x1010, b"UN", HUGE),
         ]
         .concat(),
@@ -363,7 +366,7 @@ fn huge_first_fragment(encapsulated: &[u8]) -> Vec<u8> {
 fn nested_sequences(good: &[u8], depth: usize) -> Vec<u8> {
     let open = [
         long_header(0x0008, 0x1115, b"SQ", u32::MAX),
-        [0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF].to_vec(),
+        UNDEFINED_ITEM.to_vec(),
     ]
     .concat();
     let close = [

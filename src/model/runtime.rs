@@ -257,13 +257,10 @@ impl Runtime {
                 }
             }
         }
-        let session =
-            self.builder(model)?
-                .commit_from_file(model)
-                .map_err(|e| RuntimeError::Session {
-                    model: model.to_path_buf(),
-                    message: e.to_string(),
-                })?;
+        let session = self
+            .builder(model)?
+            .commit_from_file(model)
+            .map_err(|e| session_error(model, &e))?;
         Ok(LoadedSession {
             session,
             provider: "cpu",
@@ -293,10 +290,7 @@ impl Runtime {
         };
         let cached = optimized_dir.join(format!("{slot}-{key}.onnx"));
         if cached.is_file() {
-            let failed = |e: &dyn std::fmt::Display| RuntimeError::Session {
-                model: cached.clone(),
-                message: e.to_string(),
-            };
+            let failed = |e: &dyn std::fmt::Display| session_error(&cached, e);
             let loaded = self.builder(model).and_then(|builder| {
                 builder
                     .with_optimization_level(GraphOptimizationLevel::Disable)
@@ -327,10 +321,7 @@ impl Runtime {
         static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let writer = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let partial = optimized_dir.join(format!("{key}.{}-{writer}.part", std::process::id()));
-        let failed = |e: &dyn std::fmt::Display| RuntimeError::Session {
-            model: model.to_path_buf(),
-            message: e.to_string(),
-        };
+        let failed = |e: &dyn std::fmt::Display| session_error(model, e);
         let session = self
             .builder(model)?
             .with_optimized_model_path(&partial)
@@ -365,14 +356,20 @@ impl Runtime {
         let model = std::fs::canonicalize(model).ok()?;
         let file = std::fs::metadata(&model).ok()?;
         let library = std::fs::metadata(&self.library).ok();
-        let cpu_flags = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|info| {
-                info.lines()
-                    .find(|line| line.starts_with("flags"))
-                    .map(str::to_owned)
+        // read once per process: the CPU does not change under it
+        static CPU_FLAGS: OnceLock<String> = OnceLock::new();
+        let cpu_flags = CPU_FLAGS
+            .get_or_init(|| {
+                std::fs::read_to_string("/proc/cpuinfo")
+                    .ok()
+                    .and_then(|info| {
+                        info.lines()
+                            .find(|line| line.starts_with("flags"))
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default()
             })
-            .unwrap_or_default();
+            .clone();
         let slot = Sha256::digest(model.as_os_str().as_encoded_bytes());
         let mut hasher = Sha256::new();
         for part in [
@@ -400,10 +397,7 @@ impl Runtime {
     }
 
     fn builder(&self, model: &Path) -> Result<ort::session::builder::SessionBuilder, RuntimeError> {
-        let failed = |e: &dyn std::fmt::Display| RuntimeError::Session {
-            model: model.to_path_buf(),
-            message: e.to_string(),
-        };
+        let failed = |e: &dyn std::fmt::Display| session_error(model, e);
         let mut builder = Session::builder(&self.environment)
             .map_err(|e| failed(&e))?
             .with_optimization_level(GraphOptimizationLevel::Level3)
@@ -433,6 +427,14 @@ impl Runtime {
     #[cfg(not(feature = "cuda"))]
     fn cuda_session(&self, _model: &Path) -> Result<Session, String> {
         Err("this build of dicom-xai has no CUDA support (build with `--features cuda`)".into())
+    }
+}
+
+/// ONNX Runtime's failure to make a session of `model`.
+fn session_error(model: &Path, error: &dyn std::fmt::Display) -> RuntimeError {
+    RuntimeError::Session {
+        model: model.to_path_buf(),
+        message: error.to_string(),
     }
 }
 
