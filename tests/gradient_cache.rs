@@ -6,7 +6,7 @@ mod common;
 
 use dicom_xai::autodiff::{GradRequest, GradientCache};
 use dicom_xai::model::Runtime;
-use dicom_xai::model::classifier::sha256_file;
+use dicom_xai::model::checksum::sha256_file_with_store;
 use dicom_xai::model::runtime::RuntimeOptions;
 
 #[test]
@@ -63,6 +63,8 @@ fn entries_are_found_and_damaged_ones_rebuilt() {
 fn a_file_rewritten_in_place_is_hashed_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.onnx");
+    let store = dir.path().join("checksums");
+    let sha256_file = |path: &std::path::Path| sha256_file_with_store(path, Some(&store));
     std::fs::write(&path, b"first version").unwrap();
     // references: sha256sum of the same bytes
     let first = sha256_file(&path).unwrap();
@@ -128,29 +130,47 @@ fn optimised_graphs_are_kept_reused_and_rebuilt() {
     let built = densenet_logits(&mut runtime.cached_session(&model, &optimized).unwrap(), &x);
     assert!(close(&built), "{built:?} against {reference:?}");
     let kept = entries();
+    // the graph and its weights, in a file ONNX Runtime maps: nothing partial left
+    let (graph, weights) = match kept.as_slice() {
+        [a, b] if a.ends_with(".data") && b.ends_with(".onnx") => {
+            (optimized.join(b), optimized.join(a))
+        }
+        _ => panic!("one graph and one weights file: {kept:?}"),
+    };
+    let model_bytes = std::fs::metadata(&model).unwrap().len();
     assert!(
-        kept.len() == 1 && kept[0].ends_with(".onnx"),
-        "one complete entry, no partial file: {kept:?}"
+        std::fs::metadata(&weights).unwrap().len() > model_bytes * 9 / 10,
+        "the weights are in the weights file"
     );
-    let entry = optimized.join(&kept[0]);
-    let written = std::fs::metadata(&entry).unwrap().modified().unwrap();
+    assert!(std::fs::metadata(&graph).unwrap().len() < model_bytes / 10);
+    let written = std::fs::metadata(&graph).unwrap().modified().unwrap();
+    let graph_bytes = std::fs::metadata(&graph).unwrap().len();
 
     let reused = densenet_logits(&mut runtime.cached_session(&model, &optimized).unwrap(), &x);
     assert!(close(&reused), "{reused:?} against {reference:?}");
     assert_eq!(entries(), kept);
     assert_eq!(
-        std::fs::metadata(&entry).unwrap().modified().unwrap(),
+        std::fs::metadata(&graph).unwrap().modified().unwrap(),
         written,
         "reused, not rewritten"
     );
 
-    // a damaged entry does not load: removed, the model optimised again and kept again
-    let bytes = std::fs::read(&entry).unwrap();
-    std::fs::write(&entry, &bytes[..bytes.len() / 3]).unwrap();
-    let rebuilt = densenet_logits(&mut runtime.cached_session(&model, &optimized).unwrap(), &x);
-    assert!(close(&rebuilt), "{rebuilt:?} against {reference:?}");
-    assert_eq!(entries(), kept);
-    assert_eq!(std::fs::metadata(&entry).unwrap().len(), bytes.len() as u64);
+    // a damaged entry (graph or weights) does not load: removed, the model optimised again
+    // and kept again, with no file of the damaged one left
+    for damage_the_weights in [false, true] {
+        let before = entries();
+        let damaged = optimized.join(&before[usize::from(!damage_the_weights)]);
+        let bytes = std::fs::read(&damaged).unwrap();
+        std::fs::write(&damaged, &bytes[..bytes.len() / 3]).unwrap();
+        let rebuilt = densenet_logits(&mut runtime.cached_session(&model, &optimized).unwrap(), &x);
+        assert!(close(&rebuilt), "{rebuilt:?} against {reference:?}");
+        let now = entries();
+        assert!(
+            now.len() == 2 && now[1] == kept[1] && now[0] != before[0],
+            "a new graph and weights file, the damaged ones gone: {now:?} after {before:?}"
+        );
+        assert_eq!(std::fs::metadata(&graph).unwrap().len(), graph_bytes);
+    }
 
     // a model file that is replaced gets a new entry, which supersedes the old one
     std::fs::remove_file(&model).unwrap();
@@ -162,7 +182,7 @@ fn optimised_graphs_are_kept_reused_and_rebuilt() {
     runtime.cached_session(&model, &optimized).unwrap();
     let replaced = entries();
     assert!(
-        replaced.len() == 1 && replaced != kept,
+        replaced.len() == 2 && replaced[1] != kept[1] && replaced[0] != kept[0],
         "{replaced:?} after {kept:?}"
     );
 }

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::{
     AutodiffError, BadRequestSnafu, CacheSnafu, GradRequest, default_score, gradient_model,
 };
-use crate::model::classifier::sha256_file;
+use crate::model::checksum::sha256_file;
 use crate::model::runtime::Runtime;
 use crate::onnx::Model;
 use crate::onnx::proto::{DataType, TypeProto, ValueInfoProto, type_proto};

@@ -1,16 +1,14 @@
 //! A loaded classifier: the manifest checked against the file (SHA-256) and the graph
 //! (input and output names, shapes, label count), and batched prediction.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
-use std::time::SystemTime;
+use std::sync::Mutex;
 
 use ndarray::{Array2, ArrayView4, Axis, s};
 use ort::value::TensorRef;
-use sha2::{Digest, Sha256};
 use snafu::Snafu;
 
+pub use super::checksum::sha256_file;
 use super::manifest::{Layout, Manifest, ManifestError, OutputKind};
 use super::probe::ProbeSessions;
 use super::runtime::{LoadedSession, Runtime, RuntimeError};
@@ -95,37 +93,6 @@ impl std::fmt::Debug for Classifier {
             .field("batch_size", &self.batch_size)
             .finish()
     }
-}
-
-/// SHA-256 of a file, lower-case hex. Remembered for the process by path, length and
-/// modification time: a model is hashed once when loaded, not again by every gradient or
-/// tap model looked up in the cache (a ViT-B/16 file is 343 MB).
-pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    type Seen = HashMap<PathBuf, (u64, Option<SystemTime>, String)>;
-    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
-    let mut file = std::fs::File::open(path)?;
-    let metadata = file.metadata()?;
-    let (length, modified) = (metadata.len(), metadata.modified().ok());
-    let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let seen = SEEN.get_or_init(Mutex::default);
-    if modified.is_some()
-        && let Ok(known) = seen.lock()
-        && let Some((known_length, known_modified, sha)) = known.get(&key)
-        && (*known_length, *known_modified) == (length, modified)
-    {
-        return Ok(sha.clone());
-    }
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    let sha: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if let Ok(mut known) = seen.lock() {
-        known.insert(key, (length, modified, sha.clone()));
-    }
-    Ok(sha)
 }
 
 impl Classifier {

@@ -3,9 +3,11 @@
 //! - [`runtime`]: load ONNX Runtime, build sessions on the configured execution providers.
 //! - [`manifest`]: the model manifest of DESIGN.md 4.3.
 //! - [`preprocess`]: windowed slice to model input (Pillow-exact bilinear resize).
+//! - [`checksum`]: SHA-256 of model files, remembered by file identity.
 //! - [`classifier`]: a loaded model: checksum, graph checks, batched prediction.
 //! - [`probe`]: gradients and inner tensors for explanation methods, through derived models.
 
+pub mod checksum;
 pub mod classifier;
 pub mod manifest;
 pub mod preprocess;
