@@ -9,6 +9,14 @@ DEMO_STUDY  := assets/demo/study
 OUT         := out
 APT_NEEDS   := dcmtk dicom3tools cmake fonts-dejavu-core orthanc orthanc-dev orthanc-webviewer orthanc-dicomweb chromium
 CARGO_FLAGS := --release --locked
+## GPU=1 (`make setup GPU=1`, then `make run GPU=1`...): the onnxruntime-gpu wheel (CUDA 13,
+## with NVIDIA's CUDA and cuDNN wheels) in .venv instead of onnxruntime, and a build with the
+## `cuda` feature. Sites list "cuda" in [runtime] execution_providers to use it.
+GPU         ?= 0
+ORT_GPU     := onnxruntime-gpu[cuda,cudnn]==1.31.1
+ifeq ($(GPU),1)
+CARGO_FLAGS += --features cuda
+endif
 
 .PHONY: setup apt venv assets models build demo run stop test test-rust test-python test-fuzz lint bench clean
 
@@ -18,11 +26,20 @@ setup: apt venv assets models build
 apt:
 	@bash scripts/apt_install.sh $(APT_NEEDS)
 
-venv: $(VENV)/.requirements-installed
+venv: $(VENV)/.requirements-installed-gpu$(GPU)
 
-$(VENV)/.requirements-installed: requirements.txt
+# onnxruntime and onnxruntime-gpu install the same files: switching removes both first, so
+# that neither is left half overwritten by the other
+PIP := $(PYTHON) -m pip --disable-pip-version-check
+$(VENV)/.requirements-installed-gpu$(GPU): requirements.txt
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@if [ "$(GPU)" != 1 ] && $(PIP) show -q onnxruntime-gpu 2>/dev/null; then \
+	  $(PIP) uninstall --quiet -y onnxruntime-gpu onnxruntime; fi
+	$(PIP) install --quiet -r requirements.txt
+	@if [ "$(GPU)" = 1 ]; then \
+	  $(PIP) uninstall --quiet -y onnxruntime onnxruntime-gpu && \
+	  $(PIP) install --quiet "$(ORT_GPU)"; fi
+	@rm -f $(VENV)/.requirements-installed*
 	@touch $@
 
 assets: venv
@@ -66,6 +83,7 @@ lint:
 
 test-rust:
 	DICOM_XAI_PYTHON=$(abspath $(PYTHON)) cargo test $(CARGO_FLAGS) --workspace --no-fail-fast
+	cargo test $(CARGO_FLAGS) --features cuda --lib cuda_libraries
 
 test-python: demo
 	$(PYTHON) -m pytest onnx/tests bench/peer/tests -q

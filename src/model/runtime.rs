@@ -428,6 +428,7 @@ impl Runtime {
 
     #[cfg(feature = "cuda")]
     fn cuda_session(&self, model: &Path) -> Result<Session, String> {
+        let preloaded = super::cuda_libraries::preload(&self.library);
         let cuda = ort::ep::CUDA::default()
             .with_device_id(self.options.cuda_device)
             .build()
@@ -437,7 +438,19 @@ impl Runtime {
             .with_execution_providers([cuda])
             .map_err(|e| e.to_string())?
             .commit_from_file(model)
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                // the provider's own message names one library; say which were not found
+                let missing: Vec<String> = preloaded
+                    .missing
+                    .iter()
+                    .map(|(name, reason)| format!("{name} ({reason})"))
+                    .collect();
+                if missing.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{e}; CUDA libraries not found: {}", missing.join(", "))
+                }
+            })
     }
 
     #[cfg(not(feature = "cuda"))]
