@@ -276,8 +276,9 @@ impl Runtime {
     ///
     /// The optimised graph holds layout choices for this CPU (blocked NCHWc convolutions), so
     /// it is keyed by the ONNX Runtime library, the CPU's feature flags and the model file's
-    /// identity (path, size, times, inode): any change makes a new entry. Only CPU sessions
-    /// are cached. A cache that cannot be written or read costs nothing but the time: the
+    /// identity (path, size, times, inode): any change makes a new entry. Each graph keeps
+    /// its weights in a file beside it, which ONNX Runtime maps when loading. Only CPU
+    /// sessions are cached. A cache that cannot be written or read costs nothing but the time: the
     /// session is built from `model` as usual, and the reason is logged.
     pub fn cached_session(
         &self,
