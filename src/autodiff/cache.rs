@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::{
     AutodiffError, BadRequestSnafu, CacheSnafu, GradRequest, default_score, gradient_model,
 };
-use crate::model::checksum::sha256_file;
+use crate::model::checksum::{hex, sha256_file};
 use crate::model::runtime::Runtime;
 use crate::onnx::Model;
 use crate::onnx::proto::{DataType, TypeProto, ValueInfoProto, type_proto};
@@ -93,11 +93,7 @@ impl GradientCache {
         if request.expose_score {
             hasher.update(b"expose-score");
         }
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex(&hasher.finalize())
     }
 
     /// The gradient model of the model in `model_path` for `request`: the stored one when

@@ -64,9 +64,14 @@ impl FileIdentity {
     }
 }
 
+/// `bytes` in lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The first 8 bytes of `digest` in hex.
 pub(crate) fn hex16(digest: &[u8]) -> String {
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hex(&digest[..digest.len().min(8)])
 }
 
 /// The folder of remembered checksums in the default cache.
@@ -114,11 +119,7 @@ pub fn sha256_file_with_store(path: &Path, store: Option<&Path>) -> std::io::Res
 fn hash(reader: &mut impl Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(reader, &mut hasher)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
 }
 
 const STORE_HEADER: &str = "dicom-xai checksum v1";
@@ -162,12 +163,18 @@ mod tests {
     const FIRST: &str = "80d8f975e768eecac59d22a788bf8e811e51ca85e309ee47f1e821e3e58280f2";
     const OTHER: &str = "e2eb5819d249f80a4a944556e67f65ed5c35ff5fa9284c70939ec0e52e45436b";
 
-    #[test]
-    fn a_stored_checksum_is_used_only_for_the_same_file_identity() {
+    /// A folder holding `model.onnx` ("first version") and the path of a store in it.
+    fn model_file() -> (tempfile::TempDir, PathBuf, PathBuf, FileIdentity) {
         let dir = tempfile::tempdir().unwrap();
         let (path, store) = (dir.path().join("model.onnx"), dir.path().join("store"));
         std::fs::write(&path, b"first version").unwrap();
         let identity = FileIdentity::read(&path).unwrap();
+        (dir, path, store, identity)
+    }
+
+    #[test]
+    fn a_stored_checksum_is_used_only_for_the_same_file_identity() {
+        let (dir, path, store, identity) = model_file();
         // a record made by an earlier process is read instead of hashing: shown by one that
         // differs from the bytes (never the case in use)
         write_stored(&store, &identity, OTHER);
@@ -199,10 +206,7 @@ mod tests {
 
     #[test]
     fn a_damaged_or_foreign_record_is_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, store) = (dir.path().join("model.onnx"), dir.path().join("store"));
-        std::fs::write(&path, b"first version").unwrap();
-        let identity = FileIdentity::read(&path).unwrap();
+        let (dir, path, store, identity) = model_file();
         std::fs::create_dir_all(&store).unwrap();
         let slot = store.join(identity.slot());
         for damaged in [

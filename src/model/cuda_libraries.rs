@@ -61,19 +61,20 @@ pub fn preload(library: &Path) -> &'static Preloaded {
                 .map(|path| path.into_os_string())
                 .into_iter()
                 .chain([name.into()]);
-            let mut reason = String::new();
+            // the loader's reason for the last candidate, while none has loaded
+            let mut failure = None;
             for candidate in candidates {
                 match open_global(&candidate) {
                     Ok(()) => {
                         let from = candidate.to_string_lossy().into_owned();
                         preloaded.loaded.push((name.to_owned(), from));
-                        reason.clear();
+                        failure = None;
                         break;
                     }
-                    Err(error) => reason = error,
+                    Err(error) => failure = Some(error),
                 }
             }
-            if !reason.is_empty() && required {
+            if let Some(reason) = failure.filter(|_| required) {
                 preloaded.missing.push((name.to_owned(), reason));
             }
         }

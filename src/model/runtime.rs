@@ -278,8 +278,8 @@ impl Runtime {
     /// it is keyed by the ONNX Runtime library, the CPU's feature flags and the model file's
     /// identity (path, size, times, inode): any change makes a new entry. Each graph keeps
     /// its weights in a file beside it, which ONNX Runtime maps when loading. Only CPU
-    /// sessions are cached. A cache that cannot be written or read costs nothing but the time: the
-    /// session is built from `model` as usual, and the reason is logged.
+    /// sessions are cached. A cache that cannot be written or read costs nothing but the
+    /// time: the session is built from `model` as usual, and the reason is logged.
     pub fn cached_session(
         &self,
         model: &Path,
