@@ -72,24 +72,22 @@ stop:
 	  echo "dicom-xai watch stopped"; \
 	else echo "no dicom-xai watch running on ./state"; fi
 
-## test: set up, then every suite
-test: setup lint test-rust test-python test-fuzz
+## test: set up, then every suite, one by one, with a table of seconds per suite against
+## its budget (tests/budgets.toml) at the end; logs in target/test-logs/
+test: setup demo
+	@CARGO_FLAGS="$(CARGO_FLAGS)" $(PYTHON) scripts/test_suites.py
 
 lint:
-	cargo fmt --all --check
-	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
-	cargo clippy $(CARGO_FLAGS) --workspace --features cuda --lib -- -D warnings
-	RUSTDOCFLAGS="-D warnings" cargo doc $(CARGO_FLAGS) --workspace --no-deps
+	@CARGO_FLAGS="$(CARGO_FLAGS)" $(PYTHON) scripts/test_suites.py --only lint
 
 test-rust:
-	DICOM_XAI_PYTHON=$(abspath $(PYTHON)) cargo test $(CARGO_FLAGS) --workspace --no-fail-fast
-	cargo test $(CARGO_FLAGS) --features cuda --lib cuda_libraries
+	@CARGO_FLAGS="$(CARGO_FLAGS)" $(PYTHON) scripts/test_suites.py --only rust
 
 test-python: demo
-	$(PYTHON) -m pytest onnx/tests bench/peer/tests -q
+	@CARGO_FLAGS="$(CARGO_FLAGS)" $(PYTHON) scripts/test_suites.py --only python
 
 test-fuzz:
-	@bash scripts/fuzz_smoke.sh
+	@CARGO_FLAGS="$(CARGO_FLAGS)" $(PYTHON) scripts/test_suites.py --only fuzz
 
 ## bench: medians on this machine; table on stdout, target/bench/summary.json
 bench: setup demo

@@ -405,3 +405,64 @@ fn sequences_nested_past_the_limit_are_refused_instead_of_overflowing_the_stack(
     let reference = decode(&common::asset("pydicom/MR_small.dcm")).unwrap();
     assert_eq!(decode(&path).unwrap().values, reference.values);
 }
+
+#[test]
+fn a_file_whose_uids_are_not_dicom_uids_fails_alone_naming_the_attribute() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = common::write_hostile_uid_files(&dir.path().join("in"));
+    std::fs::copy(
+        common::asset("pydicom/MR_small.dcm"),
+        dir.path().join("in/good.dcm"),
+    )
+    .unwrap();
+    let scanned = scan::scan(&[dir.path().join("in")]);
+    assert_eq!(
+        scanned.studies.len(),
+        1,
+        "the good file still makes its study"
+    );
+    assert_eq!(scanned.issues.len(), hostile.len(), "{:#?}", scanned.issues);
+    for (path, uid) in hostile.iter().zip(common::HOSTILE_UIDS) {
+        let issue = scanned
+            .issues
+            .iter()
+            .find(|i| &i.file == path)
+            .unwrap_or_else(|| panic!("no issue for {}", path.display()));
+        assert_eq!(issue.disposition, Disposition::Failed);
+        let attribute = if uid.is_empty() {
+            "missing StudyInstanceUID"
+        } else {
+            "StudyInstanceUID"
+        };
+        assert!(
+            issue.message.contains(&path.display().to_string())
+                && issue.message.contains(attribute),
+            "{}",
+            issue.message
+        );
+        assert!(!issue.message.contains('\0'), "a NUL is shown escaped");
+    }
+
+    // the series and instance UIDs are checked the same way
+    for (tag, name) in [
+        (
+            dicom_dictionary_std::tags::SERIES_INSTANCE_UID,
+            "SeriesInstanceUID",
+        ),
+        (
+            dicom_dictionary_std::tags::SOP_INSTANCE_UID,
+            "SOPInstanceUID",
+        ),
+    ] {
+        let mut object = dicom_object::open_file(common::asset("pydicom/MR_small.dcm")).unwrap();
+        object.put(dicom_object::mem::InMemElement::new(
+            tag,
+            dicom_core::VR::UI,
+            dicom_core::PrimitiveValue::from("../../escape"),
+        ));
+        let path = dir.path().join(format!("{name}.dcm"));
+        object.write_to_file(&path).unwrap();
+        let issue = scan::read_instance(&path).expect_err("refused");
+        assert!(issue.message.contains(name), "{}", issue.message);
+    }
+}

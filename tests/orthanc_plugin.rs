@@ -597,9 +597,50 @@ fn late_and_changed_series_are_processed_alone_and_outdated_overlays_go() {
     assert_eq!(rerun["overlays_removed"], json!(outdated.len()), "{rerun}");
     eprintln!("outdated overlays removed on the rerun: {}", outdated.len());
 
+    // studies whose StudyInstanceUID is not a UID: those Orthanc takes fail alone, naming
+    // the attribute, and nothing is written for them
+    let hostile = common::write_hostile_uid_files(&work.path().join("hostile"));
+    let mut taken = Vec::new();
+    for file in &hostile {
+        if let Ok(answer) = orthanc.try_store(file) {
+            let study = answer["ParentStudy"].as_str().expect("ParentStudy");
+            taken.push(study.to_string());
+        }
+    }
+    eprintln!(
+        "Orthanc took {} of the {} files with hostile UIDs",
+        taken.len(),
+        hostile.len()
+    );
+    assert!(
+        taken.len() >= 2,
+        "Orthanc takes at least the path-like UIDs: {taken:?}"
+    );
+    for hostile_study in &taken {
+        let failed = wait_for(
+            &orthanc,
+            "the hostile study to fail",
+            Duration::from_secs(60),
+            || job(&orthanc, hostile_study).filter(|j| j["state"] == "failed"),
+        );
+        assert!(
+            failed.to_string().contains("StudyInstanceUID"),
+            "the failure names the attribute: {failed}"
+        );
+    }
+
     let (status, _, log) = orthanc.stop(Duration::from_secs(60));
     assert!(status.success(), "{}", tail(&log, 40));
     assert_no_internal_error(&log);
+    common::assert_nothing_written_outside(
+        work.path(),
+        &[
+            &out,
+            &site,
+            &work.path().join("hostile"),
+            &work.path().join("unused"),
+        ],
+    );
 }
 
 #[test]

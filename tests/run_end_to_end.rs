@@ -361,3 +361,41 @@ fn several_methods_give_a_summary_image_whose_tiles_are_the_overlays() {
         );
     }
 }
+
+#[test]
+fn files_with_hostile_uids_fail_alone_and_nothing_is_written_outside_the_output_folder() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in");
+    let hostile = common::write_hostile_uid_files(&input);
+    let good = input.join("good.dcm");
+    std::fs::copy(common::asset("pydicom/MR_small.dcm"), &good).unwrap();
+    let before = common::checksums(&input);
+    let config = write_config(work.path());
+    let out = work.path().join("out");
+
+    let (code, stdout, stderr) = run(&config, &out, &[], &[&input]);
+    assert_eq!(code, 3, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for path in &hostile {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(name) && l.contains("StudyInstanceUID")),
+            "{name} is reported with the attribute: {stderr}"
+        );
+    }
+    let good_uid = dicom_object::open_file(&good)
+        .unwrap()
+        .element(dicom_dictionary_std::tags::STUDY_INSTANCE_UID)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches('\0')
+        .to_string();
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join(&good_uid).join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["status"], "ok", "the good study goes on: {report:#}");
+    assert_eq!(common::checksums(&input), before, "inputs untouched");
+    common::assert_nothing_written_outside(work.path(), &[&input, &out, &config]);
+}

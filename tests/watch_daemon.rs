@@ -511,6 +511,27 @@ fn bad_inputs_and_failures_are_recorded_and_the_daemon_goes_on() {
         "{s:#}"
     );
 
+    // files whose StudyInstanceUID is not a UID: each a problem file naming the attribute,
+    // and nothing written for them (the whole tree is listed at the end)
+    let hostile = common::write_hostile_uid_files(&drop.join("hostile"));
+    wait_for(
+        "the files with hostile UIDs",
+        Duration::from_secs(60),
+        &daemon,
+        || {
+            let problems = status(&state)["problem_files"].clone();
+            hostile.iter().all(|path| {
+                problems.as_array().into_iter().flatten().any(|p| {
+                    p["file"].as_str() == path.to_str()
+                        && p["kind"] == "failed"
+                        && p["reason"]
+                            .as_str()
+                            .is_some_and(|r| r.contains("StudyInstanceUID"))
+                })
+            })
+        },
+    );
+
     // the configuration is changed to nonsense: rejected, the old one kept
     let good = std::fs::read_to_string(&config).expect("config");
     std::fs::write(&config, "this is = [not toml").expect("write");
@@ -556,9 +577,29 @@ fn bad_inputs_and_failures_are_recorded_and_the_daemon_goes_on() {
             .is_some_and(|r| r.contains(&blocked_uid)),
         "the reason names the output: {failed:#}"
     );
+    // a setting fixed at start is named, not ignored
+    std::fs::write(&config, format!("{good}workers = 3\n")).expect("workers");
+    wait_for(
+        "the restart warning",
+        Duration::from_secs(30),
+        &daemon,
+        || {
+            daemon
+                .log()
+                .lines()
+                .any(|l| l.contains("workers") && l.contains("restart to apply"))
+        },
+    );
     std::fs::write(&config, good).expect("restore");
     let log = daemon.log();
     assert_eq!(daemon.terminate(), 0, "still alive after all that:\n{log}");
+    let logs: Vec<PathBuf> = common::files_under(work.path())
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "log") && f.parent() == Some(work.path()))
+        .collect();
+    let mut allowed: Vec<&Path> = vec![&drop, &state, &out, &config];
+    allowed.extend(logs.iter().map(PathBuf::as_path));
+    common::assert_nothing_written_outside(work.path(), &allowed);
 }
 
 #[test]

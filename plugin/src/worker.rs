@@ -273,7 +273,19 @@ impl Worker {
         uid: &str,
         report: &StudyReport,
     ) -> (usize, Vec<ReportError>) {
-        let study_dir = output::study_dir(&self.out, uid);
+        let study_dir = match output::study_dir(&self.out, uid) {
+            Ok(dir) => dir,
+            Err(invalid) => {
+                let message = format!("study {study}: StudyInstanceUID {invalid}");
+                return (
+                    0,
+                    vec![ReportError {
+                        file: String::new(),
+                        message,
+                    }],
+                );
+            }
+        };
         let outputs = report.series.iter().flat_map(|s| &s.models).flat_map(|m| {
             m.explanations
                 .iter()
@@ -312,7 +324,7 @@ impl Worker {
 
     /// The study's current `report.json`, if it has a readable one.
     fn previous_report(&self, uid: &str) -> Option<Value> {
-        let path = output::study_dir(&self.out, uid).join("report.json");
+        let path = output::study_dir(&self.out, uid).ok()?.join("report.json");
         let bytes = std::fs::read(&path).ok()?;
         serde_json::from_slice(&bytes)
             .map_err(|e| tracing::warn!("{}: not JSON, replaced: {e}", path.display()))

@@ -244,9 +244,22 @@ fn instance_of(path: &Path, ds: &DataSet) -> Result<Found, FileIssue> {
             message: format!("{}: missing {name}", path.display()),
         })
     };
-    let sop_instance_uid = required(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?;
-    let study_uid = required(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?;
-    let series_uid = required(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?;
+    // these three name output folders and files: a value that is not a UID (`../x`, `/x`)
+    // fails its file here, before anything is written
+    let uid = |tag, name: &str| {
+        let value = required(tag, name)?;
+        match super::uid::check(&value) {
+            Ok(_) => Ok(value),
+            Err(invalid) => Err(FileIssue {
+                file: path.to_path_buf(),
+                disposition: Disposition::Failed,
+                message: format!("{}: {name} {invalid}", path.display()),
+            }),
+        }
+    };
+    let sop_instance_uid = uid(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?;
+    let study_uid = uid(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?;
+    let series_uid = uid(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?;
     let sop_class_uid = required(tags::SOP_CLASS_UID, "SOPClassUID")?;
     let frames = attrs::frame_count(ds);
     let positions = (0..frames).map(|frame| position_of(ds, frame)).collect();

@@ -168,6 +168,24 @@ impl Classifier {
         &self.manifest
     }
 
+    /// The execution provider of every session the model has used: `forward`, then each
+    /// derived (gradient or attention) model opened so far under its probe's name.
+    pub fn providers(&self) -> std::collections::BTreeMap<String, String> {
+        let mut providers = std::collections::BTreeMap::from([(
+            "forward".to_string(),
+            self.provider().to_string(),
+        )]);
+        for (probe, provider) in self.probes.providers() {
+            providers.insert(probe.name().to_string(), provider.to_string());
+        }
+        providers
+    }
+
+    /// Whether the site listed CUDA, so that a session on the CPU is a fallback.
+    pub fn cuda_requested(&self) -> bool {
+        self.runtime.cuda_requested()
+    }
+
     /// The execution provider the model runs on.
     pub fn provider(&self) -> &'static str {
         self.session.lock().map(|s| s.provider).unwrap_or("cpu")

@@ -138,12 +138,9 @@ struct RawModel {
     onnx: PathBuf,
     sha256: Option<String>,
     labels: Vec<String>,
-    #[serde(default = "yes")]
+    /// Absent means untrained: a manifest must say so to be shown as trained.
+    #[serde(default)]
     trained: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// `version = "3"` and `version = 3` are both common.
@@ -370,6 +367,17 @@ std = [0.229, 0.224, 0.225]"#;
         );
         assert_eq!(m.no_tumour_index(), Some(2));
         assert_eq!(m.output.kind, OutputKind::Logits);
+    }
+
+    #[test]
+    fn a_manifest_that_does_not_say_trained_is_untrained() {
+        assert!(
+            !parse(&manifest_text("", GOOD_INPUT))
+                .expect("valid")
+                .trained
+        );
+        let said = parse(&manifest_text("trained = true", GOOD_INPUT)).expect("valid");
+        assert!(said.trained);
     }
 
     #[test]

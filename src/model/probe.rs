@@ -38,6 +38,16 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// The probe's name in reports (`providers` of report.json).
+    pub fn name(self) -> &'static str {
+        match self {
+            Probe::InputGradient => "input-gradient",
+            Probe::FeatureGradient => "feature-gradient",
+            Probe::AttentionGradient => "attention-gradient",
+            Probe::Attention => "attention",
+        }
+    }
+
     /// Whether the probe runs a gradient model (and so needs a class per input).
     pub fn differentiates(self) -> bool {
         !matches!(self, Probe::Attention)
@@ -65,6 +75,25 @@ pub(crate) struct ProbeSessions {
     sessions: Mutex<HashMap<Probe, ProbeSession>>,
     planned: Mutex<HashSet<Probe>>,
     runs: AtomicUsize,
+}
+
+impl ProbeSessions {
+    /// The execution provider of every derived model opened so far, by probe.
+    pub(crate) fn providers(&self) -> Vec<(Probe, &'static str)> {
+        let Ok(sessions) = self.sessions.lock() else {
+            return Vec::new();
+        };
+        sessions
+            .iter()
+            .filter_map(|(probe, session)| {
+                session
+                    .loaded
+                    .lock()
+                    .ok()
+                    .map(|loaded| (*probe, loaded.provider))
+            })
+            .collect()
+    }
 }
 
 /// An open derived model, the name of its score output and its latest single-input runs.

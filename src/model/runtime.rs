@@ -235,6 +235,11 @@ impl Runtime {
         &self.library
     }
 
+    /// Whether the site listed the CUDA provider.
+    pub fn cuda_requested(&self) -> bool {
+        self.options.providers.contains(&Provider::Cuda)
+    }
+
     /// Creates a session for `model` on the first provider that works, logging every
     /// fallback; with `require_gpu`, a CUDA failure is an error carrying ORT's reason.
     pub fn session(&self, model: &Path) -> Result<LoadedSession, RuntimeError> {

@@ -4,20 +4,42 @@ pub mod report;
 
 use std::path::{Path, PathBuf};
 
+use crate::dicom::uid::{self, InvalidUid};
+
 pub use report::{
     ExplanationReport, ModelReport, Quality, ReportError, SeriesPrediction, SeriesReport,
     SliceReport, Status, StudyReport, SummaryReport,
 };
 
+/// Every output path is built here, and only from valid DICOM UIDs (PS3.5 9.1, see
+/// [`uid::check`]): `base/<uid>/<uid>...`, the last with `extension` when given. UIDs come
+/// from input files and are untrusted; a value that is not a UID (`../x`, `/x`, a NUL byte)
+/// is refused, so no output can land outside `base`.
+pub fn uid_path(
+    base: &Path,
+    uids: &[&str],
+    extension: Option<&str>,
+) -> Result<PathBuf, InvalidUid> {
+    let mut path = base.to_path_buf();
+    for (index, value) in uids.iter().enumerate() {
+        let name = uid::check(value)?;
+        match extension.filter(|_| index + 1 == uids.len()) {
+            Some(extension) => path.push(format!("{name}.{extension}")),
+            None => path.push(name),
+        }
+    }
+    Ok(path)
+}
+
 /// The folder of a study's outputs: `<out>/<StudyInstanceUID>`.
-pub fn study_dir(out: &Path, study_uid: &str) -> PathBuf {
-    out.join(study_uid)
+pub fn study_dir(out: &Path, study_uid: &str) -> Result<PathBuf, InvalidUid> {
+    uid_path(out, &[study_uid], None)
 }
 
 /// Where an overlay is written, relative to the study folder:
 /// `<overlay SeriesInstanceUID>/<overlay SOPInstanceUID>.dcm`.
-pub fn overlay_relative_path(series_uid: &str, sop_uid: &str) -> PathBuf {
-    Path::new(series_uid).join(format!("{sop_uid}.dcm"))
+pub fn overlay_relative_path(series_uid: &str, sop_uid: &str) -> Result<PathBuf, InvalidUid> {
+    uid_path(Path::new(""), &[series_uid, sop_uid], Some("dcm"))
 }
 
 /// Writes `bytes` to `path` atomically (temporary name in the same folder, then rename).
@@ -88,6 +110,36 @@ pub fn merge_rerun(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_paths_are_built_from_valid_uids_only() {
+        let out = Path::new("/srv/out");
+        assert_eq!(study_dir(out, "1.2.3"), Ok(PathBuf::from("/srv/out/1.2.3")));
+        assert_eq!(
+            overlay_relative_path("2.25.1", "2.25.2"),
+            Ok(PathBuf::from("2.25.1/2.25.2.dcm"))
+        );
+        for hostile in [
+            "../../escape",
+            "/abs/escape",
+            "1.2..3",
+            "",
+            "1.2\0.3",
+            ".",
+            "..",
+        ] {
+            assert!(study_dir(out, hostile).is_err(), "{hostile:?}");
+            assert!(
+                overlay_relative_path("1.2", hostile).is_err(),
+                "{hostile:?}"
+            );
+            assert!(
+                overlay_relative_path(hostile, "1.2").is_err(),
+                "{hostile:?}"
+            );
+        }
+        assert!(study_dir(out, &"1".repeat(65)).is_err());
+    }
 
     #[test]
     fn a_rerun_keeps_the_series_it_did_not_redo() {

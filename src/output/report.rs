@@ -75,8 +75,14 @@ pub struct ModelReport {
     pub version: String,
     /// False for untrained (demo) weights.
     pub trained: bool,
-    /// The execution provider it ran on.
+    /// The execution provider its forward session ran on.
     pub provider: String,
+    /// The execution provider of every session used: `forward` and each derived model
+    /// (`input-gradient`, `feature-gradient`, `attention-gradient`, `attention`).
+    pub providers: std::collections::BTreeMap<String, String>,
+    /// What a reader must know about how it ran (a CPU fallback while CUDA was asked for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The series-level call.
     pub series_prediction: Option<SeriesPrediction>,
     /// Per slice, in spatial order.

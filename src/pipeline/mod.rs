@@ -67,6 +67,13 @@ pub enum RunError {
         /// What went wrong, naming the file.
         message: String,
     },
+    /// A study's UID is not a valid DICOM UID, so no output path can be built from it
+    /// (exit status 1; `scan` refuses such files before they reach a study).
+    #[snafu(display("nothing written for the study: StudyInstanceUID {source}"))]
+    Uid {
+        /// What is wrong with the UID.
+        source: crate::dicom::uid::InvalidUid,
+    },
     /// An output could not be written (exit status 1).
     #[snafu(display("{}: cannot write: {source}", path.display()))]
     Output {
@@ -208,6 +215,18 @@ impl Engine {
             manifests.into_iter().filter(|m| wanted.contains(&m.name)),
             settings.runtime.batch_size,
         )?;
+        for model in models
+            .iter()
+            .map(Classifier::manifest)
+            .filter(|m| !m.trained)
+        {
+            tracing::warn!(
+                model = %model.name,
+                "model {} is UNTRAINED (its manifest does not say trained = true): its \
+                 predictions and explanations are of random weights, and every output says so",
+                model.name
+            );
+        }
         let font = Font::find(None).map_err(|source| RunError::Font { source })?;
         let methods = MethodSet::from_settings(&settings.methods);
         Ok(Engine {
@@ -254,7 +273,6 @@ impl Engine {
         let _entered = span.enter();
         let started = std::time::Instant::now();
         let created = Timestamp::now();
-        let study_dir = output::study_dir(out, &study.uid);
         let mut report = StudyReport {
             study_instance_uid: study.uid.clone(),
             status: Status::Ok,
@@ -262,6 +280,19 @@ impl Engine {
             series: Vec::new(),
             skipped_series: Vec::new(),
             software: concat!("dicom-xai ", env!("CARGO_PKG_VERSION")).to_string(),
+        };
+        let study_dir = match output::study_dir(out, &study.uid) {
+            Ok(dir) => dir,
+            Err(invalid) => {
+                let message = format!("StudyInstanceUID {invalid}: the study is not processed");
+                tracing::error!("{message}");
+                report.errors.push(ReportError {
+                    file: String::new(),
+                    message,
+                });
+                report.settle_status();
+                return report;
+            }
         };
         for series in &study.series {
             match self.settings.rule_for(series) {
@@ -365,7 +396,9 @@ pub fn write_report(report: &impl serde::Serialize, out: &Path) -> Result<PathBu
         path: out.join("report.json"),
         source: std::io::Error::other(e),
     })?;
-    let path = output::study_dir(out, &uid).join("report.json");
+    let path = output::study_dir(out, &uid)
+        .map_err(|source| RunError::Uid { source })?
+        .join("report.json");
     output::write_atomically(&path, &bytes).map_err(|source| RunError::Output {
         path: path.clone(),
         source,
@@ -395,14 +428,12 @@ pub fn run(engine: &Engine, inputs: &[PathBuf], out: &Path) -> Result<RunSummary
     );
     for study in &scanned.studies {
         progress.set_message(study.uid.clone());
-        let report = engine.process_study(study, out, Vec::new())?;
+        let report = engine.study_report(study, out, Vec::new());
+        summary.reports.push(write_report(&report, out)?);
         summary.studies += 1;
         if report.status != Status::Ok {
             summary.studies_with_errors += 1;
         }
-        summary
-            .reports
-            .push(output::study_dir(out, &study.uid).join("report.json"));
         progress.inc(1);
     }
     progress.finish_and_clear();

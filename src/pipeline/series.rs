@@ -77,8 +77,9 @@ impl SeriesContext<'_> {
                 }
             });
             for (model_index, model) in models.iter().enumerate() {
-                let model_report =
+                let mut model_report =
                     self.process_model(series, &slices, model, &methods, model_index, errors);
+                record_providers(&mut model_report, model);
                 report.models.push(model_report);
             }
         });
@@ -100,6 +101,8 @@ impl SeriesContext<'_> {
             version: manifest.version.clone(),
             trained: manifest.trained,
             provider: model.provider().to_string(),
+            providers: Default::default(),
+            warnings: Vec::new(),
             series_prediction: None,
             slices: Vec::new(),
             explanations: Vec::new(),
@@ -601,10 +604,34 @@ impl SeriesContext<'_> {
             slice.frame,
             derivation,
         );
-        let relative = output::overlay_relative_path(&uids.series, &uids.instance);
+        let relative = output::overlay_relative_path(&uids.series, &uids.instance)
+            .map_err(|e| e.to_string())?;
         secondary_capture::write_atomically(&object, &self.study_dir.join(&relative))
             .map_err(|e| e.to_string())?;
         Ok((uids, relative))
+    }
+}
+
+/// Records the provider of every session `model` used, and warns when one of them fell back
+/// to the CPU although the site asked for CUDA (a gradient model can fall back alone).
+fn record_providers(report: &mut ModelReport, model: &Classifier) {
+    report.providers = model.providers();
+    if !model.cuda_requested() {
+        return;
+    }
+    let on_cpu: Vec<&str> = report
+        .providers
+        .iter()
+        .filter(|(_, provider)| provider.as_str() == "cpu")
+        .map(|(session, _)| session.as_str())
+        .collect();
+    if !on_cpu.is_empty() {
+        let warning = format!(
+            "CUDA was asked for, but these sessions ran on the CPU: {}",
+            on_cpu.join(", ")
+        );
+        tracing::warn!(model = %report.model, "{warning}");
+        report.warnings.push(warning);
     }
 }
 

@@ -4,12 +4,12 @@
 //! Study counts per state come from the journal at each request, so they are right across
 //! restarts; the counters of this process (studies done, seconds, deliveries) start at zero.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::journal::{Journal, StudyState};
 
@@ -169,6 +169,29 @@ pub fn resident_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// How long one request may take from connection to answer, and how many are answered at
+/// once: a client that connects and sends nothing (or a byte at a time) holds one handler
+/// for at most this long and never stalls a scrape or a health check beside it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// The whole request head must arrive within this.
+    pub request_timeout: Duration,
+    /// Requests in hand at once; one more is answered 503 at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            request_timeout: Duration::from_secs(5),
+            max_connections: 8,
+        }
+    }
+}
+
+/// The largest request head read; a longer one is refused.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
 /// Serves the metrics on `address` (loopback) in a thread until `stop`.
 pub fn serve(
     address: SocketAddr,
@@ -177,18 +200,50 @@ pub fn serve(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(address)?;
-    listener.set_nonblocking(true)?;
     tracing::info!(%address, "metrics endpoint listening");
+    serve_on(listener, metrics, state, stop, ServeLimits::default())
+}
+
+/// Serves on a bound `listener`: one short-lived thread per request, at most
+/// `limits.max_connections` at once, each cut off after `limits.request_timeout`.
+pub fn serve_on(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    state: PathBuf,
+    stop: Arc<AtomicBool>,
+    limits: ServeLimits,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let state = Arc::new(state);
+    let in_hand = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
         while !stop.load(Ordering::SeqCst) {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if let Err(error) = answer(stream, &metrics, &state) {
-                        tracing::debug!("metrics request: {error}");
+                    if in_hand.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
+                        in_hand.fetch_sub(1, Ordering::SeqCst);
+                        refuse_busy(stream);
+                        continue;
+                    }
+                    let (metrics, state, in_hand) = (
+                        Arc::clone(&metrics),
+                        Arc::clone(&state),
+                        Arc::clone(&in_hand),
+                    );
+                    let spawned = std::thread::Builder::new()
+                        .name("metrics-request".into())
+                        .spawn(move || {
+                            if let Err(error) = answer(stream, &metrics, &state, limits) {
+                                tracing::debug!("metrics request: {error}");
+                            }
+                            in_hand.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    if let Err(error) = spawned {
+                        tracing::warn!("metrics endpoint: no thread for a request: {error}");
                     }
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(error) => {
                     tracing::warn!("metrics endpoint: {error}");
@@ -200,36 +255,180 @@ pub fn serve(
     Ok(())
 }
 
-fn answer(stream: TcpStream, metrics: &Metrics, state: &std::path::Path) -> std::io::Result<()> {
+/// Reads the request head within the deadline (whatever the client's pace) and answers it.
+fn answer(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    state: &std::path::Path,
+    limits: ServeLimits,
+) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // the headers are read and ignored
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
+    let deadline = Instant::now() + limits.request_timeout;
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request head did not arrive in time",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        let read = stream.read(&mut chunk)?;
+        if read == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..read]);
+        if head.len() > MAX_REQUEST_HEAD {
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "too long\n",
+            );
+        }
     }
+    stream.set_write_timeout(Some(limits.request_timeout))?;
+    let request = String::from_utf8_lossy(&head);
     let path = request.split_whitespace().nth(1).unwrap_or("/");
-    let (status, body) = match path {
+    match path {
         "/metrics" => {
             let per_state = Journal::open_read_only(state)
                 .and_then(|j| j.state_counts())
                 .unwrap_or_default();
-            ("200 OK", metrics.render(&per_state))
+            respond(&mut stream, "200 OK", &metrics.render(&per_state))
         }
-        "/health" => ("200 OK", "ok\n".to_string()),
-        _ => (
+        "/health" => respond(&mut stream, "200 OK", "ok\n"),
+        _ => respond(
+            &mut stream,
             "404 Not Found",
-            "not found: try /metrics or /health\n".to_string(),
+            "not found: try /metrics or /health\n",
         ),
-    };
-    let mut stream = stream;
+    }
+}
+
+/// Answers 503 and closes gracefully: the request is drained briefly after the answer, so
+/// the client reads the answer instead of a reset.
+fn refuse_busy(mut stream: TcpStream) {
+    let drain = Duration::from_millis(200);
+    let refused = stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_read_timeout(Some(drain)))
+        .and_then(|()| stream.set_write_timeout(Some(drain)))
+        .and_then(|()| respond(&mut stream, "503 Service Unavailable", "busy\n"))
+        .and_then(|()| stream.shutdown(std::net::Shutdown::Write));
+    if refused.is_ok() {
+        let mut sink = [0u8; 1024];
+        let mut drained = 0;
+        while drained < MAX_REQUEST_HEAD {
+            match stream.read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+}
+
+fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
     write!(
         stream,
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(address: SocketAddr, path: &str, patience: Duration) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(patience))?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    }
+
+    #[test]
+    fn clients_that_send_nothing_neither_stall_a_scrape_nor_stay_forever() {
+        let state = tempfile::tempdir().expect("state");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let limits = ServeLimits {
+            request_timeout: Duration::from_secs(3),
+            max_connections: 4,
+        };
+        let metrics = Arc::new(Metrics::default());
+        metrics.study_done(1.5, false);
+        serve_on(
+            listener,
+            metrics,
+            state.path().into(),
+            Arc::clone(&stop),
+            limits,
+        )
+        .expect("serve");
+
+        // two silent clients and one that trickles a byte at a time
+        let silent: Vec<TcpStream> = (0..2)
+            .map(|_| TcpStream::connect(address).expect("connect"))
+            .collect();
+        let mut trickle = TcpStream::connect(address).expect("connect");
+        trickle.write_all(b"G").expect("a byte");
+        // while they hold their handlers, a scrape and a health check are answered at once
+        // (well before any of them would time out: a serial server would wait for them)
+        let metrics_text = get(address, "/metrics", Duration::from_secs(2)).expect("scrape");
+        assert!(
+            metrics_text.starts_with("HTTP/1.1 200 OK"),
+            "{metrics_text}"
+        );
+        assert!(
+            metrics_text.contains("dicom_xai_studies_processed_total{outcome=\"done\"} 1"),
+            "{metrics_text}"
+        );
+        let health = get(address, "/health", Duration::from_secs(2)).expect("health");
+        assert!(health.ends_with("ok\n"), "{health}");
+
+        // the trickling client is cut off by the total deadline, not per line or byte
+        let mut rest = Vec::new();
+        let mut closed = false;
+        for _ in 0..40 {
+            if trickle.write_all(b"E").is_err() {
+                closed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            let mut probe = [0u8; 1];
+            trickle.set_nonblocking(true).expect("nonblocking");
+            match trickle.read(&mut probe) {
+                Ok(0) => closed = true,
+                Ok(n) => rest.extend_from_slice(&probe[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => closed = true,
+            }
+            trickle.set_nonblocking(false).expect("blocking");
+            if closed {
+                break;
+            }
+        }
+        assert!(
+            closed,
+            "a request that never ends is cut off by its deadline"
+        );
+        assert!(rest.is_empty(), "no answer to a request that never ended");
+        drop(silent);
+
+        // more requests in hand than the limit: the extra one is told so at once
+        let held: Vec<TcpStream> = (0..limits.max_connections)
+            .map(|_| TcpStream::connect(address).expect("connect"))
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let busy = get(address, "/health", Duration::from_secs(2)).expect("busy answer");
+        assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+        drop(held);
+        stop.store(true, Ordering::SeqCst);
+    }
 }

@@ -393,14 +393,23 @@ fn reload_configuration(
 ) -> Option<WatchSettings> {
     match load(options) {
         Ok(new) => {
-            if new.watch.drop != running.drop || new.watch.state != running.state {
+            let fixed = fixed_at_start_changes(running, &new.watch);
+            if !fixed.is_empty() {
                 tracing::warn!(
-                    "configuration reloaded, but the drop and state folders only change on restart"
+                    "configuration reloaded, but [watch] {} only change on restart: restart to \
+                     apply; the running values are kept",
+                    fixed.join(", ")
                 );
             }
             let watch = WatchSettings {
                 drop: running.drop.clone(),
                 state: running.state.clone(),
+                workers: running.workers,
+                metrics: running.metrics,
+                poll: match (running.poll, new.watch.poll) {
+                    (Some(_), Some(poll)) => Some(poll),
+                    (running, _) => running,
+                },
                 ..new.watch.clone()
             };
             let mut guard = shared.write().unwrap_or_else(|p| p.into_inner());
@@ -419,6 +428,22 @@ fn reload_configuration(
             None
         }
     }
+}
+
+/// The `[watch]` settings that differ in `new` but are fixed while the daemon runs: the
+/// folders, the worker threads, the metrics listener, and polling against inotify (the
+/// polling interval itself may change).
+fn fixed_at_start_changes(running: &WatchSettings, new: &WatchSettings) -> Vec<&'static str> {
+    [
+        ("drop", running.drop != new.drop),
+        ("state", running.state != new.state),
+        ("workers", running.workers != new.workers),
+        ("metrics", running.metrics != new.metrics),
+        ("poll", running.poll.is_some() != new.poll.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
 }
 
 /// Reads a stable file's header and records what it is.

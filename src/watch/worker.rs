@@ -150,7 +150,7 @@ fn run_study(
             uid: uid.to_string(),
             series: Vec::new(),
         });
-    let study_dir = output::study_dir(out, uid);
+    let study_dir = output::study_dir(out, uid).map_err(|e| format!("StudyInstanceUID {e}"))?;
     remove_stale_temporaries(&study_dir);
     tracing::info!(
         series = study.series.len(),

@@ -193,3 +193,74 @@ pub fn checksums(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
         })
         .collect()
 }
+
+/// StudyInstanceUIDs an attacker (or a broken exporter) may put in a file, each of which
+/// would make a naive `out.join(uid)` land elsewhere or break a path; none is a DICOM UID.
+pub const HOSTILE_UIDS: [&str; 6] = [
+    "../../escape",
+    "/abs/escape",
+    "1.2..3",
+    "1111111111111111111111111111111111111111111111111111111111111111.1",
+    "",
+    "1.2\0.3",
+];
+
+/// Writes one copy of pydicom's MR_small.dcm per [`HOSTILE_UIDS`] into `dir` (`hostile-N.dcm`,
+/// the hostile value as StudyInstanceUID, valid series and instance UIDs of their own); the
+/// files written.
+pub fn write_hostile_uid_files(dir: &Path) -> Vec<PathBuf> {
+    use dicom_dictionary_std::tags;
+    use dicom_object::mem::InMemElement;
+    std::fs::create_dir_all(dir).expect("mkdir");
+    HOSTILE_UIDS
+        .iter()
+        .enumerate()
+        .map(|(index, uid)| {
+            let mut object =
+                dicom_object::open_file(asset("pydicom/MR_small.dcm")).expect("MR_small");
+            for (tag, value) in [
+                (tags::STUDY_INSTANCE_UID, uid.to_string()),
+                (
+                    tags::SERIES_INSTANCE_UID,
+                    format!("1.2.826.0.1.3680043.99.{index}"),
+                ),
+                (
+                    tags::SOP_INSTANCE_UID,
+                    format!("1.2.826.0.1.3680043.99.{index}.1"),
+                ),
+            ] {
+                object.put(InMemElement::new(
+                    tag,
+                    dicom_core::VR::UI,
+                    dicom_core::PrimitiveValue::from(value),
+                ));
+            }
+            let path = dir.join(format!("hostile-{index}.dcm"));
+            object.write_to_file(&path).expect("write");
+            path
+        })
+        .collect()
+}
+
+/// Asserts that a run over `work` wrote nothing outside the folders `allowed` (inside
+/// `work`), by listing the whole tree, and that no hostile UID made a file appear beside
+/// `work` or at an absolute path.
+pub fn assert_nothing_written_outside(work: &Path, allowed: &[&Path]) {
+    let strays: Vec<PathBuf> = files_under(work)
+        .into_iter()
+        .filter(|f| !allowed.iter().any(|a| f.starts_with(a)))
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "files written outside the allowed folders: {strays:?}"
+    );
+    for escaped in [
+        work.parent().map(|p| p.join("escape")),
+        Some(PathBuf::from("/abs/escape")),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        assert!(!escaped.exists(), "{} was written", escaped.display());
+    }
+}

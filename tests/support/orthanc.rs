@@ -226,10 +226,20 @@ impl Orthanc {
 
     /// Stores one DICOM file with `POST /instances`; Orthanc's answer.
     pub fn store(&self, file: &Path) -> Value {
+        self.try_store(file)
+            .unwrap_or_else(|status| panic!("POST /instances {}: {status}", file.display()))
+    }
+
+    /// Offers one DICOM file with `POST /instances`: Orthanc's answer when it took it,
+    /// else the HTTP status of its refusal.
+    pub fn try_store(&self, file: &Path) -> Result<Value, u16> {
         let bytes = std::fs::read(file).expect("readable");
         let answer = self.request("POST", "/instances", &bytes);
-        assert_eq!(answer.status, 200, "POST /instances {}", file.display());
-        answer.json()
+        if answer.status == 200 {
+            Ok(answer.json())
+        } else {
+            Err(answer.status)
+        }
     }
 
     /// Sends SIGTERM and waits up to `limit` for Orthanc to exit: its status, how long it
