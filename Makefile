@@ -74,8 +74,10 @@ stop:
 
 ## test: set up, then every suite, one by one, with a table of seconds per suite against
 ## its budget (tests/budgets.toml) at the end; logs in target/test-logs/
-test: setup demo
-	@CARGO_FLAGS="$(CARGO_FLAGS)" $(PYTHON) scripts/test_suites.py
+test:
+	@start=$$(date +%s); $(MAKE) --no-print-directory setup demo && \
+	  CARGO_FLAGS="$(CARGO_FLAGS)" $(PYTHON) scripts/test_suites.py \
+	    --setup-seconds $$(( $$(date +%s) - start ))
 
 lint:
 	@CARGO_FLAGS="$(CARGO_FLAGS)" $(PYTHON) scripts/test_suites.py --only lint

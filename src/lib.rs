@@ -25,6 +25,7 @@
 //! - [`render`]: heat map, colour map and legend into the overlay picture.
 //! - [`pipeline`]: the [`pipeline::Engine`] that turns a study into overlays and a report.
 //! - [`output`]: `report.json` and output paths.
+//! - [`logging`]: how paths under the input folders appear in log lines.
 //! - [`cli`]: the command-line interface (`main.rs` only calls [`cli::main`]).
 //!
 //! ## Example: decode a slice to model-ready grey levels
@@ -54,6 +55,7 @@ pub mod cli;
 pub mod config;
 pub mod dicom;
 pub mod explain;
+pub mod logging;
 pub mod model;
 pub mod onnx;
 pub mod output;

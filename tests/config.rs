@@ -227,6 +227,19 @@ fn bad_colour_map_names_key_and_value() {
 }
 
 #[test]
+fn log_path_styles_are_checked() {
+    let text = format!("{}\n[logging]\npaths = \"names\"\n", valid_config(""));
+    let message = assert_error(&text, "logging.paths", "\"names\"");
+    assert!(message.contains("hashed"), "{message}");
+    let text = format!("{}\n[logging]\npaths = \"relative\"\n", valid_config(""));
+    let (_dir, _path, loaded) = load_text(&text);
+    assert_eq!(
+        loaded.expect("valid").log_paths,
+        Some(dicom_xai::logging::PathStyle::Relative)
+    );
+}
+
+#[test]
 fn unknown_method_lists_the_valid_names() {
     let text = valid_config("[rules.explain]\nmethods = [\"occlusion\", \"gradcan\"]\n");
     let message = assert_error(&text, "rules[1].explain.methods[1]", "\"gradcan\"");
@@ -679,6 +692,7 @@ fn our_own_overlays_never_match() {
         model_sha256: None,
         trained: true,
         method: "occlusion".into(),
+        parameters: "{}".into(),
         target_layer: None,
         class_label: "glioma".into(),
         probability: 0.9,

@@ -47,6 +47,12 @@ fn onnxruntime() -> PathBuf {
 /// A site configuration: the real VGG16, Grad-CAM on the `top_k` most tumour-like slices.
 fn site_config(dir: &Path, top_k: usize) -> PathBuf {
     let manifest = common::root().join("onnx/manifests/vgg16-kaggle.toml");
+    let explain = format!("methods = [\"gradcam\"]\nslices = \"top-k\"\ntop_k = {top_k}");
+    write_site_config(dir, &manifest, &explain)
+}
+
+/// Writes `dir/site.toml`: the model of `manifest`, `[explain]` as given, every MR series.
+fn write_site_config(dir: &Path, manifest: &Path, explain: &str) -> PathBuf {
     let text = format!(
         r#"
 [runtime]
@@ -64,9 +70,7 @@ dir = "{unused}"
 faithfulness_steps = 0
 
 [explain]
-methods = ["gradcam"]
-slices = "top-k"
-top_k = {top_k}
+{explain}
 
 [[rules]]
 name = "brain-mr"
@@ -199,17 +203,6 @@ fn upload(orthanc: &Orthanc, files: &[PathBuf]) -> (String, BTreeMap<String, Vec
     (study, uploaded)
 }
 
-/// The explanations of the plugin's report for the study.
-fn explanations(report: &Value) -> Vec<Value> {
-    report["series"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|s| s["models"].as_array().cloned().unwrap_or_default())
-        .flat_map(|m| m["explanations"].as_array().cloned().unwrap_or_default())
-        .collect()
-}
-
 /// No panic was caught at the plugin's boundaries.
 fn assert_no_internal_error(log: &str) {
     assert!(
@@ -302,7 +295,7 @@ fn stable_studies_get_valid_overlays_in_orthanc_its_web_viewer_and_dicomweb() {
     let report = orthanc.json(&format!("/dicom-xai/studies/{study}/report"));
     assert_eq!(report["study_instance_uid"], study_uid.as_str());
     assert_eq!(report["status"], "ok");
-    let explained = explanations(&report);
+    let explained = common::explanations(&report);
     assert_eq!(explained.len(), 3);
     let reported: BTreeSet<String> = explained
         .iter()
@@ -573,7 +566,7 @@ fn late_and_changed_series_are_processed_alone_and_outdated_overlays_go() {
             .iter()
             .find(|s| s["series_instance_uid"] == uid.as_str())
             .unwrap_or_else(|| panic!("the report lacks series {uid}: {report}"));
-        let named: BTreeSet<String> = explanations(&json!({ "series": [reported] }))
+        let named: BTreeSet<String> = common::explanations(&json!({ "series": [reported] }))
             .iter()
             .filter_map(|e| e["output_sop_instance_uid"].as_str().map(str::to_string))
             .collect();
@@ -711,5 +704,113 @@ fn a_broken_configuration_leaves_orthanc_running() {
         assert_eq!(queued.status, 503);
         let (exit, _, log) = orthanc.stop(Duration::from_secs(30));
         assert!(exit.success(), "{}", tail(&log, 40));
+    }
+}
+
+/// The SOPInstanceUIDs of our overlays in a study, as Orthanc holds them.
+fn overlay_sop_uids(orthanc: &Orthanc, study: &str) -> BTreeSet<String> {
+    overlays(orthanc, study)
+        .into_values()
+        .flatten()
+        .filter_map(|id| {
+            orthanc.json(&format!("/instances/{id}"))["MainDicomTags"]["SOPInstanceUID"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_model_or_changed_parameters_replace_the_overlays_in_orthanc() {
+    let _turn = take_turn();
+    let work = tempfile::tempdir().expect("temporary folder");
+    let model = work.path().join("model");
+    common::run_support_script("make_toy_model.py", &[model.as_os_str()]);
+    let manifest = model.join("toy.toml");
+    let configure = |patch: u32| {
+        let explain = format!(
+            "methods = [\"occlusion\"]\nslices = \"top-k\"\ntop_k = 1\n\n\
+             [methods.occlusion]\npatch = {patch}\nstride = {patch}\nbaseline = \"mean\""
+        );
+        write_site_config(work.path(), &manifest, &explain)
+    };
+    let out = work.path().join("out");
+    let storage = work.path().join("storage");
+    // Orthanc restarted on the same storage, as a site restarts it after a configuration or
+    // model change; the study is then processed again on request
+    let start = |site: &Path| {
+        Orthanc::start(
+            &[orthanc::plugin_library().as_path()],
+            STABLE_AGE,
+            json!({
+                "StorageDirectory": storage, "IndexDirectory": storage,
+                "DicomXai": {"Enable": true, "Config": site, "Out": out, "StopTimeout": 10.0},
+            }),
+        )
+    };
+    let finished = |orthanc: &Orthanc, study: &str, runs: u64| {
+        wait_for(
+            orthanc,
+            "the study processed",
+            Duration::from_secs(60),
+            || {
+                job(orthanc, study).filter(|j| {
+                    j["state"] == "done" && j["runs"].as_u64().is_some_and(|r| r >= runs)
+                })
+            },
+        )
+    };
+    let report_of = |orthanc: &Orthanc, study: &str| {
+        orthanc.json(&format!("/dicom-xai/studies/{study}/report"))
+    };
+
+    let site = configure(32);
+    let orthanc = start(&site);
+    let (study, _) = upload(&orthanc, &[common::asset("pydicom/MR_small.dcm")]);
+    finished(&orthanc, &study, 1);
+    let first = common::explanation_output_uids(&report_of(&orthanc, &study));
+    assert!(!first.is_empty());
+    assert_eq!(overlay_sop_uids(&orthanc, &study), first);
+    let (status, _, log) = orthanc.stop(Duration::from_secs(60));
+    assert!(status.success(), "{}", tail(&log, 40));
+
+    // changed [methods.occlusion] patch, then a new checkpoint under the same name: each time
+    // new UIDs, and the previous overlays gone from Orthanc and from the output folder
+    let mut previous = first;
+    for change in ["patch", "model"] {
+        match change {
+            "patch" => {
+                configure(16);
+            }
+            _ => {
+                common::run_support_script("make_toy_model.py", &[model.as_os_str(), "4".as_ref()]);
+            }
+        }
+        let orthanc = start(&site);
+        let answer = orthanc.request("POST", &format!("/dicom-xai/studies/{study}/process"), &[]);
+        assert!(answer.status < 300, "process: {}", answer.status);
+        finished(&orthanc, &study, 1);
+        let report = report_of(&orthanc, &study);
+        let current = common::explanation_output_uids(&report);
+        assert!(current.is_disjoint(&previous), "{change}: new UIDs");
+        assert_eq!(
+            common::superseded_uids(&report),
+            previous,
+            "{change}: the report says what went"
+        );
+        assert_eq!(
+            overlay_sop_uids(&orthanc, &study),
+            current,
+            "{change}: Orthanc holds only the current overlays"
+        );
+        assert_eq!(
+            common::overlay_file_uids(&out),
+            current,
+            "{change}: so does the output folder"
+        );
+        let (status, _, log) = orthanc.stop(Duration::from_secs(60));
+        assert!(status.success(), "{}", tail(&log, 40));
+        assert_no_internal_error(&log);
+        previous = current;
     }
 }

@@ -384,18 +384,95 @@ fn files_with_hostile_uids_fail_alone_and_nothing_is_written_outside_the_output_
             "{name} is reported with the attribute: {stderr}"
         );
     }
-    let good_uid = dicom_object::open_file(&good)
-        .unwrap()
-        .element(dicom_dictionary_std::tags::STUDY_INSTANCE_UID)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .trim_end_matches('\0')
-        .to_string();
+    let good_uid = common::study_uid_of(&good);
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join(&good_uid).join("report.json")).unwrap())
             .unwrap();
     assert_eq!(report["status"], "ok", "the good study goes on: {report:#}");
     assert_eq!(common::checksums(&input), before, "inputs untouched");
     common::assert_nothing_written_outside(work.path(), &[&input, &out, &config]);
+}
+
+#[test]
+fn a_new_model_or_changed_parameters_supersede_the_previous_outputs() {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("model");
+    common::run_support_script("make_toy_model.py", &[model.as_os_str()]);
+    let input = work.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let source = input.join("mr.dcm");
+    std::fs::copy(common::asset("pydicom/MR_small.dcm"), &source).unwrap();
+    let out = work.path().join("out");
+    let config = work.path().join("site.toml");
+    let configure = |patch: u32| {
+        let text = format!(
+            r#"
+[[models]]
+manifest = "{}"
+
+[output]
+dir = "unused"
+
+[quality]
+faithfulness_steps = 0
+
+[explain]
+methods = ["occlusion"]
+slices = "top-k"
+top_k = 1
+
+[methods.occlusion]
+patch = {patch}
+stride = {patch}
+baseline = "mean"
+
+[[rules]]
+name = "mr"
+[rules.select]
+modality = ["MR"]
+"#,
+            model.join("toy.toml").display()
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    let study_dir = || out.join(common::study_uid_of(&source));
+    let run_once = || -> Value {
+        let (code, stdout, stderr) = run(&config, &out, &[], &[&input]);
+        assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+        serde_json::from_slice(&std::fs::read(study_dir().join("report.json")).unwrap()).unwrap()
+    };
+
+    configure(32);
+    let first = common::explanation_output_uids(&run_once());
+    assert!(!first.is_empty());
+    let again = run_once();
+    assert_eq!(
+        common::explanation_output_uids(&again),
+        first,
+        "the same inputs give the same UIDs"
+    );
+    assert!(
+        again.get("superseded").is_none(),
+        "nothing replaced: {again:#}"
+    );
+
+    // a changed method parameter: new UIDs, the old overlays gone, the report says so
+    configure(16);
+    let changed = run_once();
+    let second = common::explanation_output_uids(&changed);
+    assert!(first.is_disjoint(&second), "{first:?} {second:?}");
+    assert_eq!(common::superseded_uids(&changed), first);
+    assert_eq!(
+        common::overlay_file_uids(&study_dir()),
+        second,
+        "only the current overlays are left"
+    );
+
+    // a new checkpoint of the same model, same name and path: new UIDs again
+    common::run_support_script("make_toy_model.py", &[model.as_os_str(), "4".as_ref()]);
+    let swapped = run_once();
+    let third = common::explanation_output_uids(&swapped);
+    assert!(second.is_disjoint(&third), "{second:?} {third:?}");
+    assert_eq!(common::superseded_uids(&swapped), second);
+    assert_eq!(common::overlay_file_uids(&study_dir()), third);
 }

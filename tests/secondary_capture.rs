@@ -22,6 +22,7 @@ fn derivation(trained: bool) -> Derivation {
         model_sha256: Some("ab".repeat(32)),
         trained,
         method: "gradcam".into(),
+        parameters: "{}".into(),
         target_layer: Some("features.norm5".into()),
         class_label: "glioma".into(),
         probability: 0.973,

@@ -144,6 +144,7 @@ fn overlay_of_an_enhanced_mr_frame_references_that_frame() {
         model_sha256: None,
         trained: false,
         method: "rollout".into(),
+        parameters: "{}".into(),
         target_layer: None,
         class_label: "notumor".into(),
         probability: 0.5,

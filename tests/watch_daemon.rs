@@ -73,6 +73,9 @@ impl Drop for Daemon {
     }
 }
 
+/// A drop subfolder named the way PACS exports often name them: after the patient.
+const PATIENT_FOLDER: &str = "DOE^JOHN 1960";
+
 fn unique(path: PathBuf) -> PathBuf {
     let mut candidate = path.clone();
     let mut i = 0;
@@ -466,13 +469,15 @@ fn bad_inputs_and_failures_are_recorded_and_the_daemon_goes_on() {
     std::fs::create_dir_all(&out).expect("out");
     let daemon = Daemon::start(&config, work.path());
 
-    // a CT study no rule takes, a truncated MR slice, a text file
+    // a CT study no rule takes, a truncated MR slice, a text file, in a folder named like a
+    // patient (drop folders often are): the name must never reach the log
+    let patient = drop.join(PATIENT_FOLDER);
     let ct = common::asset("pydicom/CT_small.dcm");
-    std::fs::create_dir_all(drop.join("misc")).expect("mkdir");
-    std::fs::copy(&ct, drop.join("misc/ct.dcm")).expect("copy");
+    std::fs::create_dir_all(patient.clone()).expect("mkdir");
+    std::fs::copy(&ct, patient.join("ct.dcm")).expect("copy");
     let mr = std::fs::read(common::asset("pydicom/MR_small.dcm")).expect("MR_small");
-    std::fs::write(drop.join("misc/truncated.dcm"), &mr[..mr.len() - 3000]).expect("write");
-    std::fs::write(drop.join("misc/readme.txt"), b"hello").expect("write");
+    std::fs::write(patient.join("truncated.dcm"), &mr[..mr.len() - 3000]).expect("write");
+    std::fs::write(patient.join("readme.txt"), b"hello").expect("write");
     wait_for(
         "the CT and MR studies",
         Duration::from_secs(120),
@@ -513,7 +518,7 @@ fn bad_inputs_and_failures_are_recorded_and_the_daemon_goes_on() {
 
     // files whose StudyInstanceUID is not a UID: each a problem file naming the attribute,
     // and nothing written for them (the whole tree is listed at the end)
-    let hostile = common::write_hostile_uid_files(&drop.join("hostile"));
+    let hostile = common::write_hostile_uid_files(&patient.join("hostile"));
     wait_for(
         "the files with hostile UIDs",
         Duration::from_secs(60),
@@ -592,7 +597,16 @@ fn bad_inputs_and_failures_are_recorded_and_the_daemon_goes_on() {
     );
     std::fs::write(&config, good).expect("restore");
     let log = daemon.log();
+    let log_file = daemon.log.clone();
     assert_eq!(daemon.terminate(), 0, "still alive after all that:\n{log}");
+    let log = std::fs::read_to_string(log_file).expect("the log");
+    assert!(log.contains("[file "), "paths are logged hashed:\n{log}");
+    for line in log.lines() {
+        assert!(
+            !line.contains("DOE") && !line.contains("JOHN"),
+            "the patient-named folder reached the log: {line}"
+        );
+    }
     let logs: Vec<PathBuf> = common::files_under(work.path())
         .into_iter()
         .filter(|f| f.extension().is_some_and(|e| e == "log") && f.parent() == Some(work.path()))

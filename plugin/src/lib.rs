@@ -235,6 +235,13 @@ fn start() -> Result<Shared, String> {
         .clone()
         .unwrap_or_else(|| settings.output.dir.clone());
     let out = std::path::absolute(&out).unwrap_or(out);
+    // instances are downloaded under Orthanc's IDs, but a site's own paths may still show
+    dicom_xai::logging::set_path_policy(
+        settings
+            .log_paths
+            .unwrap_or(dicom_xai::logging::PathStyle::Hashed),
+        &[out.join(".incoming")],
+    );
     std::fs::create_dir_all(&out).map_err(|e| {
         format!(
             "\"{}\".\"Out\": cannot create {}: {e}",

@@ -94,6 +94,6 @@ impl Drop for Line {
             Level::WARN => orthanc::Level::Warning,
             _ => orthanc::Level::Info,
         };
-        orthanc::log(level, text.trim_end());
+        orthanc::log(level, &dicom_xai::logging::redact(text.trim_end()));
     }
 }

@@ -155,20 +155,15 @@ impl Worker {
         let (stored, store_errors) = self.store_overlays(study, &uid, &report);
         report.errors.extend(store_errors);
         let redone: BTreeSet<String> = changed.iter().map(|s| s.uid.clone()).collect();
-        let previous_report = if rerun {
-            self.previous_report(&uid)
-        } else {
-            None
-        };
-        let mut removed = 0;
-        if let Some(previous) = &previous_report {
-            let (count, remove_errors) = remove_stale_overlays(study, previous, &report, &redone);
-            removed = count;
-            report.errors.extend(remove_errors);
-        }
+        // what an earlier run wrote for the redone series and this one did not make again
+        // (other slices, a new model or parameters) goes from the folder and from Orthanc;
+        // the report on disk says what, so this holds after a restart too
+        let previous_report = output::replace_previous(&self.out, &mut report, &redone);
+        let (removed, remove_errors) = remove_superseded_overlays(study, &report.superseded);
+        report.errors.extend(remove_errors);
         report.settle_status();
         let mut value = serde_json::to_value(&report).map_err(|e| e.to_string())?;
-        if let Some(previous) = &previous_report {
+        if rerun && let Some(previous) = &previous_report {
             output::merge_rerun(&mut value, previous, &redone);
         }
         let report_path = pipeline::write_report(&value, &self.out).map_err(|e| e.to_string())?;
@@ -321,70 +316,27 @@ impl Worker {
         }
         (stored, errors)
     }
-
-    /// The study's current `report.json`, if it has a readable one.
-    fn previous_report(&self, uid: &str) -> Option<Value> {
-        let path = output::study_dir(&self.out, uid).ok()?.join("report.json");
-        let bytes = std::fs::read(&path).ok()?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| tracing::warn!("{}: not JSON, replaced: {e}", path.display()))
-            .ok()
-    }
 }
 
-/// The output SOPInstanceUIDs (overlays and summaries) a report names, for the series in
-/// `only` when given.
-fn output_uids(report: &Value, only: Option<&BTreeSet<String>>) -> BTreeSet<String> {
-    report["series"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| {
-            only.is_none_or(|only| {
-                s["series_instance_uid"]
-                    .as_str()
-                    .is_some_and(|uid| only.contains(uid))
-            })
-        })
-        .flat_map(|s| s["models"].as_array().into_iter().flatten())
-        .flat_map(|m| {
-            ["explanations", "summaries"]
-                .into_iter()
-                .flat_map(move |key| m[key].as_array().into_iter().flatten())
-        })
-        .filter_map(|o| o["output_sop_instance_uid"].as_str().map(str::to_string))
-        .collect()
-}
-
-/// Deletes from Orthanc the overlays that the previous run made for the series redone now
-/// and that this run did not make again (the slices explained changed), so that the
-/// study shows only current explanations. Only instances of our own overlay series in
+/// Deletes from Orthanc the overlays an earlier run stored that this run superseded, so that
+/// the study shows only current explanations. Only instances of our own overlay series in
 /// this study are deleted. How many were, and an error per one that could not be.
-fn remove_stale_overlays(
+fn remove_superseded_overlays(
     study: &str,
-    previous: &Value,
-    report: &StudyReport,
-    redone: &BTreeSet<String>,
+    superseded: &[output::SupersededOutput],
 ) -> (usize, Vec<ReportError>) {
-    let current = serde_json::to_value(report)
-        .map(|value| output_uids(&value, None))
-        .unwrap_or_default();
-    let stale: Vec<String> = output_uids(previous, Some(redone))
-        .into_iter()
-        .filter(|uid| !current.contains(uid))
-        .collect();
     let mut removed = 0;
     let mut errors = Vec::new();
-    for sop in stale {
-        match remove_overlay(study, &sop) {
+    for sop in superseded.iter().map(|s| &s.output_sop_instance_uid) {
+        match remove_overlay(study, sop) {
             Ok(true) => {
                 removed += 1;
-                tracing::info!(overlay = %sop, "outdated overlay removed");
+                tracing::info!(overlay = %sop, "superseded overlay removed");
             }
             Ok(false) => {}
             Err(why) => errors.push(ReportError {
                 file: sop.clone(),
-                message: format!("outdated overlay {sop} of study {study}: {why}"),
+                message: format!("superseded overlay {sop} of study {study}: {why}"),
             }),
         }
     }
@@ -524,22 +476,6 @@ mod tests {
         assert!(series[1].own_overlay);
         assert!(!series[2].own_overlay, "OT without the marker is not ours");
         assert_eq!(series[2].uid, "s3");
-    }
-
-    #[test]
-    fn outdated_overlays_are_those_of_redone_series_only() {
-        let report = serde_json::json!({"series": [
-            {"series_instance_uid": "a", "models": [{
-                "explanations": [{"output_sop_instance_uid": "a1"}],
-                "summaries": [{"output_sop_instance_uid": "a2"}]}]},
-            {"series_instance_uid": "b", "models": [{
-                "explanations": [{"output_sop_instance_uid": "b1"}], "summaries": []}]}
-        ]});
-        let all = output_uids(&report, None);
-        assert_eq!(all, BTreeSet::from(["a1", "a2", "b1"].map(String::from)));
-        let redone = BTreeSet::from(["a".to_string()]);
-        let only_a = output_uids(&report, Some(&redone));
-        assert_eq!(only_a, BTreeSet::from(["a1", "a2"].map(String::from)));
     }
 
     #[test]

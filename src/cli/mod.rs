@@ -120,11 +120,14 @@ fn install_logging(logging: &Logging) {
             .map_err(|e| eprintln!("warning: {}: cannot open the log file: {e}", path.display()))
             .ok()
     });
+    // every line passes through the path policy the command sets once it has its settings
     let writer = match file {
-        Some(file) => {
-            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Mutex::new(file))
-        }
-        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+        Some(file) => tracing_subscriber::fmt::writer::BoxMakeWriter::new(
+            crate::logging::Redacting(std::sync::Mutex::new(file)),
+        ),
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(crate::logging::Redacting(
+            std::io::stderr,
+        )),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -33,6 +33,12 @@ pub fn run(args: &RunArgs) -> u8 {
         Ok(settings) => settings,
         Err(code) => return code,
     };
+    crate::logging::set_path_policy(
+        settings
+            .log_paths
+            .unwrap_or(crate::logging::PathStyle::Full),
+        &args.inputs,
+    );
     let out = args
         .out
         .clone()
@@ -51,7 +57,8 @@ pub fn run(args: &RunArgs) -> u8 {
     match pipeline::run(&engine, &args.inputs, &out) {
         Ok(summary) => {
             for issue in &summary.file_issues {
-                eprintln!("{:?}: {}", issue.disposition, issue.message);
+                let message = crate::logging::redact(&issue.message);
+                eprintln!("{:?}: {message}", issue.disposition);
             }
             println!(
                 "{} studies processed, {} with errors; reports: {}",

@@ -26,6 +26,16 @@ pub struct RawConfig {
     pub rules: Vec<RawRule>,
     /// `[watch]`: the daemon.
     pub watch: RawWatch,
+    /// `[logging]`.
+    pub logging: RawLogging,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLogging {
+    /// How paths under the input folders appear in logs: "full", "relative" or "hashed".
+    pub paths: Option<String>,
 }
 
 /// `[watch]`.

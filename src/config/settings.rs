@@ -64,6 +64,9 @@ pub struct Settings {
     pub rules: Vec<Rule>,
     /// `[watch]`: the daemon.
     pub watch: WatchSettings,
+    /// `[logging] paths`: how paths under the input folders appear in logs; `None` leaves
+    /// it to the front end (`run`: full; `watch` and the Orthanc plugin: hashed).
+    pub log_paths: Option<crate::logging::PathStyle>,
 }
 
 /// Where the daemon delivers outputs.
@@ -619,6 +622,20 @@ impl Validator<'_> {
         let names: Option<Vec<ModelRef>> =
             (models.len() == raw.models.len()).then(|| models.clone());
         let output = self.output(&raw.output);
+        let log_paths = raw.logging.paths.as_deref().and_then(|name| {
+            let style = crate::logging::PathStyle::from_name(name);
+            if style.is_none() {
+                self.bad(
+                    "logging.paths",
+                    Some(format!("{name:?}")),
+                    format!(
+                        "must be one of {}",
+                        quoted(&crate::logging::PathStyle::NAMES)
+                    ),
+                );
+            }
+            style
+        });
         let prediction = PredictionSettings {
             tumour_threshold: self.fraction(
                 "prediction.tumour_threshold",
@@ -675,6 +692,7 @@ impl Validator<'_> {
             defaults,
             rules,
             watch,
+            log_paths,
         }
     }
 

@@ -261,6 +261,7 @@ fn instance_of(path: &Path, ds: &DataSet) -> Result<Found, FileIssue> {
     let study_uid = uid(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?;
     let series_uid = uid(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?;
     let sop_class_uid = required(tags::SOP_CLASS_UID, "SOPClassUID")?;
+    crate::logging::remember_sop_instance(path, &sop_instance_uid);
     let frames = attrs::frame_count(ds);
     let positions = (0..frames).map(|frame| position_of(ds, frame)).collect();
     Ok(Found {

@@ -114,6 +114,9 @@ pub struct Derivation {
     pub trained: bool,
     /// The explanation method (e.g. `gradcam`).
     pub method: String,
+    /// The method's parameters as JSON (serde_json writes object keys sorted): part of the
+    /// UIDs, so that changed parameters give new overlays instead of reusing the old UIDs.
+    pub parameters: String,
     /// The tensor the method read (CAM layer), when it has one.
     pub target_layer: Option<String>,
     /// The class explained.
@@ -147,30 +150,34 @@ pub struct OverlayUids {
 }
 
 impl OverlayUids {
-    /// The UIDs for an overlay of `source_sop` (frame `frame`) in `source_series`.
+    /// The UIDs for an overlay of `source_sop` (frame `frame`) in `source_series`. Besides
+    /// the source and the class, they derive from everything that makes the overlay what it
+    /// is: the model (name, version and the bytes' SHA-256), the method and its parameters,
+    /// and this software's version. The same inputs give the same UIDs (a rerun replaces);
+    /// a new checkpoint, a changed parameter or a new release gives new ones.
     pub fn derive(
         source_series: &str,
         source_sop: &str,
         frame: u32,
         derivation: &Derivation,
     ) -> OverlayUids {
-        let model = [derivation.model_name.as_str(), &derivation.model_version];
+        let made_by = [
+            derivation.model_name.as_str(),
+            &derivation.model_version,
+            derivation.model_sha256.as_deref().unwrap_or(""),
+            &derivation.method,
+            &derivation.parameters,
+            SOFTWARE,
+        ];
+        let series: Vec<&str> = std::iter::once(source_series).chain(made_by).collect();
+        let frame = frame.to_string();
+        let instance: Vec<&str> = [source_sop, &frame, &derivation.class_label]
+            .into_iter()
+            .chain(made_by)
+            .collect();
         OverlayUids {
-            series: uid::derived(
-                "overlay-series",
-                &[source_series, model[0], model[1], &derivation.method],
-            ),
-            instance: uid::derived(
-                "overlay-instance",
-                &[
-                    source_sop,
-                    &frame.to_string(),
-                    model[0],
-                    model[1],
-                    &derivation.method,
-                    &derivation.class_label,
-                ],
-            ),
+            series: uid::derived("overlay-series", &series),
+            instance: uid::derived("overlay-instance", &instance),
         }
     }
 }
@@ -693,6 +700,7 @@ mod tests {
             model_sha256: None,
             trained,
             method: "gradcampp".into(),
+            parameters: "{}".into(),
             target_layer: None,
             class_label: "glioma".into(),
             probability: 0.9,

@@ -79,6 +79,7 @@ pub enum ModelError {
 /// A model ready to classify batches of preprocessed inputs.
 pub struct Classifier {
     manifest: Manifest,
+    sha256: String,
     session: Mutex<LoadedSession>,
     batch_size: usize,
     runtime: Runtime,
@@ -102,12 +103,15 @@ impl Classifier {
         manifest: Manifest,
         batch_size: usize,
     ) -> Result<Classifier, ModelError> {
+        // always known: the overlays' UIDs derive from it, so a new checkpoint under the
+        // same name gives new overlays (remembered by file identity, so hashed once)
+        let sha256 = sha256_file(&manifest.onnx).map_err(|e| ModelError::Graph {
+            manifest: manifest.path.clone(),
+            key: "model.onnx".into(),
+            message: format!("cannot read {}: {e}", manifest.onnx.display()),
+        })?;
         if let Some(expected) = &manifest.sha256 {
-            let actual = sha256_file(&manifest.onnx).map_err(|e| ModelError::Graph {
-                manifest: manifest.path.clone(),
-                key: "model.onnx".into(),
-                message: format!("cannot read {}: {e}", manifest.onnx.display()),
-            })?;
+            let actual = sha256.clone();
             if &actual != expected {
                 return Err(ModelError::Checksum {
                     model: manifest.name.clone(),
@@ -126,6 +130,7 @@ impl Classifier {
         tracing::info!(model = %manifest.name, provider = loaded.provider, "model loaded");
         Ok(Classifier {
             manifest,
+            sha256,
             session: Mutex::new(loaded),
             batch_size: batch_size.max(1),
             runtime: runtime.clone(),
@@ -166,6 +171,11 @@ impl Classifier {
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// SHA-256 of the model file as loaded (hex).
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// The execution provider of every session the model has used: `forward`, then each

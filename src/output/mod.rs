@@ -8,7 +8,7 @@ use crate::dicom::uid::{self, InvalidUid};
 
 pub use report::{
     ExplanationReport, ModelReport, Quality, ReportError, SeriesPrediction, SeriesReport,
-    SliceReport, Status, StudyReport, SummaryReport,
+    SliceReport, Status, StudyReport, SummaryReport, SupersededOutput,
 };
 
 /// Every output path is built here, and only from valid DICOM UIDs (PS3.5 9.1, see
@@ -40,6 +40,138 @@ pub fn study_dir(out: &Path, study_uid: &str) -> Result<PathBuf, InvalidUid> {
 /// `<overlay SeriesInstanceUID>/<overlay SOPInstanceUID>.dcm`.
 pub fn overlay_relative_path(series_uid: &str, sop_uid: &str) -> Result<PathBuf, InvalidUid> {
     uid_path(Path::new(""), &[series_uid, sop_uid], Some("dcm"))
+}
+
+/// The outputs `previous` (the study's earlier `report.json`) names for the source series
+/// in `redone` that `current` does not name again: what a rerun replaced. Outputs of series
+/// not redone are never superseded.
+pub fn superseded_outputs(
+    previous: &serde_json::Value,
+    current: &StudyReport,
+    redone: &std::collections::BTreeSet<String>,
+) -> Vec<SupersededOutput> {
+    let made: std::collections::BTreeSet<&str> = current
+        .series
+        .iter()
+        .flat_map(|s| &s.models)
+        .flat_map(|m| {
+            m.explanations
+                .iter()
+                .map(|e| e.output_sop_instance_uid.as_str())
+                .chain(
+                    m.summaries
+                        .iter()
+                        .map(|s| s.output_sop_instance_uid.as_str()),
+                )
+        })
+        .collect();
+    let mut superseded = Vec::new();
+    for series in previous["series"].as_array().into_iter().flatten() {
+        let Some(source) = series["series_instance_uid"].as_str() else {
+            continue;
+        };
+        if !redone.contains(source) {
+            continue;
+        }
+        for model in series["models"].as_array().into_iter().flatten() {
+            let outputs = ["explanations", "summaries"]
+                .into_iter()
+                .flat_map(|key| model[key].as_array().into_iter().flatten());
+            for output in outputs {
+                let (Some(sop), Some(output_series)) = (
+                    output["output_sop_instance_uid"].as_str(),
+                    output["output_series_instance_uid"].as_str(),
+                ) else {
+                    continue;
+                };
+                if made.contains(sop) {
+                    continue;
+                }
+                superseded.push(SupersededOutput {
+                    series_instance_uid: source.to_string(),
+                    method: output["method"].as_str().unwrap_or("summary").to_string(),
+                    output_sop_instance_uid: sop.to_string(),
+                    output_series_instance_uid: output_series.to_string(),
+                });
+            }
+        }
+    }
+    superseded
+}
+
+/// Replaces what an earlier run wrote for the series `report` redid: reads the study's
+/// previous `report.json` (when there is a readable one), removes the outputs it names for
+/// those series that this run did not make again ([`superseded_outputs`],
+/// [`remove_superseded`]) and records them in `report.superseded` (errors in
+/// `report.errors`). Returns the previous report, for a rerun to merge into.
+pub fn replace_previous(
+    out: &Path,
+    report: &mut StudyReport,
+    redone: &std::collections::BTreeSet<String>,
+) -> Option<serde_json::Value> {
+    let study_dir = study_dir(out, &report.study_instance_uid).ok()?;
+    let path = study_dir.join("report.json");
+    let bytes = std::fs::read(&path).ok()?;
+    let previous: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(value) => value,
+        Err(error) => {
+            tracing::warn!("{}: not JSON, replaced: {error}", path.display());
+            return None;
+        }
+    };
+    let superseded = superseded_outputs(&previous, report, redone);
+    report
+        .errors
+        .extend(remove_superseded(&study_dir, &superseded));
+    if !superseded.is_empty() {
+        tracing::info!(
+            removed = superseded.len(),
+            "outputs of an earlier run replaced (other model, parameters, software or slices)"
+        );
+    }
+    report.superseded = superseded;
+    Some(previous)
+}
+
+/// Removes the files of `superseded` outputs from the study folder, and their series folders
+/// once empty. Paths are rebuilt from the UIDs (never read from the old report), so nothing
+/// outside the study folder can be touched. An error per file that could not be removed (one
+/// already gone is not an error).
+pub fn remove_superseded(study_dir: &Path, superseded: &[SupersededOutput]) -> Vec<ReportError> {
+    let mut errors = Vec::new();
+    for output in superseded {
+        let path = overlay_relative_path(
+            &output.output_series_instance_uid,
+            &output.output_sop_instance_uid,
+        )
+        .map(|relative| study_dir.join(relative));
+        let result = match &path {
+            Ok(path) => match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => {
+                    // the series folder goes with its last file; a non-empty one stays
+                    if let Some(folder) = path.parent() {
+                        let _ = std::fs::remove_dir(folder);
+                    }
+                    Ok(())
+                }
+            },
+            Err(invalid) => Err(invalid.to_string()),
+        };
+        if let Err(why) = result {
+            errors.push(ReportError {
+                file: path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                message: format!(
+                    "superseded output {} of series {}: cannot remove it: {why}",
+                    output.output_sop_instance_uid, output.series_instance_uid
+                ),
+            });
+        }
+    }
+    errors
 }
 
 /// Writes `bytes` to `path` atomically (temporary name in the same folder, then rename).

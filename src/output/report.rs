@@ -42,6 +42,26 @@ pub struct StudyReport {
     pub skipped_series: Vec<SkippedSeries>,
     /// This software.
     pub software: String,
+    /// Outputs of an earlier run that this run replaced and removed (see
+    /// [`crate::output::superseded_outputs`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<SupersededOutput>,
+}
+
+/// An output an earlier run wrote that this run replaced: its source series was redone and
+/// its UID was not made again (other model bytes, method parameters or software version, or
+/// another slice explained), so it was removed from the output folder (and, by the Orthanc
+/// plugin, from Orthanc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SupersededOutput {
+    /// SeriesInstanceUID of the source series.
+    pub series_instance_uid: String,
+    /// The method (`summary` for a summary image).
+    pub method: String,
+    /// SOPInstanceUID of the output removed.
+    pub output_sop_instance_uid: String,
+    /// Its SeriesInstanceUID.
+    pub output_series_instance_uid: String,
 }
 
 /// A series no rule selected.

@@ -280,6 +280,7 @@ impl Engine {
             series: Vec::new(),
             skipped_series: Vec::new(),
             software: concat!("dicom-xai ", env!("CARGO_PKG_VERSION")).to_string(),
+            superseded: Vec::new(),
         };
         let study_dir = match output::study_dir(out, &study.uid) {
             Ok(dir) => dir,
@@ -428,7 +429,14 @@ pub fn run(engine: &Engine, inputs: &[PathBuf], out: &Path) -> Result<RunSummary
     );
     for study in &scanned.studies {
         progress.set_message(study.uid.clone());
-        let report = engine.study_report(study, out, Vec::new());
+        let mut report = engine.study_report(study, out, Vec::new());
+        let redone = report
+            .series
+            .iter()
+            .map(|s| s.series_instance_uid.clone())
+            .collect();
+        output::replace_previous(out, &mut report, &redone);
+        report.settle_status();
         summary.reports.push(write_report(&report, out)?);
         summary.studies += 1;
         if report.status != Status::Ok {

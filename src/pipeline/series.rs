@@ -402,9 +402,10 @@ impl SeriesContext<'_> {
         let derivation = Derivation {
             model_name: manifest.name.clone(),
             model_version: manifest.version.clone(),
-            model_sha256: manifest.sha256.clone(),
+            model_sha256: Some(model.sha256().to_string()),
             trained: manifest.trained,
             method: computed.method.to_string(),
+            parameters: computed.map.parameters.to_string(),
             target_layer: computed.map.target_layer.clone(),
             class_label: label.clone(),
             probability,
@@ -540,9 +541,14 @@ impl SeriesContext<'_> {
         let derivation = Derivation {
             model_name: manifest.name.clone(),
             model_version: manifest.version.clone(),
-            model_sha256: manifest.sha256.clone(),
+            model_sha256: Some(model.sha256().to_string()),
             trained: manifest.trained,
             method: SUMMARY.to_string(),
+            // the summary shows every method's map: any method's parameters change it
+            parameters: serde_json::Value::Array(
+                shown.iter().map(|c| c.map.parameters.clone()).collect(),
+            )
+            .to_string(),
             target_layer: None,
             class_label: label.clone(),
             probability,

@@ -138,6 +138,16 @@ fn load(options: &WatchOptions) -> Result<Current, WatchError> {
     })?;
     let (settings, out) = effective(settings, options);
     let watch = settings.watch.clone();
+    let mut inputs = vec![watch.drop.clone()];
+    if let crate::config::AfterProcessing::Move(archive) = &watch.after {
+        inputs.push(archive.clone());
+    }
+    crate::logging::set_path_policy(
+        settings
+            .log_paths
+            .unwrap_or(crate::logging::PathStyle::Hashed),
+        &inputs,
+    );
     let engine = Engine::new(settings, options.overrides.clone())
         .map_err(|source| WatchError::Start { source })?;
     Ok(Current {

@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::journal::{Finished, Journal, StudyState};
 use super::metrics::Metrics;
 use super::{Current, read};
@@ -158,16 +156,13 @@ fn run_study(
         "processing{}",
         if rerun { " the changed series" } else { "" }
     );
-    let report = engine.study_report(&study, out, errors);
+    let mut report = engine.study_report(&study, out, errors);
     let rerun_series: BTreeSet<String> = study.series.iter().map(|s| s.uid.clone()).collect();
+    let previous = output::replace_previous(out, &mut report, &rerun_series);
+    report.settle_status();
     let mut value = serde_json::to_value(&report).map_err(|e| e.to_string())?;
-    if rerun {
-        let previous = std::fs::read(study_dir.join("report.json"))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
-        if let Some(previous) = previous {
-            output::merge_rerun(&mut value, &previous, &rerun_series);
-        }
+    if rerun && let Some(previous) = &previous {
+        output::merge_rerun(&mut value, previous, &rerun_series);
     }
     let report_path = pipeline::write_report(&value, out).map_err(|e| e.to_string())?;
     let status = value["status"].as_str().unwrap_or("failed").to_string();
@@ -178,7 +173,13 @@ fn run_study(
         match destination {
             Destination::Out => {}
             Destination::StudyFolder => {
-                write_back(&study_dir, &outputs, &files, &watch.drop)?;
+                write_back(
+                    &study_dir,
+                    &outputs,
+                    &report.superseded,
+                    &files,
+                    &watch.drop,
+                )?;
             }
             Destination::Pacs => {
                 for (relative, sop) in &outputs {
@@ -232,16 +233,20 @@ fn remove_stale_temporaries(study_dir: &Path) {
 
 /// Copies the outputs into the study's own folder in the drop tree, under `dicom-xai/`
 /// (written under a hidden temporary name, then renamed; the watcher recognises them as
-/// ours and never processes them).
+/// ours and never processes them), and removes the copies of `superseded` outputs there.
 fn write_back(
     study_dir: &Path,
     outputs: &[(PathBuf, String)],
+    superseded: &[output::SupersededOutput],
     files: &[(PathBuf, String, bool)],
     drop: &Path,
 ) -> Result<(), String> {
     let Some(folder) = study_folder(files, drop) else {
         return Ok(());
     };
+    if let Some(error) = output::remove_superseded(&folder.join("dicom-xai"), superseded).first() {
+        return Err(error.message.clone());
+    }
     for (relative, _) in outputs {
         let target = folder.join("dicom-xai").join(relative);
         let bytes = std::fs::read(study_dir.join(relative))

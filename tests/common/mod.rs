@@ -264,3 +264,53 @@ pub fn assert_nothing_written_outside(work: &Path, allowed: &[&Path]) {
         assert!(!escaped.exists(), "{} was written", escaped.display());
     }
 }
+
+/// A file's StudyInstanceUID.
+pub fn study_uid_of(path: &Path) -> String {
+    dicom_object::open_file(path)
+        .expect("DICOM")
+        .element(dicom_dictionary_std::tags::STUDY_INSTANCE_UID)
+        .expect("StudyInstanceUID")
+        .to_str()
+        .expect("text")
+        .trim_end_matches('\0')
+        .to_string()
+}
+
+/// The explanations a report.json names, over every series and model.
+pub fn explanations(report: &serde_json::Value) -> Vec<serde_json::Value> {
+    report["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["models"].as_array().cloned().unwrap_or_default())
+        .flat_map(|m| m["explanations"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// The output SOPInstanceUIDs of the explanations a report.json names.
+pub fn explanation_output_uids(report: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    explanations(report)
+        .iter()
+        .filter_map(|e| e["output_sop_instance_uid"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The output SOPInstanceUIDs a report.json lists as superseded.
+pub fn superseded_uids(report: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    report["superseded"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["output_sop_instance_uid"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The SOPInstanceUIDs of the overlay files under a folder (their file names).
+pub fn overlay_file_uids(dir: &Path) -> std::collections::BTreeSet<String> {
+    files_under(dir)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "dcm"))
+        .filter_map(|f| Some(f.file_stem()?.to_str()?.to_string()))
+        .collect()
+}

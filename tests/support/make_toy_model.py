@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A known-answer classifier for explanation tests, written with the `onnx` package.
 
-Usage: make_toy_model.py OUT_DIR
+Usage: make_toy_model.py OUT_DIR [GAIN]
 Writes OUT_DIR/toy.onnx and its manifest OUT_DIR/toy.toml. The model takes x [N, 1, 64, 64]
-(NCHW, grey in [0, 1]) and outputs logits [N, 2] = [8 * mean(x[:, :, 20:36, 36:52]), 0]:
+(NCHW, grey in [0, 1]) and outputs logits [N, 2] = [GAIN * mean(x[:, :, 20:36, 36:52]), 0]
+(GAIN 8 unless given; another GAIN is "a new checkpoint" of the same model):
 class "lesion" depends on that 16 x 16 region only, so a faithful explanation of "lesion"
 puts all its evidence there. Labels: ["lesion", "notumor"].
 """
@@ -18,6 +19,7 @@ REGION = (20, 36, 36, 52)  # rows start, rows end, columns start, columns end
 
 def main():
     out = Path(sys.argv[1])
+    gain = float(sys.argv[2]) if len(sys.argv) > 2 else 8.0
     out.mkdir(parents=True, exist_ok=True)
     r0, r1, c0, c1 = REGION
     const = lambda name, values, dtype=TensorProto.INT64: helper.make_node(  # noqa: E731
@@ -25,7 +27,7 @@ def main():
     nodes = [
         const("starts", [r0, c0]), const("ends", [r1, c1]), const("axes", [2, 3]),
         const("reduce_axes", [1, 2, 3]), const("unsqueeze_axes", [1]),
-        const("gain", [8.0], TensorProto.FLOAT), const("nothing", [0.0], TensorProto.FLOAT),
+        const("gain", [gain], TensorProto.FLOAT), const("nothing", [0.0], TensorProto.FLOAT),
         helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["region"]),
         helper.make_node("ReduceMean", ["region", "reduce_axes"], ["mean"], keepdims=0),
         helper.make_node("Unsqueeze", ["mean", "unsqueeze_axes"], ["mean_column"]),
