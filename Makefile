@@ -18,7 +18,7 @@ ifeq ($(GPU),1)
 CARGO_FLAGS += --features cuda
 endif
 
-.PHONY: setup apt venv assets models build demo run stop test test-rust test-python test-fuzz lint bench clean
+.PHONY: setup apt venv assets models build demo run stop test test-full test-rust test-python test-fuzz lint bench clean
 
 ## setup: everything a fresh Debian/Ubuntu machine needs (idempotent)
 setup: apt venv assets models build
@@ -77,6 +77,13 @@ stop:
 test:
 	@start=$$(date +%s); $(MAKE) --no-print-directory setup demo && \
 	  CARGO_FLAGS="$(CARGO_FLAGS)" $(PYTHON) scripts/test_suites.py \
+	    --setup-seconds $$(( $$(date +%s) - start ))
+
+## test-full: `make test` and the fuzz smoke run (a sanitizer build, then 60 s of libFuzzer);
+## run before a release
+test-full:
+	@start=$$(date +%s); $(MAKE) --no-print-directory setup demo && \
+	  CARGO_FLAGS="$(CARGO_FLAGS)" $(PYTHON) scripts/test_suites.py --full \
 	    --setup-seconds $$(( $$(date +%s) - start ))
 
 lint:

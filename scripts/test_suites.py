@@ -7,9 +7,12 @@ cost. Budgets are reported, never enforced: speed is the benchmarks' business, a
 machine must not fail a correct change. The table goes to standard output and to
 target/test-times.json, so that two runs can be compared suite by suite.
 
-Stages (all by default, or those named with --only): lint, rust, python, fuzz. The Rust test
-binaries are built once (`cargo test --no-run`) and then run one by one, each from its
-package folder as `cargo test` runs it.
+Stages (lint, rust and python by default, `--full` adds fuzz, or those named with --only):
+lint, rust, python, fuzz. The Rust test binaries are built once (`cargo test --no-run`) and
+then run one by one, each from its package folder as `cargo test` runs it. The fuzz smoke run
+(a sanitizer build of every dependency, then 60 s of libFuzzer) belongs to `make test-full`,
+run before a release; `make test` replays its seeds and regressions through the same
+invariants instead (tests/bad_input.rs).
 """
 from __future__ import annotations
 
@@ -107,12 +110,13 @@ def rust_suites(python: str) -> tuple[Suite, list[Suite]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=["lint", "rust", "python", "fuzz"])
+    parser.add_argument("--full", action="store_true", help="every stage, the fuzz smoke run too")
     parser.add_argument("--python", default=str(ROOT / ".venv/bin/python"))
     parser.add_argument("--setup-seconds", type=float,
                         help="how long `make setup` took before, shown as the table's first row")
     parser.add_argument("filter", nargs="*", help="run only suites whose name contains one of these")
     args = parser.parse_args()
-    stages = args.only or ["lint", "rust", "python", "fuzz"]
+    stages = args.only or ["lint", "rust", "python"] + (["fuzz"] if args.full else [])
     limits = budgets()
 
     suites: list[Suite] = []

@@ -466,3 +466,25 @@ fn a_file_whose_uids_are_not_dicom_uids_fails_alone_naming_the_attribute() {
         assert!(issue.message.contains(name), "{}", issue.message);
     }
 }
+
+#[path = "../fuzz/shared/ingest.rs"]
+mod ingest;
+
+/// What the fuzz smoke run (`make test-full`) starts from, replayed in `make test`: every
+/// seed (pydicom's files under 2 MB) and every regression input found by fuzzing
+/// (`tests/fixtures/`) through the fuzz target's own invariants.
+#[test]
+fn the_fuzz_targets_invariants_hold_on_its_seeds_and_regressions() {
+    let seeds = common::files_under(&common::asset("pydicom"))
+        .into_iter()
+        .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.len() < 2 * 1024 * 1024));
+    let regressions = common::files_under(&common::root().join("tests/fixtures"));
+    let mut replayed = 0;
+    for input in seeds.chain(regressions) {
+        let bytes = std::fs::read(&input).unwrap();
+        let outcome = std::panic::catch_unwind(|| ingest::check(&bytes));
+        assert!(outcome.is_ok(), "{}: an invariant broke", input.display());
+        replayed += 1;
+    }
+    assert!(replayed > 80, "only {replayed} inputs");
+}
