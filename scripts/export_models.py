@@ -3,19 +3,20 @@
 mission models `make run` uses into models/densenet169/ and models/vit_b_16/.
 
 Each variant is DenseNet169 or a ViT-B/16 with random weights (`--random-init --seed 0`,
-so the manifests say `trained = false`), from one exporter. A mission model is exported from
-the site's checkpoint when one is placed in models/checkpoints/ (`densenet169.pth`,
-`vit_b_16.pth`; `.pt` too: see onnx/README.md for the formats) and is then `trained = true`;
-without one it is the random-weight legacy variant, labelled UNTRAINED. An export is redone
-only when what produced it changed: its stamp holds the sha256 of the export tools, the pinned
-requirements, the arguments and the checkpoint. Exit status 1 naming the model on failure.
+so the manifests say `trained = false`), from one exporter: test fixtures. A mission model is
+exported from the site's checkpoint when one is placed in models/checkpoints/
+(`densenet169.pth`, `vit_b_16.pth`; `.pt` too: see onnx/README.md for the formats), else from
+the trained checkpoint the project ships in checkpoints/ (reassembled from its parts into
+assets/checkpoints/ and checked against checkpoints/SHA256SUMS); either way `trained = true`.
+An export is redone only when what produced it changed: its stamp holds the sha256 of the
+export tools, the pinned requirements, the arguments and the checkpoint. Exit status 1 naming
+the model or file on failure.
 
     python scripts/export_models.py [VARIANT...]     (default: all, then the mission models)
 """
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,10 +35,19 @@ VARIANTS = {
 }
 COMMON = ["--random-init", "--seed", "0"]
 
-# The mission's models (git-ignored): arch -> the variant that stands in without a checkpoint.
+# The mission's models (git-ignored exports): arch -> the shipped checkpoint's file name.
 MISSION = ROOT / "models"
-MISSION_MODELS = {"densenet169": "densenet169-legacy", "vit_b_16": "vit_b_16-legacy"}
+MISSION_MODELS = {
+    "densenet169": "densenet169-brain-tumor-fp16.pth",
+    "vit_b_16": "vit_b_16-brain-tumor-fp16.pth",
+}
 CHECKPOINT_SUFFIXES = (".pth", ".pt")
+SHIPPED = ROOT / "checkpoints"
+ASSEMBLED = ROOT / "assets" / "checkpoints"
+
+
+class ShippedCheckpointError(Exception):
+    """A shipped checkpoint is missing or does not match checkpoints/SHA256SUMS."""
 
 
 def stamp_of(arguments: list[str], checkpoint: Path | None = None) -> str:
@@ -83,25 +93,53 @@ def site_checkpoint(arch: str) -> Path | None:
     return None
 
 
-def mission_model(arch: str, variant: str) -> bool:
-    """models/<arch>/: the site's checkpoint exported, else a copy of the random variant."""
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """The shipped checkpoint `name`, whole and checked: checkpoints/<name> itself, or its
+    parts (`<name>.part-0`, `-1`...) joined into assets/checkpoints/<name> once."""
+    sums = dict(
+        reversed(line.split(maxsplit=1)) for line in (SHIPPED / "SHA256SUMS").read_text().splitlines()
+        if line.strip()
+    )
+    expected = sums.get(name)
+    if expected is None:
+        raise ShippedCheckpointError(f"checkpoints/SHA256SUMS has no line for {name}")
+    whole = SHIPPED / name
+    if not whole.is_file():
+        parts = sorted(SHIPPED.glob(f"{name}.part-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        if not parts:
+            raise ShippedCheckpointError(f"checkpoints/{name} is missing (nor are its parts there)")
+        whole = ASSEMBLED / name
+        if not (whole.is_file() and sha256_of(whole) == expected):
+            whole.parent.mkdir(parents=True, exist_ok=True)
+            partial = whole.with_name(whole.name + ".partial")
+            with open(partial, "wb") as out:
+                for part in parts:
+                    out.write(part.read_bytes())
+            partial.replace(whole)
+    actual = sha256_of(whole)
+    if actual != expected:
+        raise ShippedCheckpointError(
+            f"{shown(whole)} has sha256 {actual}, checkpoints/SHA256SUMS expects {expected}")
+    return whole
+
+
+def mission_model(arch: str, shipped: str) -> bool:
+    """models/<arch>/: the site's checkpoint exported, else the shipped trained one."""
     out = MISSION / arch
     checkpoint = site_checkpoint(arch)
-    if checkpoint is not None:
-        arguments = ["--arch", arch, "--exporter", "legacy", "--checkpoint", str(checkpoint)]
-        return export(f"{arch} from {shown(checkpoint)}", arguments, out, checkpoint)
-    source = MODELS / variant
-    expected = (source / ".stamp").read_text()
-    stamp = out / ".stamp"
-    if stamp.exists() and stamp.read_text() == expected:
-        return True
-    # a random-weight copy replaces an export of a checkpoint that was taken away
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(source, out)
-    print(f"export_models: {arch}: no checkpoint in models/checkpoints/, random weights "
-          f"(UNTRAINED) from {shown(source)}", flush=True)
-    return True
+    if checkpoint is None:
+        try:
+            checkpoint = shipped_checkpoint(shipped)
+        except ShippedCheckpointError as error:
+            print(f"export_models: {arch}: {error}", file=sys.stderr)
+            return False
+    arguments = ["--arch", arch, "--exporter", "legacy", "--checkpoint", str(checkpoint)]
+    return export(f"{arch} from {shown(checkpoint)}", arguments, out, checkpoint)
 
 
 def main(argv: list[str]) -> int:
@@ -116,8 +154,8 @@ def main(argv: list[str]) -> int:
             return 1
     if argv:
         return 0
-    for arch, variant in MISSION_MODELS.items():
-        if not mission_model(arch, variant):
+    for arch, shipped in MISSION_MODELS.items():
+        if not mission_model(arch, shipped):
             return 1
     return 0
 

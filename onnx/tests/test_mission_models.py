@@ -1,8 +1,10 @@
 """`make setup`'s mission models (scripts/export_models.py): models/<arch>/ is the export of
-the site's checkpoint in models/checkpoints/ when there is one (trained = true, the
-checkpoint's logits), else the random-weight variant labelled UNTRAINED; taking the
-checkpoint away brings the random weights back."""
+the site's checkpoint in models/checkpoints/ when there is one, else of the trained checkpoint
+the project ships in checkpoints/ (trained = true either way, the checkpoint's logits);
+taking the site's checkpoint away brings the shipped one back; a shipped checkpoint that does
+not match checkpoints/SHA256SUMS fails naming the file."""
 
+import hashlib
 import importlib.util
 import tomllib
 from pathlib import Path
@@ -33,40 +35,62 @@ def manifest(folder: Path) -> dict:
     return tomllib.loads((folder / "densenet169.toml").read_text())
 
 
-def test_checkpoint_is_exported_trained_and_removing_it_restores_random_weights(
+def logits_match(exported: Path, state_dict: dict, arch: str = "densenet169"):
+    model = xai_models.make_model(arch, seed=0)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()})
+    model.eval()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    session = onnxruntime.InferenceSession(str(exported / f"{arch}.onnx"))
+    got = session.run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_checkpoint_is_exported_trained_and_removing_it_restores_the_shipped_weights(
         export_models, random_model):
     mission = export_models.MISSION
     (mission / "checkpoints").mkdir(parents=True)
     source = random_model("densenet169", seed=5)
     torch.save(source.state_dict(), mission / "checkpoints" / "densenet169.pth")
 
-    assert export_models.mission_model("densenet169", "densenet169-legacy")
+    assert export_models.mission_model("densenet169", export_models.MISSION_MODELS["densenet169"])
     exported = mission / "densenet169"
     model = manifest(exported)["model"]
     assert model["trained"] is True and model["name"] == "densenet169"
-    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        expected = source(x).numpy()
-    session = onnxruntime.InferenceSession(str(exported / "densenet169.onnx"))
-    got = session.run(None, {"input": x.numpy()})[0]
-    np.testing.assert_allclose(got, expected, atol=1e-4)
+    logits_match(exported, source.state_dict())
     # unchanged inputs: not exported again
     stamp = (exported / ".stamp").stat().st_mtime_ns
-    assert export_models.mission_model("densenet169", "densenet169-legacy")
+    assert export_models.mission_model("densenet169", export_models.MISSION_MODELS["densenet169"])
     assert (exported / ".stamp").stat().st_mtime_ns == stamp
 
     (mission / "checkpoints" / "densenet169.pth").unlink()
-    assert export_models.mission_model("densenet169", "densenet169-legacy")
-    assert manifest(exported)["model"]["trained"] is False
-    variant = export_models.MODELS / "densenet169-legacy"
-    assert (exported / "densenet169.onnx").read_bytes() == (variant / "densenet169.onnx").read_bytes()
+    shipped = export_models.MISSION_MODELS["densenet169"]
+    assert export_models.mission_model("densenet169", shipped)
+    assert manifest(exported)["model"]["trained"] is True
+    logits_match(exported, torch.load(export_models.shipped_checkpoint(shipped), map_location="cpu"))
+
+
+def test_a_shipped_checkpoint_is_checked_against_its_sum(export_models, tmp_path, monkeypatch):
+    shipped = tmp_path / "checkpoints"
+    shipped.mkdir()
+    (shipped / "SHA256SUMS").write_text(f"{'0' * 64}  model.pth\n")
+    (shipped / "model.pth.part-0").write_bytes(b"ab")
+    (shipped / "model.pth.part-1").write_bytes(b"cd")
+    monkeypatch.setattr(export_models, "SHIPPED", shipped)
+    monkeypatch.setattr(export_models, "ASSEMBLED", tmp_path / "assembled")
+    with pytest.raises(export_models.ShippedCheckpointError, match="model.pth has sha256"):
+        export_models.shipped_checkpoint("model.pth")
+    assert (tmp_path / "assembled" / "model.pth").read_bytes() == b"abcd", "parts joined in order"
+    (shipped / "SHA256SUMS").write_text(f"{hashlib.sha256(b'abcd').hexdigest()}  model.pth\n")
+    assert export_models.shipped_checkpoint("model.pth") == tmp_path / "assembled" / "model.pth"
 
 
 def test_a_checkpoint_of_another_architecture_fails_naming_it(export_models, random_model, capsys):
     mission = export_models.MISSION
     (mission / "checkpoints").mkdir(parents=True)
     torch.save(random_model("vit_b_16", seed=1).state_dict(), mission / "checkpoints" / "densenet169.pt")
-    assert not export_models.mission_model("densenet169", "densenet169-legacy")
+    assert not export_models.mission_model("densenet169", export_models.MISSION_MODELS["densenet169"])
     err = capsys.readouterr().err
     assert "densenet169.pt" in err and "does not match densenet169" in err
     assert not (mission / "densenet169" / ".stamp").exists()

@@ -466,7 +466,7 @@ pub struct Assessment {
     pub in_brain_fraction: Option<f32>,
     /// The faithfulness curves, when measured.
     pub faithfulness: Option<Faithfulness>,
-    /// Flags so far (`evidence-outside-brain`, `unfaithful`).
+    /// Flags so far (`empty-map`, `evidence-outside-brain`, `unfaithful`).
     pub flags: Vec<&'static str>,
 }
 
@@ -497,6 +497,21 @@ pub const EVIDENCE_OUTSIDE_BRAIN: &str = "evidence-outside-brain";
 pub const UNFAITHFUL: &str = "unfaithful";
 /// Flags an explanation that disagrees with the other methods on its slice.
 pub const METHODS_DISAGREE: &str = "methods-disagree";
+/// Flags a map that is zero or constant on its slice: nothing to show, never an explanation.
+pub const EMPTY_MAP: &str = "empty-map";
+
+/// Whether a map shows nothing: no finite positive value, or the same value everywhere
+/// (within a millionth of its largest value).
+pub fn is_empty_map(heat: ArrayView2<'_, f32>) -> bool {
+    let (low, high) = heat
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    // without a finite value, `high` stays at minus infinity
+    high <= 0.0 || high - low <= 1e-6 * high
+}
 
 /// Assesses one map: `model_heat` in model-input space (what the network saw, for the
 /// faithfulness curves), `slice_heat` and `mask` on the slice.
@@ -516,6 +531,9 @@ pub fn assess(
         None
     };
     let mut flags = Vec::new();
+    if is_empty_map(slice_heat) {
+        flags.push(EMPTY_MAP);
+    }
     if in_brain_fraction.is_some_and(|f| f < policy.in_brain_threshold) {
         flags.push(EVIDENCE_OUTSIDE_BRAIN);
     }
@@ -571,6 +589,23 @@ pub fn agreement(maps: &[ArrayView2<'_, f32>]) -> Vec<Option<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_constant_and_non_finite_maps_are_empty_and_a_single_hot_pixel_is_not() {
+        let zero = Array2::<f32>::zeros((8, 8));
+        assert!(is_empty_map(zero.view()));
+        assert!(is_empty_map(Array2::from_elem((8, 8), 0.3).view()));
+        assert!(is_empty_map(Array2::from_elem((8, 8), f32::NAN).view()));
+        let mut hot = zero.clone();
+        hot[[3, 4]] = 1e-9;
+        assert!(!is_empty_map(hot.view()));
+        let mut almost = Array2::from_elem((8, 8), 1.0f32);
+        almost[[0, 0]] = 1.0 - 1e-8;
+        assert!(
+            is_empty_map(almost.view()),
+            "a millionth of the peak is no structure"
+        );
+    }
 
     #[test]
     fn otsu_splits_two_levels() {
