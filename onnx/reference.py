@@ -16,7 +16,7 @@ npz keys (all float32, uncompressed ``np.savez``; ``b`` is a 0-based block index
     grad_seed          [B,K]           one-hot: sample n selects class n % K
     grad_input         [B,3,224,224]   d score / d input
     feature            DenseNet169: norm5 output [B,1664,7,7];
-                       ViTs: last block's output tokens [B,197,768] (input of the final norm)
+                       ViTs: the last block's first norm output [B,197,768] (ln_1 / norm1)
     grad_feature       d score / d feature
     attention_<b>      ViTs, for each --blocks b: softmax attention probabilities of block b,
                        [B,12,197,197], the shape of the exported graph's Softmax output
@@ -84,13 +84,13 @@ def instrumented(model: torch.nn.Module, arch: str):
 
             handles.append(model.features.norm5.register_forward_hook(keep_norm5))
         elif info.library == "torchvision":
-            handles.append(model.encoder.ln.register_forward_pre_hook(
-                lambda module, args: setattr(capture, "feature", args[0])))
+            handles.append(model.encoder.layers[-1].ln_1.register_forward_hook(
+                lambda module, args, output: setattr(capture, "feature", output)))
             for b, layer in enumerate(model.encoder.layers):
                 handles.extend(_capture_mha(layer.self_attention, b, capture))
         else:
-            handles.append(model.norm.register_forward_pre_hook(
-                lambda module, args: setattr(capture, "feature", args[0])))
+            handles.append(model.blocks[-1].norm1.register_forward_hook(
+                lambda module, args, output: setattr(capture, "feature", output)))
             for b, block in enumerate(model.blocks):
                 restore.append((block.attn, block.attn.fused_attn))
                 block.attn.fused_attn = False

@@ -314,9 +314,14 @@ def find_feature_tensor(model: onnx.ModelProto, arch: str) -> str:
 
     DenseNet: the output of the final norm (features.norm5, a BatchNormalization or whatever
     replaced it) = the input of the last Relu feeding the global average pooling.
-    ViT: the last encoder block's output tokens = the input of the final LayerNormalization,
-    found by walking back from the logits through the head (Gemm/MatMul/Add) and the class
-    token pick (Gather/Slice/Squeeze).
+    ViT: the output of the last encoder block's first LayerNorm (torchvision
+    `encoder.layers[-1].ln_1`, timm `blocks[-1].norm1`: the layer pytorch-grad-cam's ViT
+    recipe uses). The last block's output would be the obvious choice, but the head reads
+    only its class token, so the gradient at every patch token there is zero and every CAM
+    is empty; at the last block's attention input the patch tokens reach the score. Found by
+    walking back from the logits through the head (Gemm/MatMul/Add) and the class token pick
+    (Gather/Slice/Squeeze) to the final LayerNormalization; the last block's two
+    LayerNormalizations are the two before it in graph (topological) order.
     """
     g = Graph(model)
     family = arch_info(arch).family
@@ -344,7 +349,14 @@ def find_feature_tensor(model: onnx.ModelProto, arch: str) -> str:
         if node is None:
             continue
         if node.op_type == "LayerNormalization":
-            return node.input[0]
+            norms = [n for n in g.nodes if n.op_type == "LayerNormalization"]
+            final = norms.index(node)
+            if final < 2:
+                raise PatternError(
+                    f"the final LayerNormalization ({node.name}) has no encoder block before it "
+                    "(a block has two LayerNormalizations)"
+                )
+            return norms[final - 2].output[0]
         if node.op_type in _HEAD_OPS:
             frontier.extend(i for i in node.input if i and not g.is_constant(i))
     raise PatternError(

@@ -45,17 +45,27 @@ def test_densenet_feature_through_reduce_mean_with_axes_input():
     assert xai_models.find_feature_tensor(model, "densenet169") == "bn"
 
 
-def test_vit_feature_is_the_final_layernorm_input():
+def test_vit_feature_is_the_last_blocks_first_norm_output():
+    """Two blocks (ln_1, residual, ln_2, residual each), the final norm, the class token and
+    the head: the feature is the last block's first norm output, not the block's output."""
     idx = numpy_helper.from_array(np.array(0, dtype=np.int64), "idx")
-    nodes = [
-        helper.make_node("LayerNormalization", ["blk", "g", "b"], ["x1"], axis=-1),
-        helper.make_node("Add", ["x1", "tokens"], ["last"]),  # last block output
-        helper.make_node("LayerNormalization", ["last", "g", "b"], ["normed"], axis=-1),
+    nodes = []
+    x = "tokens"
+    for b in range(2):
+        nodes += [
+            helper.make_node("LayerNormalization", [x, "g", "b"], [f"ln1_{b}"], axis=-1),
+            helper.make_node("Add", [x, f"ln1_{b}"], [f"mid_{b}"]),
+            helper.make_node("LayerNormalization", [f"mid_{b}", "g", "b"], [f"ln2_{b}"], axis=-1),
+            helper.make_node("Add", [f"mid_{b}", f"ln2_{b}"], [f"out_{b}"]),
+        ]
+        x = f"out_{b}"
+    nodes += [
+        helper.make_node("LayerNormalization", [x, "g", "b"], ["normed"], axis=-1),
         helper.make_node("Gather", ["normed", "idx"], ["cls"], axis=1),
         helper.make_node("Gemm", ["cls", "w", "c"], ["logits"], transB=1),
     ]
-    model = graph_model(nodes, ["blk", "tokens", "g", "b", "w", "c"], ["logits"], [idx])
-    assert xai_models.find_feature_tensor(model, "vit_b_16") == "last"
+    model = graph_model(nodes, ["tokens", "g", "b", "w", "c"], ["logits"], [idx])
+    assert xai_models.find_feature_tensor(model, "vit_b_16") == "ln1_1"
 
 
 def test_external_data_is_inlined(tmp_path):
