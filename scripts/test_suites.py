@@ -40,6 +40,7 @@ class Suite:
         self.name, self.command, self.cwd, self.env = name, command, cwd, env
         self.seconds = 0.0
         self.ok = False
+        self.ran = False
 
     def run(self) -> None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -57,6 +58,7 @@ class Suite:
                 sys.stdout.write(line)
             self.ok = process.wait() == 0
         self.seconds = time.monotonic() - started
+        self.ran = True
         print(f"<== {self.name}: {'ok' if self.ok else 'FAILED'} in {self.seconds:.1f} s", flush=True)
 
 
@@ -81,7 +83,7 @@ def rust_suites(python: str) -> tuple[Suite, list[Suite]]:
     print(f"==> {build.name}", flush=True)
     started = time.monotonic()
     built = subprocess.run(build.command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    build.seconds, build.ok = time.monotonic() - started, built.returncode == 0
+    build.seconds, build.ok, build.ran = time.monotonic() - started, built.returncode == 0, True
     if not build.ok:
         sys.exit("the Rust test binaries did not build (cargo's errors are above)")
     suites = []
@@ -107,6 +109,20 @@ def rust_suites(python: str) -> tuple[Suite, list[Suite]]:
     return build, suites
 
 
+def stage_suites(stage: str, python: str) -> list[Suite]:
+    """The suites of a stage, in order; the Rust stage's first is the build of its test
+    binaries, which has run by the time this returns."""
+    if stage == "lint":
+        return lint_suites()
+    if stage == "rust":
+        build, binaries = rust_suites(python)
+        return [build, *binaries]
+    if stage == "python":
+        return [Suite("python/pytest", [python, "-m", "pytest", "onnx/tests", "bench/peer/tests",
+                                        "-q"])]
+    return [Suite("fuzz/smoke", ["bash", "scripts/fuzz_smoke.sh"])]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=["lint", "rust", "python", "fuzz"])
@@ -119,45 +135,23 @@ def main() -> int:
     stages = args.only or ["lint", "rust", "python"] + (["fuzz"] if args.full else [])
     limits = budgets()
 
-    suites: list[Suite] = []
-    done: list[Suite] = []  # rows measured before the suites run
+    done: list[Suite] = []
     if args.setup_seconds is not None:
         setup = Suite("setup", ["make", "setup", "demo"])
-        setup.seconds, setup.ok = args.setup_seconds, True
+        setup.seconds, setup.ok, setup.ran = args.setup_seconds, True, True
         done.append(setup)
     started = time.monotonic()
-    if "lint" in stages:
-        suites += lint_suites()
-    if "rust" in stages:
-        suites += [Suite("rust/build", ["(built before the suites)"])]
-    if "python" in stages:
-        suites.append(Suite("python/pytest", [args.python, "-m", "pytest", "onnx/tests",
-                                              "bench/peer/tests", "-q"]))
-    if "fuzz" in stages:
-        suites.append(Suite("fuzz/smoke", ["bash", "scripts/fuzz_smoke.sh"]))
-    if args.filter:
-        suites = [s for s in suites
-                  if s.name == "rust/build" or any(f in s.name for f in args.filter)]
-
-    missing = [s.name for s in done + suites if s.name not in limits]
-    if missing:
-        print(f"no time budget in tests/budgets.toml for: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    for suite in suites:
-        if suite.name == "rust/build":
-            build, binaries = rust_suites(args.python)
-            done.append(build)
-            missing = [s.name for s in binaries if s.name not in limits]
-            if missing:
-                print(f"no time budget in tests/budgets.toml for: {', '.join(missing)}",
-                      file=sys.stderr)
-                return 2
-            for binary in binaries:
-                if not args.filter or any(f in binary.name for f in args.filter):
-                    binary.run()
-                    done.append(binary)
-        else:
-            suite.run()
+    for stage in stages:
+        chosen = [s for s in stage_suites(stage, args.python)
+                  if s.ran or not args.filter or any(f in s.name for f in args.filter)]
+        missing = [s.name for s in done + chosen if s.name not in limits]
+        if missing:
+            print(f"no time budget in tests/budgets.toml for: {', '.join(missing)}",
+                  file=sys.stderr)
+            return 2
+        for suite in chosen:
+            if not suite.ran:
+                suite.run()
             done.append(suite)
     total = time.monotonic() - started + (args.setup_seconds or 0.0)
     suites = done

@@ -281,19 +281,9 @@ impl Worker {
                 );
             }
         };
-        let outputs = report.series.iter().flat_map(|s| &s.models).flat_map(|m| {
-            m.explanations
-                .iter()
-                .map(|e| (&e.output_file, &e.output_sop_instance_uid))
-                .chain(
-                    m.summaries
-                        .iter()
-                        .map(|s| (&s.output_file, &s.output_sop_instance_uid)),
-                )
-        });
         let mut stored = 0;
         let mut errors = Vec::new();
-        for (file, sop) in outputs {
+        for (file, sop) in report.outputs() {
             let path = study_dir.join(file);
             let result = std::fs::read(&path)
                 .map_err(|e| format!("cannot read it: {e}"))

@@ -110,17 +110,16 @@ impl Classifier {
             key: "model.onnx".into(),
             message: format!("cannot read {}: {e}", manifest.onnx.display()),
         })?;
-        if let Some(expected) = &manifest.sha256 {
-            let actual = sha256.clone();
-            if &actual != expected {
-                return Err(ModelError::Checksum {
-                    model: manifest.name.clone(),
-                    onnx: manifest.onnx.clone(),
-                    manifest: manifest.path.clone(),
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
+        if let Some(expected) = &manifest.sha256
+            && &sha256 != expected
+        {
+            return Err(ModelError::Checksum {
+                model: manifest.name.clone(),
+                onnx: manifest.onnx.clone(),
+                manifest: manifest.path.clone(),
+                expected: expected.clone(),
+                actual: sha256,
+            });
         }
         let gradient_cache = GradientCache::new(GradientCache::default_dir());
         let loaded = runtime

@@ -50,21 +50,7 @@ pub fn superseded_outputs(
     current: &StudyReport,
     redone: &std::collections::BTreeSet<String>,
 ) -> Vec<SupersededOutput> {
-    let made: std::collections::BTreeSet<&str> = current
-        .series
-        .iter()
-        .flat_map(|s| &s.models)
-        .flat_map(|m| {
-            m.explanations
-                .iter()
-                .map(|e| e.output_sop_instance_uid.as_str())
-                .chain(
-                    m.summaries
-                        .iter()
-                        .map(|s| s.output_sop_instance_uid.as_str()),
-                )
-        })
-        .collect();
+    let made: std::collections::BTreeSet<&str> = current.outputs().map(|(_, sop)| sop).collect();
     let mut superseded = Vec::new();
     for series in previous["series"].as_array().into_iter().flatten() {
         let Some(source) = series["series_instance_uid"].as_str() else {
@@ -103,7 +89,8 @@ pub fn superseded_outputs(
 /// previous `report.json` (when there is a readable one), removes the outputs it names for
 /// those series that this run did not make again ([`superseded_outputs`],
 /// [`remove_superseded`]) and records them in `report.superseded` (errors in
-/// `report.errors`). Returns the previous report, for a rerun to merge into.
+/// `report.errors`, the status settled again). Returns the previous report, for a rerun to
+/// merge into.
 pub fn replace_previous(
     out: &Path,
     report: &mut StudyReport,
@@ -120,9 +107,11 @@ pub fn replace_previous(
         }
     };
     let superseded = superseded_outputs(&previous, report, redone);
-    report
-        .errors
-        .extend(remove_superseded(&study_dir, &superseded));
+    let errors = remove_superseded(&study_dir, &superseded);
+    if !errors.is_empty() {
+        report.errors.extend(errors);
+        report.settle_status();
+    }
     if !superseded.is_empty() {
         tracing::info!(
             removed = superseded.len(),

@@ -271,6 +271,21 @@ impl Quality {
 }
 
 impl StudyReport {
+    /// Every output file the report names (overlays and summary images): its path
+    /// relative to the study folder and its SOPInstanceUID.
+    pub fn outputs(&self) -> impl Iterator<Item = (&std::path::Path, &str)> {
+        self.series.iter().flat_map(|s| &s.models).flat_map(|m| {
+            m.explanations
+                .iter()
+                .map(|e| (e.output_file.as_path(), e.output_sop_instance_uid.as_str()))
+                .chain(
+                    m.summaries
+                        .iter()
+                        .map(|s| (s.output_file.as_path(), s.output_sop_instance_uid.as_str())),
+                )
+        })
+    }
+
     /// The status implied by errors and results: failed when nothing was explained or
     /// classified and something failed, partial when anything failed, else ok.
     pub fn settle_status(&mut self) {

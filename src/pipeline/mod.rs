@@ -248,17 +248,25 @@ impl Engine {
         crate::explain::quality::QualityPolicy::from_settings(&self.settings.quality)
     }
 
-    /// Processes one study into `out/<StudyInstanceUID>/`: overlays and `report.json`.
-    /// `file_errors` are errors already known for files of this study.
+    /// Processes one study into `out/<StudyInstanceUID>/`: overlays and `report.json`, which
+    /// replaces the previous one; what an earlier run wrote for these series and this one did
+    /// not make again is removed ([`output::replace_previous`]). `file_errors` are errors
+    /// already known for files of this study. The report and where it was written.
     pub fn process_study(
         &self,
         study: &Study,
         out: &Path,
         file_errors: Vec<ReportError>,
-    ) -> Result<StudyReport, RunError> {
-        let report = self.study_report(study, out, file_errors);
-        write_report(&report, out)?;
-        Ok(report)
+    ) -> Result<(StudyReport, PathBuf), RunError> {
+        let mut report = self.study_report(study, out, file_errors);
+        let redone = report
+            .series
+            .iter()
+            .map(|s| s.series_instance_uid.clone())
+            .collect();
+        output::replace_previous(out, &mut report, &redone);
+        let path = write_report(&report, out)?;
+        Ok((report, path))
     }
 
     /// Processes one study into `out/<StudyInstanceUID>/` (the overlays), returning its
@@ -429,15 +437,8 @@ pub fn run(engine: &Engine, inputs: &[PathBuf], out: &Path) -> Result<RunSummary
     );
     for study in &scanned.studies {
         progress.set_message(study.uid.clone());
-        let mut report = engine.study_report(study, out, Vec::new());
-        let redone = report
-            .series
-            .iter()
-            .map(|s| s.series_instance_uid.clone())
-            .collect();
-        output::replace_previous(out, &mut report, &redone);
-        report.settle_status();
-        summary.reports.push(write_report(&report, out)?);
+        let (report, path) = engine.process_study(study, out, Vec::new())?;
+        summary.reports.push(path);
         summary.studies += 1;
         if report.status != Status::Ok {
             summary.studies_with_errors += 1;

@@ -159,7 +159,6 @@ fn run_study(
     let mut report = engine.study_report(&study, out, errors);
     let rerun_series: BTreeSet<String> = study.series.iter().map(|s| s.uid.clone()).collect();
     let previous = output::replace_previous(out, &mut report, &rerun_series);
-    report.settle_status();
     let mut value = serde_json::to_value(&report).map_err(|e| e.to_string())?;
     if rerun && let Some(previous) = &previous {
         output::merge_rerun(&mut value, previous, &rerun_series);
@@ -167,7 +166,10 @@ fn run_study(
     let report_path = pipeline::write_report(&value, out).map_err(|e| e.to_string())?;
     let status = value["status"].as_str().unwrap_or("failed").to_string();
 
-    let outputs = written_outputs(&report);
+    let outputs: Vec<(PathBuf, String)> = report
+        .outputs()
+        .map(|(file, sop)| (file.to_path_buf(), sop.to_string()))
+        .collect();
     let mut deliveries = Vec::new();
     for destination in &watch.deliver {
         match destination {
@@ -198,20 +200,6 @@ fn run_study(
         covered,
         deliveries,
     })
-}
-
-/// The outputs of a report: (path relative to the study folder, SOPInstanceUID).
-fn written_outputs(report: &output::StudyReport) -> Vec<(PathBuf, String)> {
-    let mut outputs = Vec::new();
-    for model in report.series.iter().flat_map(|s| &s.models) {
-        for e in &model.explanations {
-            outputs.push((e.output_file.clone(), e.output_sop_instance_uid.clone()));
-        }
-        for s in &model.summaries {
-            outputs.push((s.output_file.clone(), s.output_sop_instance_uid.clone()));
-        }
-    }
-    outputs
 }
 
 /// Leftovers of a write interrupted by a crash (`.<name>.part`), removed before a rerun.
