@@ -25,6 +25,8 @@
 //! - [`render`]: heat map, colour map and legend into the overlay picture.
 //! - [`pipeline`]: the [`pipeline::Engine`] that turns a study into overlays and a report.
 //! - [`output`]: `report.json` and output paths.
+//! - [`audit`]: the models and methods over a labelled image set (`audit.json`,
+//!   `audit.html`).
 //! - [`logging`]: how paths under the input folders appear in log lines.
 //! - [`cli`]: the command-line interface (`main.rs` only calls [`cli::main`]).
 //!
@@ -50,6 +52,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod autodiff;
 pub mod cli;
 pub mod config;

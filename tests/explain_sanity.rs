@@ -16,9 +16,7 @@ use dicom_xai::explain::{MethodSet, method_by_name};
 use dicom_xai::model::preprocess::{self, resize_bilinear};
 use dicom_xai::model::runtime::RuntimeOptions;
 use dicom_xai::model::{Classifier, Manifest, Runtime};
-use dicom_xai::onnx::Model;
-use dicom_xai::onnx::tensor::{Storage, from_array};
-use ndarray::{Array2, ArrayD};
+use ndarray::Array2;
 
 /// With every weight randomised, the rank correlation of saliency and Grad-CAM maps with the
 /// trained model's (on a 32 x 32 grid) stays below this.
@@ -27,54 +25,6 @@ const RANDOMISED_CORRELATION: f32 = 0.5;
 const INPUT_WEIGHTED_CORRELATION: f32 = 0.9;
 
 const METHODS: &[&str] = &["saliency", "gradcam", "gradxinput"];
-
-/// The VGG16 with the weights of its last `count` layers (convolutions and dense) replaced by
-/// Gaussian values of the same standard deviation (seeded), as a manifest in `dir`.
-fn randomised(original: &Manifest, count: usize, dir: &Path) -> Manifest {
-    let mut model = Model::load(&original.onnx).expect("the VGG16 model");
-    let weights: Vec<String> = model
-        .graph()
-        .node
-        .iter()
-        .filter(|n| matches!(n.op_type(), "Conv" | "MatMul" | "Gemm"))
-        .map(|n| n.input[1].clone())
-        .collect();
-    let initializers: std::collections::HashSet<String> = model
-        .graph()
-        .initializer
-        .iter()
-        .map(|t| t.name().to_string())
-        .collect();
-    let weights: Vec<String> = weights
-        .into_iter()
-        .filter(|w| initializers.contains(w))
-        .collect();
-    assert!(weights.len() >= 16, "13 convolutions and the dense layers");
-    let mut noise = dicom_xai::explain::NoiseSource::new(count as u64);
-    for name in weights.iter().rev().take(count) {
-        let values = model
-            .initializer_f32(name)
-            .expect("readable weights")
-            .expect("a weight initializer");
-        let std = (values.mapv(|v| v * v).mean().unwrap_or(0.0)).sqrt();
-        let random: ArrayD<f32> = values.mapv(|_| std * noise.normal());
-        let tensor = from_array(name, &random, Storage::Raw);
-        let graph = model.graph_mut();
-        let slot = graph
-            .initializer
-            .iter_mut()
-            .find(|t| t.name() == name)
-            .expect("the initializer");
-        *slot = tensor;
-    }
-    let path = dir.join(format!("vgg16-random-{}.onnx", count.min(999)));
-    model.save(&path).expect("save");
-    let mut manifest = original.clone();
-    manifest.onnx = path;
-    manifest.sha256 = None;
-    manifest.name = format!("vgg16-random-{}", count.min(999));
-    manifest
-}
 
 fn maps(
     manifest: Manifest,
@@ -114,7 +64,8 @@ fn gradient_maps_change_when_the_learnt_weights_are_randomised() {
     let cache = dir.path().join("cache");
     let trained = maps(original.clone(), &runtime, &cache, &grey);
     for count in [1, 4, usize::MAX] {
-        let variant = randomised(&original, count, dir.path());
+        let (variant, layers) = common::randomise_top_layers(&original, count, dir.path());
+        assert!(layers >= 16, "13 convolutions and the dense layers");
         let randomised_maps = maps(variant, &runtime, &cache, &grey);
         for ((name, a), b) in METHODS.iter().zip(&trained).zip(&randomised_maps) {
             let correlation = rank_correlation(a.view(), b.view()).unwrap_or(0.0);

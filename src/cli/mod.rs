@@ -4,6 +4,7 @@
 //! Exit codes (DESIGN.md 4.1): 0 all done; 3 finished but some inputs failed; 2 usage or
 //! configuration error; 1 any other fatal error.
 
+mod audit_cmd;
 mod config_cmd;
 mod explain_cmd;
 mod grad_cmd;
@@ -74,6 +75,9 @@ enum Command {
     Explain(explain_cmd::ExplainArgs),
     /// Write a gradient model: the forward ONNX graph plus its backward pass in standard ONNX operators.
     Grad(grad_cmd::GradArgs),
+    /// Audit models and methods on a labelled set of images: accuracy, calibration, and how
+    /// often correct predictions rest on evidence outside the brain (audit.json, audit.html).
+    Audit(audit_cmd::AuditArgs),
     /// Sparse autoencoders: `sae train` on a model's activations, `sae describe FILE`.
     #[command(subcommand)]
     Sae(sae_cmd::SaeCommand),
@@ -96,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => watch_cmd::status(&args),
         Command::Explain(args) => explain_cmd::run(&args),
         Command::Grad(args) => grad_cmd::run(&args),
+        Command::Audit(args) => audit_cmd::run(&args),
         Command::Config(command) => config_cmd::run(&command),
         Command::Sae(command) => sae_cmd::run(&command),
         Command::Rules(command) => rules_cmd::run(&command),
@@ -146,6 +151,22 @@ fn load_settings(path: &std::path::Path) -> Result<crate::config::Settings, u8> 
         eprintln!("error: {error}");
         EXIT_USAGE
     })
+}
+
+/// Loads the settings of a one-shot command over `inputs` and sets how log lines show paths
+/// under them (`[logging] paths`, full paths unless configured).
+fn load_settings_for_inputs(
+    path: &std::path::Path,
+    inputs: &[std::path::PathBuf],
+) -> Result<crate::config::Settings, u8> {
+    let settings = load_settings(path)?;
+    crate::logging::set_path_policy(
+        settings
+            .log_paths
+            .unwrap_or(crate::logging::PathStyle::Full),
+        inputs,
+    );
+    Ok(settings)
 }
 
 /// A `--models a,b` style list without empty items; `None` when absent or empty.

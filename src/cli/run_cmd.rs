@@ -29,16 +29,10 @@ pub struct RunArgs {
 
 /// Runs `run`; returns the exit code.
 pub fn run(args: &RunArgs) -> u8 {
-    let settings = match super::load_settings(&args.config) {
+    let settings = match super::load_settings_for_inputs(&args.config, &args.inputs) {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    crate::logging::set_path_policy(
-        settings
-            .log_paths
-            .unwrap_or(crate::logging::PathStyle::Full),
-        &args.inputs,
-    );
     let out = args
         .out
         .clone()

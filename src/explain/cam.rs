@@ -93,6 +93,10 @@ pub fn feature_grid(
     }
 }
 
+/// Grad-CAM++'s `2 + ΣA·G` below this in magnitude gives a position no weight instead of
+/// an unbounded one.
+const ALPHA_FLOOR: f32 = 1e-6;
+
 /// The CAM of activations `a` and gradients `g` (channels x h x w), before upsampling.
 pub fn cam(kind: CamKind, a: ArrayView3<'_, f32>, g: ArrayView3<'_, f32>) -> Array2<f32> {
     let (channels, h, w) = a.dim();
@@ -118,10 +122,12 @@ pub fn cam(kind: CamKind, a: ArrayView3<'_, f32>, g: ArrayView3<'_, f32>) -> Arr
                     let activation_sum = ac.sum();
                     gc.iter()
                         .map(|&gv| {
-                            let g2 = gv * gv;
-                            let denominator = 2.0 * g2 + activation_sum * g2 * gv;
-                            let alpha = if gv != 0.0 && denominator.abs() > f32::EPSILON {
-                                g2 / denominator
+                            // a = G² / (G² (2 + ΣA·G)) = 1 / (2 + ΣA·G): free of the
+                            // gradient's scale, so the small gradients at a ViT's tokens
+                            // (G² far below any fixed epsilon) keep their weight
+                            let denominator = 2.0 + activation_sum * gv;
+                            let alpha = if gv != 0.0 && denominator.abs() > ALPHA_FLOOR {
+                                1.0 / denominator
                             } else {
                                 0.0
                             };

@@ -371,7 +371,7 @@ impl Engine {
 /// Loads the models side by side, one thread each: a model's checksum and ONNX Runtime's
 /// graph optimisation run on one core, so two models load in about the time of the larger.
 /// The models come back in the manifests' order; the first failure is the error.
-fn load_models(
+pub(crate) fn load_models(
     runtime: &Runtime,
     manifests: impl Iterator<Item = Manifest>,
     batch_size: usize,

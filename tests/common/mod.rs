@@ -314,3 +314,57 @@ pub fn overlay_file_uids(dir: &Path) -> std::collections::BTreeSet<String> {
         .filter_map(|f| Some(f.file_stem()?.to_str()?.to_string()))
         .collect()
 }
+
+/// The model of `original` with the weights of its last `count` weight layers (Conv, MatMul
+/// and Gemm nodes whose weight is an initializer, counted from the graph's end) replaced by
+/// Gaussian values of the same root mean square (seeded by `count`), saved in `dir` with a
+/// manifest named `<name>-random-<count>`: the cascading model randomisation of Adebayo et
+/// al. (2018). Returns the manifest and how many weight layers the model has.
+pub fn randomise_top_layers(
+    original: &dicom_xai::model::Manifest,
+    count: usize,
+    dir: &Path,
+) -> (dicom_xai::model::Manifest, usize) {
+    use dicom_xai::onnx::Model;
+    use dicom_xai::onnx::tensor::{Storage, from_array};
+    let mut model = Model::load(&original.onnx).expect("the model");
+    let initializers: std::collections::HashSet<String> = model
+        .graph()
+        .initializer
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    let weights: Vec<String> = model
+        .graph()
+        .node
+        .iter()
+        .filter(|n| matches!(n.op_type(), "Conv" | "MatMul" | "Gemm"))
+        .map(|n| n.input[1].clone())
+        .filter(|w| initializers.contains(w))
+        .collect();
+    let mut noise = dicom_xai::explain::NoiseSource::new(count as u64);
+    for name in weights.iter().rev().take(count) {
+        let values = model
+            .initializer_f32(name)
+            .expect("readable weights")
+            .expect("a weight initializer");
+        let rms = (values.mapv(|v| v * v).mean().unwrap_or(0.0)).sqrt();
+        let random: ndarray::ArrayD<f32> = values.mapv(|_| rms * noise.normal());
+        let tensor = from_array(name, &random, Storage::Raw);
+        let slot = model
+            .graph_mut()
+            .initializer
+            .iter_mut()
+            .find(|t| t.name() == name)
+            .expect("the initializer");
+        *slot = tensor;
+    }
+    let name = format!("{}-random-{}", original.name, count.min(999));
+    let path = dir.join(format!("{name}.onnx"));
+    model.save(&path).expect("save");
+    let mut manifest = original.clone();
+    manifest.onnx = path;
+    manifest.sha256 = None;
+    manifest.name = name;
+    (manifest, weights.len())
+}
