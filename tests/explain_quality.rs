@@ -1,7 +1,8 @@
 //! The quality checks of explanations: the brain mask against the true brain of a realistic
 //! MR phantom (MNI152 anatomy wrapped in CSF, skull and scalp by
-//! `tests/support/make_series.py`), the in-brain fraction of maps on and off the brain, and
-//! the faithfulness curves on the known-answer model.
+//! `tests/support/make_series.py`) and its plausibility on the real T1, T2 and FLAIR slices of
+//! the evaluation subset, the in-brain fraction of maps on and off the brain, and the
+//! faithfulness curves on the known-answer model.
 
 mod common;
 
@@ -14,13 +15,17 @@ use ndarray::{Array2, Array3, Axis};
 use ndarray_npy::read_npy;
 
 /// Dice overlap of our mask with the true intracranial space, on the slices that cut the
-/// brain across (true area at least `SECTION_SHARE` of the largest): measured 0.86-0.96.
+/// brain across (true area at least `SECTION_SHARE` of the largest): measured 0.95-0.97
+/// (0.86-0.96 before the three-class threshold).
 const MIN_DICE: f32 = 0.85;
 /// Slices that graze the vertex or the skull base cut the scalp tangentially, where no
 /// threshold tells scalp from brain; they are left out.
 const SECTION_SHARE: f32 = 0.6;
 /// Share of our mask lying more than 4 pixels (4 mm) outside the true brain: scalp, skull.
-const MAX_OUTSIDE_SHARE: f32 = 0.01;
+/// Measured at most 0.0104, on the lowest section, where the three-class threshold keeps a
+/// little more of the scalp than a two-class one did (and finds the brain on T2 slices,
+/// which a two-class one did not).
+const MAX_OUTSIDE_SHARE: f32 = 0.015;
 
 fn grey(path: &Path, frame: usize) -> Array2<f32> {
     let dicom = file::open(path, Depth::Full).expect("a phantom slice");
@@ -106,6 +111,76 @@ fn the_brain_mask_finds_the_phantom_brain_and_leaves_out_skull_and_scalp() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(checked >= 12, "only {checked} slices cut the brain across");
+}
+
+/// The head of a real slice, computed here independently of the library: every pixel the
+/// image border cannot reach through background (grey level at most `HEAD_BACKGROUND`).
+fn head(grey: &Array2<f32>) -> Array2<bool> {
+    let (rows, columns) = grey.dim();
+    let mut outside = Array2::from_elem((rows, columns), false);
+    let mut stack: Vec<(usize, usize)> = (0..rows)
+        .flat_map(|r| [(r, 0), (r, columns - 1)])
+        .chain((0..columns).flat_map(|c| [(0, c), (rows - 1, c)]))
+        .collect();
+    while let Some((r, c)) = stack.pop() {
+        if outside[[r, c]] || grey[[r, c]] > HEAD_BACKGROUND {
+            continue;
+        }
+        outside[[r, c]] = true;
+        if r > 0 {
+            stack.push((r - 1, c));
+        }
+        if r + 1 < rows {
+            stack.push((r + 1, c));
+        }
+        if c > 0 {
+            stack.push((r, c - 1));
+        }
+        if c + 1 < columns {
+            stack.push((r, c + 1));
+        }
+    }
+    outside.mapv(|o| !o)
+}
+
+/// Background of the subset's slices: black air, JPEG noise included.
+const HEAD_BACKGROUND: f32 = 0.08;
+/// A plausible brain covers this share of the head: the intracranial space without scalp
+/// and skull (about 0.6 to 0.9 on axial slices through the brain).
+const PLAUSIBLE_SHARE: std::ops::RangeInclusive<f32> = 0.45..=0.98;
+/// Share of the subset's slices whose mask must be plausible: measured 150 of 160 (sagittal
+/// slices and slices on a grey background fail); the two-class threshold managed 130, keeping
+/// an eye or the ventricles as "the brain" on T2 slices.
+const MIN_PLAUSIBLE: f64 = 0.9;
+
+#[test]
+fn the_brain_mask_is_plausible_on_real_t1_t2_and_flair_slices() {
+    let root = common::root().join("tests/fixtures/eval-subset");
+    let mut images: Vec<_> = common::files_under(&root)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    images.sort();
+    assert_eq!(images.len(), 160);
+    let mut implausible = Vec::new();
+    for image in &images {
+        let grey = dicom_xai::pipeline::load_grey(image).expect("the slice");
+        let head_area = head(&grey).iter().filter(|&&h| h).count() as f32;
+        let mask_area = brain_mask(grey.view()).iter().filter(|&&m| m).count() as f32;
+        let share = mask_area / head_area.max(1.0);
+        if !PLAUSIBLE_SHARE.contains(&share) {
+            implausible.push(format!("{}: {share:.3}", image.display()));
+        }
+    }
+    eprintln!("implausible masks:\n{}", implausible.join("\n"));
+    let plausible = 1.0 - implausible.len() as f64 / images.len() as f64;
+    assert!(
+        plausible >= MIN_PLAUSIBLE,
+        "{} of {} masks implausible:\n{}",
+        implausible.len(),
+        images.len(),
+        implausible.join("\n")
+    );
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! What an audit has measured so far, one JSON line per (model, image), appended as each
 //! image is done: an interrupted audit started again with the same output folder measures
 //! only what is missing. A record is reused when the model bytes (sha256), the image (path
-//! and size) and the audit's settings (method parameters, quality policy, software version)
-//! are the same; a later line replaces an earlier one; a torn last line is ignored.
+//! and size) and the audit's settings (method parameters, quality policy, software version,
+//! measurement revision) are the same; a later line replaces an earlier one; a torn last line
+//! is ignored.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};

@@ -183,11 +183,13 @@ fn manifests(settings: &Settings, request: &AuditRequest) -> Result<Vec<Manifest
         .collect())
 }
 
-/// A fingerprint of everything that changes a record besides the model and the image.
+/// A fingerprint of everything that changes a record besides the model and the image: the
+/// method parameters, the quality policy, the software and the measurement revision.
 fn settings_fingerprint(methods: &MethodSet, policy: &QualityPolicy) -> String {
     let described = format!(
-        "{methods:?}|{policy:?}|{}",
-        concat!("dicom-xai ", env!("CARGO_PKG_VERSION"))
+        "{methods:?}|{policy:?}|{}|{}",
+        concat!("dicom-xai ", env!("CARGO_PKG_VERSION")),
+        explain::MEASUREMENT_REVISION
     );
     let digest = Sha256::digest(described.as_bytes());
     digest.iter().take(12).map(|b| format!("{b:02x}")).collect()

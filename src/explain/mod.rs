@@ -105,6 +105,11 @@ pub trait Method: Send + Sync {
     }
 }
 
+/// Raised whenever a method or a quality check gives a different result for the same input
+/// and parameters (2: the three-class brain mask and scale-free Grad-CAM++), so that stored
+/// measurements (the audit's journal) are made again instead of reused.
+pub const MEASUREMENT_REVISION: u32 = 2;
+
 /// Methods of DESIGN.md 4.1 that this build does not have yet.
 pub const NOT_YET_AVAILABLE: &[&str] = &[];
 

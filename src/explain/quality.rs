@@ -13,8 +13,11 @@
 //!
 //! # The brain mask, step by step
 //!
-//! 1. Otsu's threshold on the windowed grey levels (256 bins) separates tissue from air,
-//!    cerebrospinal fluid and bone, which are dark on T1, T2 and FLAIR alike.
+//! 1. The lower of Otsu's two three-class thresholds on the windowed grey levels (256 bins)
+//!    separates tissue from air and bone, which are dark on T1, T2 and FLAIR alike. One
+//!    two-class threshold is not enough: on T2 the fluid (ventricles, eyes, CSF) is the
+//!    brightest class, and a single threshold falls between it and the brain, keeping an eye
+//!    as "the brain". Three classes put air and bone below, and the brain and fluid above.
 //! 2. The head is every tissue pixel with the holes filled (what the air outside cannot
 //!    reach). Its equivalent radius R = sqrt(area / π).
 //! 3. Scalp and skull lie in a shell about 10-15 mm thick under the head's edge: the head
@@ -36,13 +39,19 @@ use super::gradient::black;
 use super::{ExplainError, NoiseSource, channels_last, model_failed};
 use crate::model::Classifier;
 
-/// Otsu's threshold of values in [0, 1] (256 bins); `None` for a constant image.
-pub fn otsu_threshold(grey: ArrayView2<'_, f32>) -> Option<f32> {
+/// The 256-bin histogram of values in [0, 1].
+fn histogram(grey: ArrayView2<'_, f32>) -> [u64; 256] {
     let mut histogram = [0u64; 256];
     for &v in grey {
         let bin = (v.clamp(0.0, 1.0) * 255.0).round() as usize;
         histogram[bin] += 1;
     }
+    histogram
+}
+
+/// Otsu's threshold of values in [0, 1] (256 bins); `None` for a constant image.
+pub fn otsu_threshold(grey: ArrayView2<'_, f32>) -> Option<f32> {
+    let histogram = histogram(grey);
     let total: u64 = histogram.iter().sum();
     let weighted_total: f64 = histogram
         .iter()
@@ -67,6 +76,43 @@ pub fn otsu_threshold(grey: ArrayView2<'_, f32>) -> Option<f32> {
     }
     // the threshold lies between bin i and i + 1
     best.map(|(_, i)| (i as f32 + 0.5) / 255.0)
+}
+
+/// Otsu's two thresholds (three classes) of values in [0, 1] (256 bins), lower first;
+/// `None` when the image has fewer than three distinct levels.
+pub fn otsu_thresholds_three(grey: ArrayView2<'_, f32>) -> Option<(f32, f32)> {
+    let histogram = histogram(grey);
+    // prefix sums of counts and of bin-weighted counts: any class's weight and mean in O(1)
+    let mut counts = [0f64; 257];
+    let mut moments = [0f64; 257];
+    for (i, &c) in histogram.iter().enumerate() {
+        counts[i + 1] = counts[i] + c as f64;
+        moments[i + 1] = moments[i] + i as f64 * c as f64;
+    }
+    // a class of bins [a, b) contributes weight * mean^2 = moment^2 / weight
+    let class = |a: usize, b: usize| {
+        let weight = counts[b] - counts[a];
+        if weight > 0.0 {
+            Some((moments[b] - moments[a]).powi(2) / weight)
+        } else {
+            None
+        }
+    };
+    let mut best: Option<(f64, usize, usize)> = None;
+    for low in 1..255 {
+        let Some(first) = class(0, low) else { continue };
+        for high in low + 1..256 {
+            let (Some(second), Some(third)) = (class(low, high), class(high, 256)) else {
+                continue;
+            };
+            let score = first + second + third;
+            if best.is_none_or(|(b, _, _)| score > b) {
+                best = Some((score, low, high));
+            }
+        }
+    }
+    // the thresholds lie between bins low - 1 and low, and high - 1 and high
+    best.map(|(_, low, high)| ((low as f32 - 0.5) / 255.0, (high as f32 - 0.5) / 255.0))
 }
 
 /// The pixels of `mask` connected (4-neighbourhood) to any `seed` pixel.
@@ -247,7 +293,10 @@ fn erode(mask: &Array2<bool>, radius: f32) -> Array2<bool> {
 /// The brain of a windowed slice (grey levels in [0, 1]); see the module documentation.
 pub fn brain_mask(grey: ArrayView2<'_, f32>) -> Array2<bool> {
     let empty = || Array2::from_elem(grey.dim(), false);
-    let Some(threshold) = otsu_threshold(grey) else {
+    let Some(threshold) = otsu_thresholds_three(grey)
+        .map(|(low, _)| low)
+        .or_else(|| otsu_threshold(grey))
+    else {
         return empty();
     };
     let tissue = grey.mapv(|v| v > threshold);
@@ -614,6 +663,21 @@ mod tests {
         let t = otsu_threshold(grey.view()).expect("a threshold");
         assert!(t > 0.2 && t < 0.8, "{t}");
         assert!(otsu_threshold(Array2::<f32>::zeros((4, 4)).view()).is_none());
+    }
+
+    #[test]
+    fn three_class_otsu_splits_air_tissue_and_fluid() {
+        // a T2-like slice: half air, a third brain, the rest bright fluid
+        let mut grey = Array2::<f32>::from_elem((12, 12), 0.02);
+        grey.slice_mut(ndarray::s![6.., ..]).fill(0.35);
+        grey.slice_mut(ndarray::s![10.., ..]).fill(0.9);
+        let (low, high) = otsu_thresholds_three(grey.view()).expect("thresholds");
+        assert!(low > 0.02 && low < 0.35, "{low}");
+        assert!(high > 0.35 && high < 0.9, "{high}");
+        // with two levels only there is no third class
+        let mut two = Array2::<f32>::from_elem((4, 4), 0.1);
+        two.slice_mut(ndarray::s![..2, ..]).fill(0.7);
+        assert!(otsu_thresholds_three(two.view()).is_none());
     }
 
     #[test]
