@@ -8,6 +8,11 @@ exported from the site's checkpoint when one is placed in models/checkpoints/
 (`densenet169.pth`, `vit_b_16.pth`; `.pt` too: see onnx/README.md for the formats), else from
 the trained checkpoint the project ships in checkpoints/ (reassembled from its parts into
 assets/checkpoints/ and checked against checkpoints/SHA256SUMS); either way `trained = true`.
+With the shipped weights, the sparse autoencoder trained on them (checkpoints/<arch>.sae.
+safetensors, checked against SHA256SUMS too) is copied beside the export and named in its
+manifest (`[explain] sae`), so the `sae` method works out of the box; a site's own weights
+get none (an SAE belongs to the weights it was trained on: train one with `dicom-xai sae
+train`).
 An export is redone only when what produced it changed: its stamp holds the sha256 of the
 export tools, the pinned requirements, the arguments and the checkpoint. Exit status 1 naming
 the model or file on failure.
@@ -128,18 +133,44 @@ def shipped_checkpoint(name: str) -> Path:
     return whole
 
 
+def attach_sae(arch: str, out: Path) -> None:
+    """Copies the shipped SAE of `arch` beside its export and names it in the manifest."""
+    name = f"{arch}.sae.safetensors"
+    if not (SHIPPED / name).is_file():
+        return  # no SAE shipped for this model yet
+    source = shipped_checkpoint(name)
+    target = out / name
+    if not (target.is_file() and sha256_of(target) == sha256_of(source)):
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(source.read_bytes())
+        partial.replace(target)
+    manifest = out / f"{arch}.toml"
+    text = manifest.read_text()
+    if f'sae = "{name}"' not in text:
+        if "\n[explain]\n" not in text:
+            raise ShippedCheckpointError(f"{shown(manifest)} has no [explain] table for the SAE")
+        text = text.replace("\n[explain]\n", f'\n[explain]\nsae = "{name}"\n', 1)
+        manifest.write_text(text)
+
+
 def mission_model(arch: str, shipped: str) -> bool:
-    """models/<arch>/: the site's checkpoint exported, else the shipped trained one."""
+    """models/<arch>/: the site's checkpoint exported, else the shipped trained one with its
+    shipped SAE."""
     out = MISSION / arch
     checkpoint = site_checkpoint(arch)
-    if checkpoint is None:
-        try:
-            checkpoint = shipped_checkpoint(shipped)
-        except ShippedCheckpointError as error:
-            print(f"export_models: {arch}: {error}", file=sys.stderr)
+    if checkpoint is not None:
+        arguments = ["--arch", arch, "--exporter", "legacy", "--checkpoint", str(checkpoint)]
+        return export(f"{arch} from {shown(checkpoint)}", arguments, out, checkpoint)
+    try:
+        checkpoint = shipped_checkpoint(shipped)
+        arguments = ["--arch", arch, "--exporter", "legacy", "--checkpoint", str(checkpoint)]
+        if not export(f"{arch} from {shown(checkpoint)}", arguments, out, checkpoint):
             return False
-    arguments = ["--arch", arch, "--exporter", "legacy", "--checkpoint", str(checkpoint)]
-    return export(f"{arch} from {shown(checkpoint)}", arguments, out, checkpoint)
+        attach_sae(arch, out)
+    except ShippedCheckpointError as error:
+        print(f"export_models: {arch}: {error}", file=sys.stderr)
+        return False
+    return True
 
 
 def main(argv: list[str]) -> int:

@@ -8,7 +8,9 @@
 //! - the model-randomisation sanity check (Adebayo et al., 2018): with the learnt weights
 //!   replaced by random ones from the top layer down, every gradient method's map changes;
 //!   those that pass the check fall below [`PASSES`], and those measured to fail it (named
-//!   in docs/models.md) must still move.
+//!   in docs/models.md) must still move;
+//! - both models name the sparse autoencoder shipped for them, and the `sae` method maps its
+//!   concepts without any site set-up.
 
 mod common;
 
@@ -280,6 +282,37 @@ fn gradient_maps_change_when_the_learnt_weights_are_randomised() {
                 mean < bound,
                 "{arch} {name}: the map barely changed with the learnt weights random \
                  ({mean:.3} >= {bound})"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_shipped_models_explain_with_their_sparse_autoencoders_out_of_the_box() {
+    let runtime = runtime();
+    let method = method_by_name("sae", &MethodSet::default()).expect("available");
+    for arch in ["densenet169", "vit_b_16"] {
+        let manifest = manifest(arch);
+        let sae =
+            manifest.explain.sae.clone().unwrap_or_else(|| {
+                panic!("{arch}: the manifest names no SAE (make setup ships one)")
+            });
+        assert!(sae.is_file(), "{}", sae.display());
+        let model = load(&runtime, manifest, None);
+        for image in subset_images(80) {
+            let input = input_of(&model, &image);
+            let class = predicted(&model, &input);
+            let map = method
+                .explain(&model, input.view(), class)
+                .expect("an SAE map");
+            assert!(
+                !is_empty_map(map.heat.view()),
+                "{arch} {}: the SAE map is empty",
+                image.display()
+            );
+            assert!(
+                !map.parts.is_empty(),
+                "{arch}: the leading concepts are named"
             );
         }
     }

@@ -348,7 +348,7 @@ fn describe(args: &DescribeArgs) -> u8 {
         println!("no concept table in this file");
         return super::EXIT_OK;
     }
-    for (label, ranked) in &top_per_class {
+    for (class, (label, ranked)) in top_per_class.iter().enumerate() {
         println!("\n{label}: concepts that raise its score most");
         if ranked.is_empty() {
             println!("  (none)");
@@ -361,7 +361,7 @@ fn describe(args: &DescribeArgs) -> u8 {
             };
             println!(
                 "  {}; active on {:.1}% of positions{marker}",
-                c.label(labels),
+                c.label_for(class, labels),
                 100.0 * c.frequency
             );
         }

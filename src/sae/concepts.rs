@@ -56,6 +56,29 @@ impl Concept {
         self.in_brain_share.is_some_and(|s| s < OUTSIDE_BRAIN)
     }
 
+    /// A label in the list of concepts that raise `class`, e.g. `concept 17: glioma +0.042
+    /// (pituitary most, +0.310), 31% inside the brain`: what it adds to that class, and the
+    /// class it drives most when that is another.
+    pub fn label_for(&self, class: usize, labels: &[String]) -> String {
+        let name = |c: usize| labels.get(c).map_or("?", String::as_str);
+        let here = self.contribution.get(class).copied().unwrap_or(f32::NAN);
+        let most = match self.strongest() {
+            Some((strongest, value)) if strongest != class && value > 0.0 => {
+                format!(" ({} most, {value:+.3})", name(strongest))
+            }
+            _ => String::new(),
+        };
+        let place = match self.in_brain_share {
+            Some(share) => format!("{:.0}% inside the brain", 100.0 * share),
+            None => "never active".to_string(),
+        };
+        format!(
+            "concept {}: {} {here:+.3}{most}, {place}",
+            self.latent,
+            name(class)
+        )
+    }
+
     /// A short label, e.g. `concept 17: drives glioma (+0.042), 31% inside the brain`.
     pub fn label(&self, labels: &[String]) -> String {
         let drives = match self.strongest() {
