@@ -4,7 +4,7 @@
 //! audit.json are checked against onnxruntime-python, scikit-learn and NumPy
 //! (tests/support/audit_reference.py), the broken file is listed without stopping the audit,
 //! the page is self-contained, and a second run resumes from the journal instead of
-//! measuring again.
+//! measuring again. The `sae` method runs with the SAEs shipped for both models.
 
 mod common;
 
@@ -21,7 +21,7 @@ fn audit(data: &Path, out: &Path) -> std::process::Output {
             "--models",
             "densenet169,vit_b_16",
             "--methods",
-            "gradcam,saliency",
+            "gradcam,saliency,sae",
             "--out",
         ])
         .arg(out)

@@ -412,16 +412,17 @@ fn in_brain_svg(method: &MethodAudit, threshold: f32) -> String {
     svg
 }
 
-fn method_detail(html: &mut String, model: &ModelAudit, method: &MethodAudit, threshold: f32) {
+/// A two-column table of shares per true label.
+fn shares_by_label(
+    html: &mut String,
+    heading: &str,
+    shares: &std::collections::BTreeMap<String, Option<f64>>,
+) {
     let _ = write!(
         html,
-        "<h3 id=\"{0}-{1}\">{1}</h3><div class=\"charts\"><div>{2}</div><div><table>\
-         <tr><th class=\"l\">true label</th><th>correct, mostly outside</th></tr>",
-        escape(&model.model),
-        escape(&method.method),
-        in_brain_svg(method, threshold)
+        "<table><tr><th class=\"l\">true label</th><th>{heading}</th></tr>"
     );
-    for (label, share) in &method.outside_brain_share_by_label {
+    for (label, share) in shares {
         let _ = write!(
             html,
             "<tr><td class=\"l\">{}</td><td>{}</td></tr>",
@@ -429,7 +430,30 @@ fn method_detail(html: &mut String, model: &ModelAudit, method: &MethodAudit, th
             percent(*share)
         );
     }
-    html.push_str("</table></div></div>");
+    html.push_str("</table>");
+}
+
+fn method_detail(html: &mut String, model: &ModelAudit, method: &MethodAudit, threshold: f32) {
+    let _ = write!(
+        html,
+        "<h3 id=\"{0}-{1}\">{1}</h3><div class=\"charts\"><div>{2}</div><div>",
+        escape(&model.model),
+        escape(&method.method),
+        in_brain_svg(method, threshold)
+    );
+    shares_by_label(
+        html,
+        "correct, mostly outside",
+        &method.outside_brain_share_by_label,
+    );
+    if !method.outside_concept_share_by_label.is_empty() {
+        shares_by_label(
+            html,
+            "SAE evidence from concepts mostly outside the brain",
+            &method.outside_concept_share_by_label,
+        );
+    }
+    html.push_str("</div></div>");
     if method.gallery.is_empty() {
         html.push_str(
             "<p class=\"muted\">No correct prediction with evidence mostly outside the brain.</p>",

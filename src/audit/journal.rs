@@ -27,6 +27,10 @@ pub struct ExplanationRecord {
     pub insertion_auc: Option<f32>,
     /// The quality flags (DESIGN.md 4.2).
     pub flags: Vec<String>,
+    /// `sae` only: the share of the map's evidence (the leading concepts' contributions)
+    /// carried by concepts whose activation lies mostly outside the brain.
+    #[serde(default)]
+    pub outside_concept_share: Option<f32>,
     /// Seconds the method and its checks took.
     pub seconds: f64,
     /// Why the explanation failed, when it did.

@@ -377,6 +377,22 @@ fn failures(records: &[&ImageRecord], model: &str) -> Vec<Failure> {
     failures
 }
 
+/// The share of an `sae` map's evidence carried by concepts mostly outside the brain: the
+/// contributions of its leading concepts marked `outside_brain` over all of them (`None` for
+/// other methods, or when no concept contributes).
+fn outside_concept_share(parameters: &serde_json::Value) -> Option<f32> {
+    let concepts = parameters.get("concepts")?.as_array()?;
+    let (mut outside, mut total) = (0.0f64, 0.0f64);
+    for concept in concepts {
+        let contribution = concept.get("contribution")?.as_f64()?.max(0.0);
+        total += contribution;
+        if concept.get("outside_brain")?.as_bool()? {
+            outside += contribution;
+        }
+    }
+    (total > 0.0).then(|| (outside / total) as f32)
+}
+
 /// One model's pass over the images.
 struct ModelRun<'a> {
     model: &'a Classifier,
@@ -533,6 +549,7 @@ impl ModelRun<'_> {
                         deletion_auc: None,
                         insertion_auc: None,
                         flags: Vec::new(),
+                        outside_concept_share: None,
                         seconds: 0.0,
                         error: Some(format!("{}: {error}", pending.image.path.display())),
                     }),
@@ -572,6 +589,7 @@ impl ModelRun<'_> {
             deletion_auc: quality.deletion_auc,
             insertion_auc: quality.insertion_auc,
             flags: quality.flags,
+            outside_concept_share: outside_concept_share(&map.parameters),
             seconds: started.elapsed().as_secs_f64(),
             error: None,
         })

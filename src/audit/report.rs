@@ -111,6 +111,10 @@ pub struct MethodAudit {
     /// Per true label: the share of its correct predictions flagged
     /// `evidence-outside-brain`.
     pub outside_brain_share_by_label: BTreeMap<String, Option<f64>>,
+    /// `sae` only: per true label, the mean share of a correct prediction's SAE evidence
+    /// carried by concepts whose activation lies mostly outside the brain (empty for other
+    /// methods).
+    pub outside_concept_share_by_label: BTreeMap<String, Option<f64>>,
     /// Why the method could not run on this model at all, when it could not.
     pub error: Option<String>,
     /// The correct predictions whose evidence lies furthest outside the brain.
@@ -186,6 +190,7 @@ pub fn method_figures(method: &str, records: &[&ImageRecord], labels: &[String])
     let (mut outside_correct, mut empty, mut unfaithful) = (0, 0, 0);
     let mut by_label: BTreeMap<String, (usize, usize)> =
         labels.iter().map(|l| (l.clone(), (0, 0))).collect();
+    let mut concept_shares: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for record in records {
         let Some(explanation) = record.explanation(method).filter(|e| e.error.is_none()) else {
             continue;
@@ -207,6 +212,12 @@ pub fn method_figures(method: &str, records: &[&ImageRecord], labels: &[String])
             }
         }
         if correct {
+            if let Some(share) = explanation.outside_concept_share {
+                concept_shares
+                    .entry(record.label.clone())
+                    .or_default()
+                    .push(f64::from(share));
+            }
             correct_explained += 1;
             let outside = usize::from(flagged(EVIDENCE_OUTSIDE_BRAIN));
             outside_correct += outside;
@@ -235,6 +246,13 @@ pub fn method_figures(method: &str, records: &[&ImageRecord], labels: &[String])
         outside_brain_share_by_label: by_label
             .into_iter()
             .map(|(label, (outside, of))| (label, share(outside, of)))
+            .collect(),
+        outside_concept_share_by_label: concept_shares
+            .into_iter()
+            .map(|(label, shares)| {
+                let mean = shares.iter().sum::<f64>() / shares.len() as f64;
+                (label, Some(mean))
+            })
             .collect(),
         error: None,
         gallery: Vec::new(),

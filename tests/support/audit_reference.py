@@ -10,7 +10,8 @@ For every model of audit.json (matched to a manifest by name):
 - accuracy, the confusion matrix and per-class precision, recall, F1 and support must equal
   scikit-learn's (zero_division=0) on the journal's labels and predictions;
 - the expected calibration error must equal a NumPy computation (10 equal-width bins, (lo, hi]);
-- per method, the counts, shares and medians must equal NumPy's over the journal's records;
+- per method, the counts, shares and medians must equal NumPy's over the journal's records,
+  and for `sae` the per-label mean share of SAE evidence from concepts outside the brain;
 - audit.json must carry every key of the contract (DESIGN.md 4.1).
 Prints one JSON line with what it checked; exits 1 with the first difference.
 """
@@ -134,6 +135,16 @@ def check_model(audit: dict, records: list[dict], manifest_path: Path) -> dict:
         empty = sum("empty-map" in e["flags"] for _, e in explained)
         close(method["empty_map_share"], empty / len(explained) if explained else None,
               FIGURE_TOLERANCE, f"{audit['model']} {name} empty-map share")
+        by_label: dict[str, list[float]] = {}
+        for r, e in correct:
+            if e.get("outside_concept_share") is not None:
+                by_label.setdefault(r["label"], []).append(e["outside_concept_share"])
+        shares = method.get("outside_concept_share_by_label", {})
+        if sorted(shares) != sorted(by_label):
+            fail(f"{audit['model']} {name}: concept shares for {sorted(shares)} against {sorted(by_label)}")
+        for label, values in by_label.items():
+            close(shares[label], float(np.mean(np.float64(values))), 1e-6,
+                  f"{audit['model']} {name} {label} SAE evidence outside the brain")
         for key, field in (("median_deletion_auc", "deletion_auc"), ("median_insertion_auc", "insertion_auc")):
             values = [e[field] for _, e in explained if e[field] is not None]
             close(method[key], float(np.median(np.float64(values))) if values else None,
