@@ -108,10 +108,7 @@ fn predicted(model: &Classifier, input: &Array3<f32>) -> usize {
     let probabilities = model
         .predict(input.view().insert_axis(Axis(0)))
         .expect("classified");
-    let row = probabilities.row(0);
-    (0..row.len())
-        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-        .expect("classes")
+    dicom_xai::model::classifier::argmax(probabilities.row(0).iter().copied())
 }
 
 #[test]

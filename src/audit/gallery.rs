@@ -4,11 +4,11 @@
 //! figures, not maps, and a gallery is a handful of images.
 
 use super::journal::ImageRecord;
-use super::metrics;
 use super::report::{Failure, GalleryEntry};
 use crate::config::Settings;
 use crate::explain::{self, Method};
 use crate::model::Classifier;
+use crate::model::classifier::argmax;
 use crate::model::preprocess::{self, resize_bilinear};
 use crate::render::{self, ColourMap, Font, Legend, Panel, Style};
 
@@ -38,7 +38,7 @@ pub(super) fn render(
                 label: record.label.clone(),
                 probability: record
                     .probabilities
-                    .get(metrics::argmax(&record.probabilities))
+                    .get(argmax(record.probabilities.iter().copied()))
                     .copied()
                     .unwrap_or(f32::NAN),
                 in_brain_fraction: fraction,
@@ -66,7 +66,7 @@ fn picture(
     let manifest = model.manifest();
     let grey = crate::pipeline::load_grey(&record.image)?;
     let input = preprocess::model_input(grey.view(), &manifest.input);
-    let class = metrics::argmax(&record.probabilities);
+    let class = argmax(record.probabilities.iter().copied());
     let map = method
         .explain(model, input.view(), class)
         .map_err(|e| e.to_string())?;

@@ -68,7 +68,8 @@ impl ImageRecord {
 
     /// The predicted class (index into the model's labels), when classified.
     pub fn predicted(&self) -> Option<usize> {
-        (!self.probabilities.is_empty()).then(|| super::metrics::argmax(&self.probabilities))
+        (!self.probabilities.is_empty())
+            .then(|| crate::model::classifier::argmax(self.probabilities.iter().copied()))
     }
 
     /// This record's explanation by `method`, when made.

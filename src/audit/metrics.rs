@@ -9,6 +9,8 @@
 
 use serde::Serialize;
 
+use crate::model::classifier::argmax;
+
 /// Equal-width confidence bins of the calibration error and the reliability diagram.
 pub const CALIBRATION_BINS: usize = 10;
 
@@ -55,17 +57,6 @@ pub struct Classification {
     pub reliability: Vec<ReliabilityBin>,
 }
 
-/// The index of the largest value (the first of equals).
-pub fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 { (i, v) } else { best }
-        })
-        .0
-}
-
 /// The figures of `outcomes` (true class index, probabilities over `classes` classes).
 /// `None` without outcomes.
 pub fn classification(outcomes: &[(usize, &[f32])], classes: usize) -> Option<Classification> {
@@ -75,7 +66,7 @@ pub fn classification(outcomes: &[(usize, &[f32])], classes: usize) -> Option<Cl
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut bins = vec![(0usize, 0.0f64, 0usize); CALIBRATION_BINS];
     for &(truth, probabilities) in outcomes {
-        let predicted = argmax(probabilities);
+        let predicted = argmax(probabilities.iter().copied());
         if truth < classes && predicted < classes {
             confusion[truth][predicted] += 1;
         }

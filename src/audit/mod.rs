@@ -527,7 +527,7 @@ impl ModelRun<'_> {
                     }
                 }
             }
-            let class = metrics::argmax(&record.probabilities);
+            let class = crate::model::classifier::argmax(record.probabilities.iter().copied());
             let mask = quality::brain_mask(grey.view());
             for method in self.missing(Some(&record), skipped) {
                 match self.explain(method, grey, input, class, &mask) {

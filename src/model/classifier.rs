@@ -249,6 +249,18 @@ impl Classifier {
     }
 }
 
+/// The index of the largest value (the first of equals; 0 when empty or all NaN): the
+/// predicted class of a row of probabilities.
+pub fn argmax(values: impl IntoIterator<Item = f32>) -> usize {
+    values
+        .into_iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
+}
+
 /// Numerically stable softmax.
 pub fn softmax_in_place(scores: &mut [f32]) {
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -124,14 +124,7 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
         .predict(input.view().insert_axis(Axis(0)))
         .map_err(model_failed)?;
     let row = probabilities.row(0);
-    let predicted = row
-        .iter()
-        .enumerate()
-        .fold(
-            (0, f32::MIN),
-            |best, (i, p)| if *p > best.1 { (i, *p) } else { best },
-        )
-        .0;
+    let predicted = crate::model::classifier::argmax(row.iter().copied());
     let class = class.unwrap_or(predicted);
 
     let started = Instant::now();

@@ -137,7 +137,7 @@ impl SeriesContext<'_> {
         let no_tumour = manifest.no_tumour_index();
         let predicted: Vec<usize> = probabilities
             .outer_iter()
-            .map(|row| argmax(row.iter().copied()))
+            .map(|row| crate::model::classifier::argmax(row.iter().copied()))
             .collect();
         for (slice, (row, class)) in slices
             .iter()
@@ -679,13 +679,4 @@ struct Computed {
     heat: ndarray::Array2<f32>,
     quality: Quality,
     seconds: f64,
-}
-
-fn argmax(values: impl Iterator<Item = f32>) -> usize {
-    values
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
-            if v > best.1 { (i, v) } else { best }
-        })
-        .0
 }
