@@ -530,7 +530,7 @@ impl ModelRun<'_> {
             let class = crate::model::classifier::argmax(record.probabilities.iter().copied());
             let mask = quality::brain_mask(grey.view());
             for method in self.missing(Some(&record), skipped) {
-                match self.explain(method, grey, input, class, &mask) {
+                match self.explain(method, input, class, &mask) {
                     Ok(explanation) => record.explanations.push(explanation),
                     Err(
                         error
@@ -564,32 +564,27 @@ impl ModelRun<'_> {
     fn explain(
         &self,
         method: &dyn Method,
-        grey: &ndarray::Array2<f32>,
         input: &ndarray::Array3<f32>,
         class: usize,
         mask: &ndarray::Array2<bool>,
     ) -> Result<ExplanationRecord, ExplainError> {
         let started = Instant::now();
-        let map = method.explain(self.model, input.view(), class)?;
-        let (rows, columns) = grey.dim();
-        let heat = explain::to_slice(map.heat.view(), rows, columns);
-        let assessment = quality::assess(
+        let assessed = quality::explain_and_assess(
             self.model,
+            method,
             input.view(),
-            map.heat.view(),
-            heat.view(),
-            mask,
             class,
+            mask,
             self.policy,
         )?;
-        let quality = assessment.to_report();
+        let quality = assessed.assessment.to_report();
         Ok(ExplanationRecord {
             method: method.name().to_string(),
             in_brain_fraction: quality.in_brain_fraction,
             deletion_auc: quality.deletion_auc,
             insertion_auc: quality.insertion_auc,
             flags: quality.flags,
-            outside_concept_share: outside_concept_share(&map.parameters),
+            outside_concept_share: outside_concept_share(&assessed.map.parameters),
             seconds: started.elapsed().as_secs_f64(),
             error: None,
         })

@@ -36,7 +36,7 @@
 use ndarray::{Array2, ArrayView2, ArrayView3, Axis, Zip};
 
 use super::gradient::black;
-use super::{ExplainError, NoiseSource, channels_last, model_failed};
+use super::{ExplainError, Method, ModelMap, NoiseSource, channels_last, model_failed, to_slice};
 use crate::model::Classifier;
 
 /// The 256-bin histogram of values in [0, 1].
@@ -606,6 +606,54 @@ pub fn assess(
         in_brain_fraction,
         faithfulness,
         flags,
+    })
+}
+
+/// One method's map of a slice with its checks.
+#[derive(Debug, Clone)]
+pub struct AssessedMap {
+    /// The map in model-input space, with what produced it.
+    pub map: ModelMap,
+    /// The same map on the slice's grid.
+    pub heat: Array2<f32>,
+    /// Its plausibility and faithfulness.
+    pub assessment: Assessment,
+}
+
+impl AssessedMap {
+    /// Model evaluations the method and its checks spent.
+    pub fn passes(&self) -> usize {
+        self.map.passes + self.assessment.passes()
+    }
+}
+
+/// Explains `class` of `input` with `method`, brings the map to the slice (the grid of
+/// `mask`, the slice's brain) and assesses it: what `run`, `explain` and `audit` do with
+/// every explanation.
+pub fn explain_and_assess(
+    model: &Classifier,
+    method: &dyn Method,
+    input: ArrayView3<'_, f32>,
+    class: usize,
+    mask: &Array2<bool>,
+    policy: &QualityPolicy,
+) -> Result<AssessedMap, ExplainError> {
+    let map = method.explain(model, input, class)?;
+    let (rows, columns) = mask.dim();
+    let heat = to_slice(map.heat.view(), rows, columns);
+    let assessment = assess(
+        model,
+        input,
+        map.heat.view(),
+        heat.view(),
+        mask,
+        class,
+        policy,
+    )?;
+    Ok(AssessedMap {
+        map,
+        heat,
+        assessment,
     })
 }
 

@@ -15,7 +15,7 @@ use crate::dicom::file::{self, Depth};
 use crate::dicom::{pixels, voi};
 use crate::explain::MethodSet;
 use crate::explain::quality::{self, QualityPolicy};
-use crate::explain::{self, to_slice};
+use crate::explain;
 use crate::model::{Classifier, Manifest, Runtime, preprocess};
 use crate::output;
 use crate::output::report::Probabilities;
@@ -128,25 +128,14 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
     let class = class.unwrap_or(predicted);
 
     let started = Instant::now();
-    let map = method
-        .explain(&model, input.view(), class)
-        .map_err(|e| RunError::Input {
-            message: format!("{}: {e}", request.image.display()),
-        })?;
-    let (rows, columns) = grey.dim();
-    let heat = to_slice(map.heat.view(), rows, columns);
     let policy = QualityPolicy::from_settings(&settings.quality);
     let mask = quality::brain_mask(grey.view());
-    let assessment = quality::assess(
-        &model,
-        input.view(),
-        map.heat.view(),
-        heat.view(),
-        &mask,
-        class,
-        &policy,
-    )
-    .map_err(|e| RunError::Input {
+    let quality::AssessedMap {
+        map,
+        heat,
+        assessment,
+    } = quality::explain_and_assess(&model, method.as_ref(), input.view(), class, &mask, &policy)
+        .map_err(|e| RunError::Input {
         message: format!("{}: {e}", request.image.display()),
     })?;
     let seconds = started.elapsed().as_secs_f64();

@@ -317,18 +317,12 @@ impl SeriesContext<'_> {
             model.manifest().name,
             method.name()
         );
-        let map = method
-            .explain(model, input.view(), class)
-            .map_err(|e| format!("{where_}: {e}"))?;
-        let (rows, columns) = slice.grey.dim();
-        let heat = explain::to_slice(map.heat.view(), rows, columns);
-        let assessment = quality::assess(
+        let assessed = quality::explain_and_assess(
             model,
+            method,
             input.view(),
-            map.heat.view(),
-            heat.view(),
-            mask,
             class,
+            mask,
             &self.engine.quality_policy(),
         )
         .map_err(|e| format!("{where_}: {e}"))?;
@@ -336,10 +330,10 @@ impl SeriesContext<'_> {
             method: method.name(),
             index: 0,
             class,
-            passes: map.passes + assessment.passes(),
-            quality: assessment.to_report(),
-            map,
-            heat,
+            passes: assessed.passes(),
+            quality: assessed.assessment.to_report(),
+            map: assessed.map,
+            heat: assessed.heat,
             seconds: started.elapsed().as_secs_f64(),
         })
     }
