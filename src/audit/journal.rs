@@ -6,7 +6,7 @@
 //! is ignored.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -89,23 +89,25 @@ impl Journal {
     /// Opens (or creates) the journal in `folder`, reading the records it holds.
     pub fn open(folder: &Path) -> std::io::Result<Journal> {
         let path = folder.join(FILE_NAME);
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) => return Err(error),
+        };
         let mut records = HashMap::new();
-        if let Ok(file) = std::fs::File::open(&path) {
-            for line in std::io::BufReader::new(file).lines() {
-                let Ok(line) = line else { break };
-                // a line cut short by an interruption is measured again
-                if let Ok(record) = serde_json::from_str::<ImageRecord>(&line) {
-                    records.insert(record.key(), record);
-                }
-            }
+        // a line cut short by an interruption does not parse and is measured again
+        for record in text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<ImageRecord>(line).ok())
+        {
+            records.insert(record.key(), record);
         }
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)?;
         // a torn last line is ended, so the next record starts a line of its own
-        let torn = std::fs::read(&path).is_ok_and(|b| b.last().is_some_and(|&c| c != b'\n'));
-        if torn {
+        if !text.is_empty() && !text.ends_with('\n') {
             file.write_all(b"\n")?;
         }
         Ok(Journal {
