@@ -294,8 +294,12 @@ pub fn audit(
         let records: Vec<&ImageRecord> = images
             .iter()
             .filter_map(|image| {
-                let bytes = file_size(&image.path)?;
-                journal.find(model.sha256(), &image.path, bytes, &fingerprint)
+                journal.find(
+                    model.sha256(),
+                    &image.path,
+                    file_size(&image.path),
+                    &fingerprint,
+                )
             })
             .collect();
         report
@@ -347,8 +351,10 @@ pub fn audit(
     Ok(AuditOutcome { report, json, html })
 }
 
-fn file_size(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).ok().map(|m| m.len())
+/// The size of an image file as the journal keys it: 0 when it cannot be read (its record
+/// then holds the error), the same when it is measured and when its record is looked up.
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 /// The failed images and explanations of `records`.
@@ -436,7 +442,7 @@ impl ModelRun<'_> {
         let batch = self.model.batch_size().max(1);
         let mut queue: Vec<Pending> = Vec::new();
         for (index, image) in images.iter().enumerate() {
-            let bytes = file_size(&image.path).unwrap_or(0);
+            let bytes = file_size(&image.path);
             let previous = journal
                 .find(self.model.sha256(), &image.path, bytes, self.fingerprint)
                 .filter(|r| r.error.is_none())
