@@ -58,12 +58,14 @@ pub mod cli;
 pub mod config;
 pub mod dicom;
 pub mod explain;
+pub mod files;
 pub mod logging;
 pub mod model;
 pub mod onnx;
 pub mod output;
 pub mod pipeline;
 pub mod render;
+pub mod runtime;
 pub mod sae;
 pub mod watch;
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use dicom_xai::config::{
-    Baseline, ConfigError, ExecutionProviderKind, Settings, SlicePolicy, is_own_overlay,
+    ConfigError, ExecutionProviderKind, Settings, SlicePolicy, is_own_overlay,
 };
 use dicom_xai::dicom::Series;
 use dicom_xai::dicom::file::{self, Depth};
@@ -17,6 +17,7 @@ use dicom_xai::dicom::scan::{self, Plane};
 use dicom_xai::dicom::secondary_capture::{self, Derivation, Placement, RgbImage, Timestamp};
 use dicom_xai::explain::MethodSet;
 use dicom_xai::explain::attention::HeadFusion;
+use dicom_xai::explain::occlusion::Baseline;
 use serde_json::Value;
 
 /// The real model manifest the shipped configurations use.
@@ -127,7 +128,7 @@ fn default_config_loads() {
     let mut defaults = MethodSet::default();
     defaults.occlusion.patch = 64;
     defaults.occlusion.stride = 32;
-    assert_eq!(MethodSet::from_settings(&settings.methods), defaults);
+    assert_eq!(settings.methods, defaults);
     assert_eq!(settings.rules.len(), 1);
     let rule = &settings.rules[0];
     assert_eq!(rule.name, "brain-mr");
@@ -243,7 +244,7 @@ fn log_path_styles_are_checked() {
 fn unknown_method_lists_the_valid_names() {
     let text = valid_config("[rules.explain]\nmethods = [\"occlusion\", \"gradcan\"]\n");
     let message = assert_error(&text, "rules[1].explain.methods[1]", "\"gradcan\"");
-    for name in dicom_xai::config::METHOD_NAMES {
+    for name in dicom_xai::explain::METHOD_NAMES {
         assert!(
             message.contains(&format!("\"{name}\"")),
             "{name}: {message}"
@@ -299,10 +300,7 @@ fn stride_larger_than_patch_is_refused() {
 fn absent_method_sections_take_the_methods_defaults() {
     let (_dir, _, loaded) = load_text(&valid_config(""));
     let settings = loaded.unwrap();
-    assert_eq!(
-        MethodSet::from_settings(&settings.methods),
-        MethodSet::default()
-    );
+    assert_eq!(settings.methods.clone(), MethodSet::default());
 }
 
 #[test]
@@ -315,7 +313,7 @@ fn method_sections_configure_the_methods() {
          [methods.scorecam]\nmax_channels = 64\n",
     );
     let (_dir, _, loaded) = load_text(&text);
-    let methods = MethodSet::from_settings(&loaded.unwrap().methods);
+    let methods = loaded.unwrap().methods;
     assert_eq!(
         (
             methods.smoothgrad.samples,

@@ -12,8 +12,9 @@ use std::sync::OnceLock;
 
 use dicom_xai::autodiff::GradientCache;
 use dicom_xai::explain::gradient::IntegratedGradients;
-use dicom_xai::model::runtime::RuntimeOptions;
-use dicom_xai::model::{Classifier, Manifest, Runtime, preprocess};
+use dicom_xai::model::{Classifier, Manifest, preprocess};
+use dicom_xai::runtime::Runtime;
+use dicom_xai::runtime::RuntimeOptions;
 use ndarray::Array2;
 use ndarray_npy::read_npy;
 use serde_json::Value;

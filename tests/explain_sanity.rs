@@ -14,8 +14,9 @@ use dicom_xai::autodiff::GradientCache;
 use dicom_xai::explain::quality::rank_correlation;
 use dicom_xai::explain::{MethodSet, method_by_name};
 use dicom_xai::model::preprocess::{self, resize_bilinear};
-use dicom_xai::model::runtime::RuntimeOptions;
-use dicom_xai::model::{Classifier, Manifest, Runtime};
+use dicom_xai::model::{Classifier, Manifest};
+use dicom_xai::runtime::Runtime;
+use dicom_xai::runtime::RuntimeOptions;
 use ndarray::Array2;
 
 /// With every weight randomised, the rank correlation of saliency and Grad-CAM maps with the

@@ -5,9 +5,9 @@
 mod common;
 
 use dicom_xai::autodiff::{GradRequest, GradientCache};
-use dicom_xai::model::Runtime;
-use dicom_xai::model::checksum::sha256_file_with_store;
-use dicom_xai::model::runtime::RuntimeOptions;
+use dicom_xai::runtime::Runtime;
+use dicom_xai::runtime::RuntimeOptions;
+use dicom_xai::runtime::checksum::sha256_file_with_store;
 
 #[test]
 fn entries_are_found_and_damaged_ones_rebuilt() {
@@ -83,7 +83,7 @@ fn a_file_rewritten_in_place_is_hashed_again() {
 
 /// Logits of `x` through a session of DenseNet169 (input "input", output "logits").
 fn densenet_logits(
-    loaded: &mut dicom_xai::model::runtime::LoadedSession,
+    loaded: &mut dicom_xai::runtime::LoadedSession,
     x: &ndarray::Array4<f32>,
 ) -> Vec<f32> {
     let tensor = ort::value::TensorRef::from_array_view(x.view()).unwrap();

@@ -6,8 +6,9 @@ mod common;
 
 use dicom_xai::explain::occlusion::{Baseline, Occlusion};
 use dicom_xai::explain::{Method, to_slice};
-use dicom_xai::model::runtime::RuntimeOptions;
-use dicom_xai::model::{Classifier, Manifest, Runtime};
+use dicom_xai::model::{Classifier, Manifest};
+use dicom_xai::runtime::Runtime;
+use dicom_xai::runtime::RuntimeOptions;
 use ndarray::{Array2, Array3, s};
 
 const REGION: (usize, usize, usize, usize) = (20, 36, 36, 52);

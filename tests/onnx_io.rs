@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use dicom_xai::model::runtime::{Runtime, RuntimeOptions};
 use dicom_xai::onnx::proto::{
     AttributeProto, DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     ValueInfoProto, tensor_proto, tensor_shape_proto::Dimension,
 };
 use dicom_xai::onnx::tensor::{self, Storage};
 use dicom_xai::onnx::{Dim, Model, OnnxError, TensorError};
+use dicom_xai::runtime::{Runtime, RuntimeOptions};
 use ndarray::{Array, ArrayD, IxDyn, ShapeBuilder};
 use serde_json::Value;
 

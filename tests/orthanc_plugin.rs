@@ -38,7 +38,7 @@ fn take_turn() -> std::sync::MutexGuard<'static, ()> {
 /// The ONNX Runtime library of the project's `.venv` (Orthanc's executable is elsewhere, so
 /// the site configuration names it).
 fn onnxruntime() -> PathBuf {
-    dicom_xai::model::runtime::library_candidates(None)
+    dicom_xai::runtime::library_candidates(None)
         .into_iter()
         .find(|p| p.is_file())
         .expect("libonnxruntime.so.1.* not found: run `make setup`")

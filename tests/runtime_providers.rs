@@ -5,7 +5,7 @@
 
 mod common;
 
-use dicom_xai::model::runtime::{Provider, Runtime, RuntimeError, RuntimeOptions};
+use dicom_xai::runtime::{Provider, Runtime, RuntimeError, RuntimeOptions};
 
 fn has_gpu() -> bool {
     std::path::Path::new("/dev/nvidia0").exists()

@@ -8,9 +8,10 @@ mod common;
 
 use std::ffi::OsStr;
 
-use dicom_xai::model::runtime::RuntimeOptions;
-use dicom_xai::model::{Classifier, Manifest, Runtime, preprocess};
+use dicom_xai::model::{Classifier, Manifest, preprocess};
 use dicom_xai::pipeline::load_grey;
+use dicom_xai::runtime::Runtime;
+use dicom_xai::runtime::RuntimeOptions;
 use ndarray::ArrayView3;
 
 /// Lowest accuracy on the subset: DenseNet169 scored 0.984 on the whole test split, ViT-B/16

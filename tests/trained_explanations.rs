@@ -21,9 +21,10 @@ use dicom_xai::explain::gradient::{IntegratedGradients, SmoothGrad};
 use dicom_xai::explain::quality::{is_empty_map, rank_correlation};
 use dicom_xai::explain::{MethodSet, method_by_name};
 use dicom_xai::model::preprocess::{self, resize_bilinear};
-use dicom_xai::model::runtime::RuntimeOptions;
-use dicom_xai::model::{Classifier, Manifest, Probe, Runtime};
+use dicom_xai::model::{Classifier, Manifest, Probe};
 use dicom_xai::pipeline::load_grey;
+use dicom_xai::runtime::Runtime;
+use dicom_xai::runtime::RuntimeOptions;
 use ndarray::{Array2, Array3, Axis};
 
 /// Share of the subset on which each ViT CAM must give a map that is not empty.

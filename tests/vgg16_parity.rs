@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use dicom_xai::dicom::file::{self, Depth};
 use dicom_xai::dicom::{pixels, voi};
 use dicom_xai::model::preprocess;
-use dicom_xai::model::runtime::RuntimeOptions;
-use dicom_xai::model::{Classifier, Manifest, Runtime};
+use dicom_xai::model::{Classifier, Manifest};
+use dicom_xai::runtime::Runtime;
+use dicom_xai::runtime::RuntimeOptions;
 use ndarray::{Array3, ArrayView3};
 use ndarray_npy::read_npy;
 

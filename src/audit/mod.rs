@@ -36,9 +36,10 @@ use snafu::Snafu;
 use crate::config::Settings;
 use crate::explain::quality::{self, QualityPolicy};
 use crate::explain::{self, ExplainError, Method, MethodSet};
-use crate::model::runtime::RuntimeError;
-use crate::model::{Classifier, Manifest, ModelError, Runtime, preprocess};
+use crate::model::{Classifier, Manifest, ModelError, preprocess};
 use crate::render::{Font, RenderError};
+use crate::runtime::Runtime;
+use crate::runtime::RuntimeError;
 use dataset::{DatasetError, LabelledImage};
 use journal::{ExplanationRecord, ImageRecord, Journal};
 use report::{AuditReport, Failure};
@@ -219,7 +220,7 @@ pub fn audit(
             settings.source.display()
         )));
     }
-    let method_set = MethodSet::from_settings(&settings.methods);
+    let method_set = settings.methods.clone();
     let method_names = request
         .methods
         .clone()
@@ -253,7 +254,7 @@ pub fn audit(
                 crate::pipeline::RunError::Model { source } => AuditError::Model { source },
                 other => configuration(other.to_string()),
             })?;
-    let policy = QualityPolicy::from_settings(&settings.quality);
+    let policy = settings.quality;
     let fingerprint = settings_fingerprint(&method_set, &policy);
     let mut journal = Journal::open(&request.out).map_err(output_error(&request.out))?;
 
@@ -344,10 +345,10 @@ pub fn audit(
         path: json.clone(),
         source: std::io::Error::other(e),
     })?;
-    crate::output::write_atomically(&json, &bytes).map_err(output_error(&json))?;
+    crate::files::write_atomically(&json, &bytes).map_err(output_error(&json))?;
     let html = request.out.join("audit.html");
     let page = html::page(&report);
-    crate::output::write_atomically(&html, page.as_bytes()).map_err(output_error(&html))?;
+    crate::files::write_atomically(&html, page.as_bytes()).map_err(output_error(&html))?;
     Ok(AuditOutcome { report, json, html })
 }
 

@@ -13,10 +13,10 @@ use sha2::{Digest, Sha256};
 use super::{
     AutodiffError, BadRequestSnafu, CacheSnafu, GradRequest, default_score, gradient_model,
 };
-use crate::model::checksum::{hex, sha256_file};
-use crate::model::runtime::Runtime;
 use crate::onnx::Model;
 use crate::onnx::proto::{DataType, TypeProto, ValueInfoProto, type_proto};
+use crate::runtime::Runtime;
+use crate::runtime::checksum::{hex, sha256_file};
 
 /// Changes whenever the transform's output for the same request may change.
 pub const TRANSFORM_REVISION: &str = concat!(env!("CARGO_PKG_VERSION"), "+autodiff.2");
@@ -50,18 +50,7 @@ impl GradientCache {
     /// `$XDG_CACHE_HOME/dicom-xai/gradients`, else `~/.cache/dicom-xai/gradients`, else a
     /// folder in the system's temporary directory.
     pub fn default_dir() -> PathBuf {
-        let env = |name: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        if let Some(root) = env("DICOM_XAI_CACHE") {
-            return root.join("gradients");
-        }
-        let base = env("XDG_CACHE_HOME")
-            .or_else(|| env("HOME").map(|home| home.join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("dicom-xai").join("gradients")
+        crate::runtime::cache_root().join("gradients")
     }
 
     /// The folder.
@@ -70,7 +59,7 @@ impl GradientCache {
     }
 
     /// Where ONNX Runtime's optimised graphs of these models (and of the forward models
-    /// that use this cache) are kept: see [`crate::model::Runtime::cached_session`].
+    /// that use this cache) are kept: see [`crate::runtime::Runtime::cached_session`].
     pub fn optimized_dir(&self) -> PathBuf {
         self.dir.join("optimized")
     }

@@ -14,10 +14,10 @@ use ndarray::ArrayD;
 use ort::value::{DynValue, Tensor, TensorElementType};
 
 use super::{AutodiffError, FactsSnafu};
-use crate::model::runtime::Runtime;
 use crate::onnx::proto::{DataType, ValueInfoProto, tensor_shape_proto::dimension};
 use crate::onnx::shape::TempFile;
 use crate::onnx::{Model, tensor};
+use crate::runtime::Runtime;
 
 /// Integer tensors up to this many elements have their values recorded.
 const MAX_RECORDED_VALUES: usize = 1024;

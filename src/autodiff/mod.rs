@@ -33,7 +33,7 @@
 //!
 //! ```no_run
 //! use dicom_xai::autodiff::{GradRequest, gradient_model};
-//! use dicom_xai::model::runtime::{Runtime, RuntimeOptions};
+//! use dicom_xai::runtime::{Runtime, RuntimeOptions};
 //! use dicom_xai::onnx::Model;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = Runtime::init(RuntimeOptions::default())?;

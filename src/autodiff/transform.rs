@@ -7,12 +7,12 @@ use super::emit::Emitter;
 use super::facts::{self, DimFact, Facts};
 use super::rules::{self, NON_DIFFERENTIABLE, NodeGrads};
 use super::{AutodiffError, BadRequestSnafu, NoRuleSnafu, OpsetSnafu, UnsupportedSnafu};
-use crate::model::runtime::Runtime;
 use crate::onnx::model::node_label;
 use crate::onnx::proto::{
     DataType, NodeProto, OperatorSetIdProto, ValueInfoProto, tensor_shape_proto::Dimension,
 };
 use crate::onnx::{Model, shape::Dim};
+use crate::runtime::Runtime;
 
 /// The input that weights the score: `[N, K]`, like the score.
 pub const GRAD_SEED: &str = "grad_seed";

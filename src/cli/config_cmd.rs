@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{EXIT_FATAL, EXIT_OK};
-use crate::config::{Baseline, Settings};
+use crate::config::Settings;
+use crate::explain::occlusion::Baseline;
 
 /// `config` subcommands.
 #[derive(Debug, Subcommand)]

@@ -7,8 +7,8 @@ use clap::Args;
 
 use super::{EXIT_FATAL, EXIT_OK, EXIT_USAGE};
 use crate::autodiff::{AutodiffError, GradRequest, gradient_model};
-use crate::model::runtime::{Provider, Runtime, RuntimeOptions};
 use crate::onnx::Model;
+use crate::runtime::{Provider, Runtime, RuntimeOptions};
 
 /// Arguments of `grad`.
 #[derive(Debug, Args)]

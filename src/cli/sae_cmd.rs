@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::model::{Classifier, Manifest, Runtime};
+use crate::model::{Classifier, Manifest};
+use crate::runtime::Runtime;
 use crate::sae::activations::{self, SliceActivations};
 use crate::sae::train::{self, TrainSettings};
 use crate::sae::{SaeHeader, SparseAutoencoder, Sparsity, concepts};

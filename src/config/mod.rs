@@ -58,15 +58,17 @@
 
 mod document;
 pub mod error;
+pub mod plan;
 pub mod raw;
 pub mod rules;
 pub mod settings;
+mod validate;
 
 pub use error::{ConfigError, Problem};
+pub use plan::{COLOUR_MAPS, ExplainPlan, SlicePolicy};
 pub use rules::{OVERLAY_MARKER, Rule, Selector, TextFilter, Verdict, is_own_overlay, plane_name};
 pub use settings::{
-    AfterProcessing, Baseline, COLOUR_MAPS, Destination, ExecutionProviderKind, ExplainPlan,
-    METHOD_NAMES, MethodSettings, ModelRef, OcclusionSettings, OutputSettings, PacsSettings,
-    PredictionSettings, QualitySettings, RuntimeSettings, Settings, SlicePolicy, WatchSettings,
-    parse_duration,
+    AfterProcessing, Destination, ExecutionProviderKind, ModelRef, OutputSettings, PacsSettings,
+    PredictionSettings, RuntimeSettings, Settings, WatchSettings,
 };
+pub use validate::parse_duration;

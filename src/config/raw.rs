@@ -16,12 +16,12 @@ pub struct RawConfig {
     pub output: RawOutput,
     /// `[prediction]`.
     pub prediction: RawPrediction,
-    /// `[quality]`.
-    pub quality: RawQuality,
+    /// `[quality]`: the quality checks' own parameters, read and defaulted by serde.
+    pub quality: crate::explain::quality::QualityPolicy,
     /// `[explain]`: the defaults of every rule.
     pub explain: RawExplain,
-    /// `[methods.*]`: per-method parameters.
-    pub methods: RawMethods,
+    /// `[methods.*]`: the methods' own parameters, read and defaulted by serde.
+    pub methods: crate::explain::MethodSet,
     /// `[[rules]]`.
     pub rules: Vec<RawRule>,
     /// `[watch]`: the daemon.
@@ -140,19 +140,6 @@ pub struct RawPrediction {
     pub tumour_threshold: Option<f64>,
 }
 
-/// `[quality]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawQuality {
-    /// In-brain evidence fraction below which `evidence-outside-brain` is flagged.
-    pub in_brain_threshold: Option<f64>,
-    /// Steps of each deletion/insertion curve; 0 turns the curves off.
-    pub faithfulness_steps: Option<i64>,
-    /// Mean rank correlation with the other methods below which `methods-disagree` is
-    /// flagged.
-    pub agreement_threshold: Option<f64>,
-}
-
 /// `[explain]` and `[rules.explain]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -169,88 +156,6 @@ pub struct RawExplain {
     pub colour_map: Option<String>,
     /// Heat-map opacity in the overlay.
     pub opacity: Option<f64>,
-}
-
-/// `[methods]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawMethods {
-    /// `[methods.occlusion]`.
-    pub occlusion: RawOcclusion,
-    /// `[methods.smoothgrad]`.
-    pub smoothgrad: RawSmoothGrad,
-    /// `[methods.intgrad]`.
-    pub intgrad: RawIntGrad,
-    /// `[methods.rollout]`.
-    pub rollout: RawRollout,
-    /// `[methods.rise]`.
-    pub rise: RawRise,
-    /// `[methods.scorecam]`.
-    pub scorecam: RawScoreCam,
-}
-
-/// `[methods.occlusion]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawOcclusion {
-    /// Square patch side, model-input pixels.
-    pub patch: Option<i64>,
-    /// Step between patches, model-input pixels.
-    pub stride: Option<i64>,
-    /// `"mean"`, `"zero"` or a number.
-    pub baseline: Option<toml::Value>,
-}
-
-/// `[methods.smoothgrad]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawSmoothGrad {
-    /// Noisy copies of the input.
-    pub samples: Option<i64>,
-    /// Noise standard deviation as a fraction of the input's range.
-    pub noise: Option<f64>,
-    /// Seed of the noise.
-    pub seed: Option<i64>,
-}
-
-/// `[methods.intgrad]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawIntGrad {
-    /// Points on the path from black to the input.
-    pub steps: Option<i64>,
-}
-
-/// `[methods.rollout]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawRollout {
-    /// `"mean"`, `"max"` or `"min"`.
-    pub head_fusion: Option<String>,
-    /// Share of the weakest attention entries discarded per block.
-    pub discard_ratio: Option<f64>,
-}
-
-/// `[methods.rise]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawRise {
-    /// Random masks.
-    pub masks: Option<i64>,
-    /// Grid cells along each side of a mask.
-    pub cells: Option<i64>,
-    /// Probability that a grid cell is kept.
-    pub keep: Option<f64>,
-    /// Seed of the masks.
-    pub seed: Option<i64>,
-}
-
-/// `[methods.scorecam]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawScoreCam {
-    /// Most feature channels scored.
-    pub max_channels: Option<i64>,
 }
 
 /// One `[[rules]]` entry.

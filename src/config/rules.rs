@@ -10,7 +10,7 @@ use std::fmt;
 
 use regex::Regex;
 
-use super::settings::{ExplainPlan, Settings};
+use super::plan::ExplainPlan;
 use crate::dicom::Series;
 use crate::dicom::scan::{Plane, SeriesHeader};
 
@@ -346,43 +346,6 @@ pub struct Verdict<'a> {
     pub rejected: Vec<(&'a Rule, String)>,
     /// The series is one of our own overlays, which no rule takes (no rule was tried).
     pub own_overlay: bool,
-}
-
-impl Settings {
-    /// The rule that takes `series`: the first enabled rule whose selector accepts it, in
-    /// file order. Never a rule for one of our own overlays (see [`is_own_overlay`]).
-    pub fn rule_for(&self, series: &Series) -> Option<&Rule> {
-        self.evaluate(series).rule
-    }
-
-    /// Like [`Settings::rule_for`], with the reasons the earlier rules did not match (what
-    /// `dicom-xai rules test` prints).
-    pub fn evaluate(&self, series: &Series) -> Verdict<'_> {
-        let mut verdict = Verdict {
-            rule: None,
-            rejected: Vec::new(),
-            own_overlay: is_own_overlay(&series.header),
-        };
-        if verdict.own_overlay {
-            return verdict;
-        }
-        for rule in &self.rules {
-            if !rule.enabled {
-                verdict
-                    .rejected
-                    .push((rule, "rule disabled (enabled = false)".to_string()));
-                continue;
-            }
-            match rule.selector.check(series) {
-                Ok(()) => {
-                    verdict.rule = Some(rule);
-                    break;
-                }
-                Err(reason) => verdict.rejected.push((rule, reason)),
-            }
-        }
-        verdict
-    }
 }
 
 #[cfg(test)]

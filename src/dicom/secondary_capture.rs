@@ -511,7 +511,7 @@ pub fn build(
     ds.with_meta(meta).context(MetaSnafu { sop: source_sop })
 }
 
-/// Writes `object` to `path` atomically (see [`crate::output::write_atomically`]), so a
+/// Writes `object` to `path` atomically (see [`crate::files::write_atomically`]), so a
 /// reader (or a crash) never sees half a file; missing folders are created.
 pub fn write_atomically(
     object: &FileDicomObject<InMemDicomObject>,
@@ -519,7 +519,7 @@ pub fn write_atomically(
 ) -> Result<(), WriteError> {
     let mut bytes = Vec::new();
     object.write_all(&mut bytes).context(WriteSnafu { path })?;
-    crate::output::write_atomically(path, &bytes).context(RenameSnafu { path })
+    crate::files::write_atomically(path, &bytes).context(RenameSnafu { path })
 }
 
 fn implementation_version_name() -> String {

@@ -13,6 +13,7 @@
 use ndarray::{Array2, ArrayD, Axis, Ix4};
 use serde_json::json;
 
+use super::params::{ParamProblem, named, number};
 use super::{ExplainError, Method, ModelMap, check_finite, model_failed};
 use crate::model::preprocess::resize_bilinear;
 use crate::model::{Classifier, Probe};
@@ -28,8 +29,21 @@ pub enum HeadFusion {
     Min,
 }
 
-/// `rollout`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+impl<'de> serde::Deserialize<'de> for HeadFusion {
+    /// `"mean"`, `"max"` or `"min"`.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const NAMES: &[(&str, HeadFusion)] = &[
+            ("mean", HeadFusion::Mean),
+            ("max", HeadFusion::Max),
+            ("min", HeadFusion::Min),
+        ];
+        named(deserializer, NAMES)
+    }
+}
+
+/// `rollout` (`[methods.rollout]`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Rollout {
     /// Head fusion.
     pub head_fusion: HeadFusion,
@@ -44,6 +58,20 @@ impl Default for Rollout {
             head_fusion: HeadFusion::Mean,
             discard_ratio: 0.0,
         }
+    }
+}
+
+impl Rollout {
+    /// What is wrong with these parameters (keys under `rollout`).
+    pub fn problems(&self) -> Vec<ParamProblem> {
+        number(
+            "rollout.discard_ratio",
+            self.discard_ratio,
+            |v| (0.0..1.0).contains(&v),
+            "must be at least 0 and below 1",
+        )
+        .into_iter()
+        .collect()
     }
 }
 

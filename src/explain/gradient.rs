@@ -19,6 +19,7 @@
 use ndarray::{Array2, Array3, Array4, ArrayView3, Axis, Zip};
 use serde_json::json;
 
+use super::params::{ParamProblem, at_least, number};
 use super::{
     ExplainError, Method, ModelMap, NoiseSource, channels_last, check_finite, model_failed,
 };
@@ -149,8 +150,9 @@ impl Method for GradientTimesInput {
     }
 }
 
-/// `smoothgrad`: saliency averaged over noisy copies of the input.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// `smoothgrad`: saliency averaged over noisy copies of the input (`[methods.smoothgrad]`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SmoothGrad {
     /// Noisy copies (one batch).
     pub samples: usize,
@@ -169,6 +171,24 @@ impl Default for SmoothGrad {
             noise: 0.15,
             seed: 0,
         }
+    }
+}
+
+impl SmoothGrad {
+    /// What is wrong with these parameters (keys under `smoothgrad`).
+    pub fn problems(&self) -> Vec<ParamProblem> {
+        [
+            at_least("smoothgrad.samples", self.samples, 1),
+            number(
+                "smoothgrad.noise",
+                self.noise,
+                |v| v >= 0.0,
+                "must be a finite number, at least 0 (a fraction of the input's range)",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -234,8 +254,9 @@ impl Method for SmoothGrad {
     }
 }
 
-/// `intgrad`: Integrated Gradients from the black image.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// `intgrad`: Integrated Gradients from the black image (`[methods.intgrad]`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct IntegratedGradients {
     /// Points on the path (midpoint rule), in one batch with the input and the baseline.
     pub steps: usize,
@@ -246,6 +267,15 @@ impl Default for IntegratedGradients {
     /// cost of two batches of 16 on the CPU.
     fn default() -> Self {
         IntegratedGradients { steps: 32 }
+    }
+}
+
+impl IntegratedGradients {
+    /// What is wrong with these parameters (keys under `intgrad`).
+    pub fn problems(&self) -> Vec<ParamProblem> {
+        at_least("intgrad.steps", self.steps, 1)
+            .into_iter()
+            .collect()
     }
 }
 

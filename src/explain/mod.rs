@@ -20,6 +20,7 @@ pub mod attention;
 pub mod cam;
 pub mod gradient;
 pub mod occlusion;
+pub mod params;
 pub mod quality;
 pub mod rise;
 pub mod sae;
@@ -110,20 +111,41 @@ pub trait Method: Send + Sync {
 /// measurements (the audit's journal) are made again instead of reused.
 pub const MEASUREMENT_REVISION: u32 = 2;
 
+/// Every explanation method, as rules, `--methods` and reports name them (design section
+/// 4.1's order, which is also the order of the overlay series of a model).
+pub const METHOD_NAMES: &[&str] = &[
+    "gradcam",
+    "gradcampp",
+    "layercam",
+    "hirescam",
+    "saliency",
+    "smoothgrad",
+    "intgrad",
+    "gradxinput",
+    "occlusion",
+    "rise",
+    "scorecam",
+    "rollout",
+    "attn-grad",
+    "sae",
+];
+
 /// Methods of DESIGN.md 4.1 that this build does not have yet.
 pub const NOT_YET_AVAILABLE: &[&str] = &[];
 
 /// Methods available in this build, in the order of DESIGN.md 4.1.
 pub fn available() -> Vec<&'static str> {
-    crate::config::METHOD_NAMES
+    METHOD_NAMES
         .iter()
         .copied()
         .filter(|m| !NOT_YET_AVAILABLE.contains(m))
         .collect()
 }
 
-/// Every method's parameters, as a site configures them.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Every method's parameters, as a site configures them (`[methods.*]`; a section left out
+/// takes the method's defaults).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MethodSet {
     /// `occlusion`.
     pub occlusion: occlusion::Occlusion,
@@ -137,38 +159,23 @@ pub struct MethodSet {
     pub rise: rise::Rise,
     /// `scorecam`.
     pub scorecam: scorecam::ScoreCam,
-    /// `sae`.
+    /// `sae`: its autoencoder comes from the model's manifest, not from `[methods]`.
+    #[serde(skip)]
     pub sae: sae::SaeMethod,
 }
 
 impl MethodSet {
-    /// The methods as the site's settings configure them (defaults elsewhere).
-    pub fn from_settings(settings: &crate::config::MethodSettings) -> MethodSet {
-        MethodSet {
-            occlusion: occlusion::Occlusion::from_settings(&settings.occlusion),
-            smoothgrad: gradient::SmoothGrad {
-                samples: settings.smoothgrad.samples,
-                noise: settings.smoothgrad.noise,
-                seed: settings.smoothgrad.seed,
-            },
-            intgrad: gradient::IntegratedGradients {
-                steps: settings.intgrad.steps,
-            },
-            rollout: attention::Rollout {
-                head_fusion: settings.rollout.head_fusion,
-                discard_ratio: settings.rollout.discard_ratio,
-            },
-            rise: rise::Rise {
-                masks: settings.rise.masks,
-                cells: settings.rise.cells,
-                keep: settings.rise.keep,
-                seed: settings.rise.seed,
-            },
-            scorecam: scorecam::ScoreCam {
-                max_channels: settings.scorecam.max_channels,
-            },
-            sae: sae::SaeMethod::default(),
-        }
+    /// What is wrong with the parameters, keys under `[methods]` (`occlusion.stride`).
+    pub fn problems(&self) -> Vec<params::ParamProblem> {
+        [
+            self.occlusion.problems(),
+            self.smoothgrad.problems(),
+            self.intgrad.problems(),
+            self.rollout.problems(),
+            self.rise.problems(),
+            self.scorecam.problems(),
+        ]
+        .concat()
     }
 }
 

@@ -14,16 +14,66 @@
 //! 9 x 9 grid (82 model passes per slice) whose averaging smooths patch borders.
 
 use ndarray::{Array2, Array3, ArrayView3, Axis, s};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use serde_json::json;
 
+use super::params::{ParamProblem, at_least};
 use super::{ExplainError, Method, ModelMap, channels_last, model_failed};
 use crate::model::Classifier;
 use crate::model::manifest::Layout;
 
-pub use crate::config::Baseline;
+/// The fill of an occluded patch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Baseline {
+    /// The mean of the model input, per channel (hides structure, keeps brightness).
+    Mean,
+    /// Black: the windowed grey level 0.
+    Zero,
+    /// This windowed grey level, in [0, 1].
+    Value(f32),
+}
 
-/// The occlusion method and its parameters (in model-input pixels).
-#[derive(Debug, Clone, PartialEq)]
+/// What a baseline may be written as.
+const BASELINE_EXPECTED: &str = "\"mean\", \"zero\" or a grey level in [0, 1]";
+
+impl<'de> Deserialize<'de> for Baseline {
+    /// `"mean"`, `"zero"` or a number in [0, 1].
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fill;
+        impl Visitor<'_> for Fill {
+            type Value = Baseline;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(BASELINE_EXPECTED)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Baseline, E> {
+                match text {
+                    "mean" => Ok(Baseline::Mean),
+                    "zero" => Ok(Baseline::Zero),
+                    _ => Err(E::custom(format!("must be {BASELINE_EXPECTED}"))),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Baseline, E> {
+                if (0.0..=1.0).contains(&value) {
+                    Ok(Baseline::Value(value as f32))
+                } else {
+                    Err(E::custom(format!("must be {BASELINE_EXPECTED}")))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Baseline, E> {
+                self.visit_f64(value as f64)
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Baseline, E> {
+                self.visit_f64(value as f64)
+            }
+        }
+        deserializer.deserialize_any(Fill)
+    }
+}
+
+/// The occlusion method and its parameters (in model-input pixels): `[methods.occlusion]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Occlusion {
     /// Patch side.
     pub patch: usize,
@@ -34,13 +84,27 @@ pub struct Occlusion {
 }
 
 impl Occlusion {
-    /// The method as a site configures it.
-    pub fn from_settings(settings: &crate::config::OcclusionSettings) -> Occlusion {
-        Occlusion {
-            patch: settings.patch,
-            stride: settings.stride,
-            baseline: settings.baseline,
+    /// What is wrong with these parameters (keys under `occlusion`).
+    pub fn problems(&self) -> Vec<ParamProblem> {
+        let mut problems: Vec<ParamProblem> = [
+            at_least("occlusion.patch", self.patch, 1),
+            at_least("occlusion.stride", self.stride, 1),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if self.stride > self.patch && self.patch >= 1 {
+            problems.push(ParamProblem {
+                key: "occlusion.stride".into(),
+                value: self.stride.to_string(),
+                message: format!(
+                    "stride {} is larger than patch {}: parts of the image would never be \
+                     occluded",
+                    self.stride, self.patch
+                ),
+            });
         }
+        problems
     }
 }
 

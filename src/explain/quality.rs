@@ -36,6 +36,7 @@
 use ndarray::{Array2, ArrayView2, ArrayView3, Axis, Zip};
 
 use super::gradient::black;
+use super::params::{ParamProblem, fraction};
 use super::{ExplainError, Method, ModelMap, NoiseSource, channels_last, model_failed, to_slice};
 use crate::model::Classifier;
 
@@ -471,8 +472,9 @@ impl Faithfulness {
     }
 }
 
-/// What the quality checks need from the site's settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The quality checks' parameters (`[quality]`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct QualityPolicy {
     /// In-brain fraction below which `evidence-outside-brain` is flagged.
     pub in_brain_threshold: f32,
@@ -485,13 +487,15 @@ pub struct QualityPolicy {
 }
 
 impl QualityPolicy {
-    /// The policy a site configures.
-    pub fn from_settings(settings: &crate::config::QualitySettings) -> QualityPolicy {
-        QualityPolicy {
-            in_brain_threshold: settings.in_brain_threshold,
-            faithfulness_steps: settings.faithfulness_steps,
-            agreement_threshold: settings.agreement_threshold,
-        }
+    /// What is wrong with these parameters (keys as written under `[quality]`).
+    pub fn problems(&self) -> Vec<ParamProblem> {
+        [
+            fraction("in_brain_threshold", self.in_brain_threshold),
+            fraction("agreement_threshold", self.agreement_threshold),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 

@@ -18,6 +18,7 @@ use ndarray::{Array2, Array4, ArrayView2, ArrayView3, ArrayViewMut3, Axis, Zip, 
 use serde_json::json;
 
 use super::gradient::black;
+use super::params::{ParamProblem, at_least, number};
 use super::{
     ExplainError, Method, ModelMap, NoiseSource, channels_last, check_finite, model_failed,
 };
@@ -25,8 +26,9 @@ use crate::model::Classifier;
 use crate::model::manifest::{InputSpec, Layout};
 use crate::model::preprocess::resize_bilinear;
 
-/// The RISE method and its parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The RISE method and its parameters (`[methods.rise]`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Rise {
     /// Random masks, one model pass each.
     pub masks: usize,
@@ -54,6 +56,25 @@ impl Default for Rise {
             keep: 0.5,
             seed: 0,
         }
+    }
+}
+
+impl Rise {
+    /// What is wrong with these parameters (keys under `rise`).
+    pub fn problems(&self) -> Vec<ParamProblem> {
+        [
+            at_least("rise.masks", self.masks, 1),
+            at_least("rise.cells", self.cells, 1),
+            number(
+                "rise.keep",
+                self.keep,
+                |v| v > 0.0 && v < 1.0,
+                "must be above 0 and below 1 (the probability that a grid cell is kept)",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 

@@ -15,14 +15,16 @@ use serde_json::json;
 
 use super::cam::feature_grid;
 use super::gradient::black;
+use super::params::{ParamProblem, at_least};
 use super::rise::blend_with_black;
 use super::{ExplainError, Method, ModelMap, check_finite, model_failed};
 use crate::model::manifest::FeatureLayout;
 use crate::model::preprocess::resize_bilinear;
 use crate::model::{Classifier, Probe};
 
-/// The Score-CAM method and its parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The Score-CAM method and its parameters (`[methods.scorecam]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ScoreCam {
     /// Most channels scored (one model pass each).
     pub max_channels: usize,
@@ -34,6 +36,15 @@ impl Default for ScoreCam {
     /// for its 1664).
     fn default() -> Self {
         ScoreCam { max_channels: 256 }
+    }
+}
+
+impl ScoreCam {
+    /// What is wrong with these parameters (keys under `scorecam`).
+    pub fn problems(&self) -> Vec<ParamProblem> {
+        at_least("scorecam.max_channels", self.max_channels, 1)
+            .into_iter()
+            .collect()
     }
 }
 

@@ -8,11 +8,11 @@ use ndarray::{Array2, ArrayView4, Axis, s};
 use ort::value::TensorRef;
 use snafu::Snafu;
 
-pub use super::checksum::sha256_file;
 use super::manifest::{Layout, Manifest, ManifestError, OutputKind};
 use super::probe::ProbeSessions;
-use super::runtime::{LoadedSession, Runtime, RuntimeError};
 use crate::autodiff::GradientCache;
+use crate::runtime::checksum::sha256_file;
+use crate::runtime::{LoadedSession, Runtime, RuntimeError};
 
 /// Why a model could not be loaded or run. Messages name the model and its manifest.
 #[derive(Debug, Snafu)]

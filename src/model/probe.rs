@@ -21,8 +21,8 @@ use ort::value::TensorRef;
 
 use super::classifier::{Classifier, ModelError, softmax_in_place};
 use super::manifest::OutputKind;
-use super::runtime::LoadedSession;
 use crate::autodiff::{GRAD_PREFIX, GRAD_SEED, GradRequest};
+use crate::runtime::LoadedSession;
 
 /// What a method reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -16,7 +16,7 @@ use super::model::Model;
 use super::proto::{DataType, TensorShapeProto, ValueInfoProto, tensor_shape_proto::dimension};
 use super::tensor;
 use super::{NoSuchTensorSnafu, OnnxError, ProbeSnafu, RuntimeSnafu};
-use crate::model::runtime::Runtime;
+use crate::runtime::Runtime;
 
 /// One axis of a declared shape.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

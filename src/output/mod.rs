@@ -163,20 +163,6 @@ pub fn remove_superseded(study_dir: &Path, superseded: &[SupersededOutput]) -> V
     errors
 }
 
-/// Writes `bytes` to `path` atomically (temporary name in the same folder, then rename).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{name}.part"));
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path)
-}
-
 /// Folds the report of a rerun that redid only some series of a study (`rerun`, the
 /// `report.json` value of that run) into the study's `previous` report: the previous
 /// series and skipped series that were not redone are kept, errors are the union, and the

@@ -14,12 +14,11 @@ use crate::config::Settings;
 use crate::dicom::file::{self, Depth};
 use crate::dicom::{pixels, voi};
 use crate::explain;
-use crate::explain::MethodSet;
-use crate::explain::quality::{self, QualityPolicy};
-use crate::model::{Classifier, Manifest, Runtime, preprocess};
-use crate::output;
+use crate::explain::quality;
+use crate::model::{Classifier, Manifest, preprocess};
 use crate::output::report::Probabilities;
 use crate::render::{self, ColourMap, Font, Legend, Style};
+use crate::runtime::Runtime;
 
 /// What to explain.
 #[derive(Debug, Clone)]
@@ -89,7 +88,7 @@ pub fn load_grey(path: &Path) -> Result<Array2<f32>, String> {
 /// `request.out`; returns the path of `explain.json`.
 pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<PathBuf, RunError> {
     let manifest = manifest_for(settings, &request.model)?;
-    let mut methods = MethodSet::from_settings(&settings.methods);
+    let mut methods = settings.methods.clone();
     methods.sae.file = request.sae.clone();
     let method = explain::method_by_name(&request.method, &methods)
         .map_err(|e| configuration(e.to_string()))?;
@@ -128,7 +127,7 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
     let class = class.unwrap_or(predicted);
 
     let started = Instant::now();
-    let policy = QualityPolicy::from_settings(&settings.quality);
+    let policy = settings.quality;
     let mask = quality::brain_mask(grey.view());
     let quality::AssessedMap {
         map,
@@ -189,7 +188,7 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
     let report_path = request.out.join("explain.json");
     let bytes =
         serde_json::to_vec_pretty(&report).map_err(|e| write_error(&report_path, e.to_string()))?;
-    output::write_atomically(&report_path, &bytes).map_err(|source| RunError::Output {
+    crate::files::write_atomically(&report_path, &bytes).map_err(|source| RunError::Output {
         path: report_path.clone(),
         source,
     })?;

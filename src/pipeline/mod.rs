@@ -28,10 +28,11 @@ use crate::dicom::scan::{self, Disposition, FileIssue, Study};
 use crate::dicom::secondary_capture::Timestamp;
 use crate::explain::MethodSet;
 use crate::explain::{self, ExplainError};
-use crate::model::runtime::{Provider, RuntimeError, RuntimeOptions};
-use crate::model::{Classifier, Manifest, ModelError, Runtime};
+use crate::model::{Classifier, Manifest, ModelError};
 use crate::output::{self, ReportError, Status, StudyReport};
 use crate::render::{Font, RenderError};
+use crate::runtime::Runtime;
+use crate::runtime::{Provider, RuntimeError, RuntimeOptions};
 
 /// Why a run could not start or continue at all (per-study problems are in the reports).
 #[derive(Debug, Snafu)]
@@ -228,7 +229,7 @@ impl Engine {
             );
         }
         let font = Font::find(None).map_err(|source| RunError::Font { source })?;
-        let methods = MethodSet::from_settings(&settings.methods);
+        let methods = settings.methods.clone();
         Ok(Engine {
             settings,
             overrides,
@@ -245,7 +246,7 @@ impl Engine {
 
     /// The quality checks as the site configures them.
     pub fn quality_policy(&self) -> crate::explain::quality::QualityPolicy {
-        crate::explain::quality::QualityPolicy::from_settings(&self.settings.quality)
+        self.settings.quality
     }
 
     /// Processes one study into `out/<StudyInstanceUID>/`: overlays and `report.json`, which
@@ -408,7 +409,7 @@ pub fn write_report(report: &impl serde::Serialize, out: &Path) -> Result<PathBu
     let path = output::study_dir(out, &uid)
         .map_err(|source| RunError::Uid { source })?
         .join("report.json");
-    output::write_atomically(&path, &bytes).map_err(|source| RunError::Output {
+    crate::files::write_atomically(&path, &bytes).map_err(|source| RunError::Output {
         path: path.clone(),
         source,
     })?;

@@ -406,7 +406,7 @@ impl SeriesContext<'_> {
             colour_map: style.colour_map.name().to_string(),
             quality: Some(computed.quality.summary()).filter(|q| !q.is_empty()),
         };
-        let method_index = crate::config::METHOD_NAMES
+        let method_index = crate::explain::METHOD_NAMES
             .iter()
             .position(|m| *m == computed.method)
             .unwrap_or(0);
@@ -555,7 +555,7 @@ impl SeriesContext<'_> {
                 &derivation,
                 slice,
                 model_index,
-                crate::config::METHOD_NAMES.len(),
+                crate::explain::METHOD_NAMES.len(),
                 series,
             )
             .map_err(|e| format!("{where_}: {e}"))?;
@@ -572,7 +572,7 @@ impl SeriesContext<'_> {
 
     /// Builds the Secondary Capture of `image` and writes it atomically; its UIDs and its
     /// path relative to the study folder. `slot` is the method's index in
-    /// [`crate::config::METHOD_NAMES`], or its length for the summary series.
+    /// [`crate::explain::METHOD_NAMES`], or its length for the summary series.
     fn write_overlay(
         &self,
         image: &secondary_capture::RgbImage,
@@ -582,7 +582,7 @@ impl SeriesContext<'_> {
         slot: usize,
         series: &Series,
     ) -> Result<(OverlayUids, std::path::PathBuf), String> {
-        let slots_per_model = crate::config::METHOD_NAMES.len() + 1;
+        let slots_per_model = crate::explain::METHOD_NAMES.len() + 1;
         let placement = Placement {
             source_frame: slice.frame,
             instance_number: slice.position,

@@ -216,7 +216,7 @@ impl SparseAutoencoder {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
-        crate::output::write_atomically(path, &bytes).map_err(|source| SaeError::Io {
+        crate::files::write_atomically(path, &bytes).map_err(|source| SaeError::Io {
             path: path.to_path_buf(),
             source,
         })

@@ -239,7 +239,7 @@ fn write_back(
         let target = folder.join("dicom-xai").join(relative);
         let bytes = std::fs::read(study_dir.join(relative))
             .map_err(|e| format!("{}: {e}", study_dir.join(relative).display()))?;
-        output::write_atomically(&target, &bytes)
+        crate::files::write_atomically(&target, &bytes)
             .map_err(|e| format!("{}: cannot write back: {e}", target.display()))?;
     }
     Ok(())

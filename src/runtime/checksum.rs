@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! # fn main() -> std::io::Result<()> {
-//! let sha = dicom_xai::model::checksum::sha256_file(std::path::Path::new("model.onnx"))?;
+//! let sha = dicom_xai::runtime::checksum::sha256_file(std::path::Path::new("model.onnx"))?;
 //! assert_eq!(sha.len(), 64);
 //! # Ok(())
 //! # }
@@ -23,8 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
-
-use crate::autodiff::GradientCache;
 
 /// The file-system identity of a file: what changes whenever its bytes may have.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -74,9 +72,10 @@ pub(crate) fn hex16(digest: &[u8]) -> String {
     hex(&digest[..digest.len().min(8)])
 }
 
-/// The folder of remembered checksums in the default cache.
+/// The folder of remembered checksums in the default cache (beside the gradient models,
+/// where it has always been).
 pub fn default_store() -> PathBuf {
-    GradientCache::default_dir().join("checksums")
+    super::cache_root().join("gradients").join("checksums")
 }
 
 /// SHA-256 of the file at `path`, lower-case hex: remembered for the process and in

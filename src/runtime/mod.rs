@@ -5,6 +5,19 @@
 //! and the GPU builds of ONNX Runtime. Search order: the configured path, `ORT_DYLIB_PATH`,
 //! beside the executable, then the project's `.venv` (the `onnxruntime` wheel's `capi`
 //! folder). A missing or incompatible library is an error listing what was tried.
+//!
+//! This module is the floor the ONNX modules stand on ([`crate::onnx`], [`crate::autodiff`],
+//! [`crate::model`]); it knows none of them.
+//!
+//! - [`checksum`]: SHA-256 of model files, remembered by file identity.
+//! - `cuda_libraries` (with the `cuda` feature): CUDA and cuDNN loaded from the
+//!   onnxruntime-gpu wheel's NVIDIA packages before the CUDA provider.
+//! - [`cache_root`]: the folder of everything dicom-xai caches (optimised graphs, gradient
+//!   models, checksums).
+
+pub mod checksum;
+#[cfg(feature = "cuda")]
+pub mod cuda_libraries;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -13,7 +26,24 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use snafu::Snafu;
 
-use super::checksum::{FileIdentity, hex16};
+use checksum::{FileIdentity, hex16};
+
+/// The folder of dicom-xai's caches: `$DICOM_XAI_CACHE`, else `$XDG_CACHE_HOME/dicom-xai`,
+/// else `~/.cache/dicom-xai`, else under the system's temporary folder.
+pub fn cache_root() -> PathBuf {
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(root) = env("DICOM_XAI_CACHE") {
+        return root;
+    }
+    env("XDG_CACHE_HOME")
+        .or_else(|| env("HOME").map(|home| home.join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("dicom-xai")
+}
 
 /// Why ONNX Runtime could not be used.
 #[derive(Debug, Snafu)]
@@ -434,7 +464,7 @@ impl Runtime {
 
     #[cfg(feature = "cuda")]
     fn cuda_session(&self, model: &Path) -> Result<Session, String> {
-        let preloaded = super::cuda_libraries::preload(&self.library);
+        let preloaded = cuda_libraries::preload(&self.library);
         let cuda = ort::ep::CUDA::default()
             .with_device_id(self.options.cuda_device)
             .build()
