@@ -223,11 +223,11 @@ pub fn decode(file: &DicomFile) -> Result<Frames, PixelError> {
         }
     }
 
-    let geometry = check_geometry(ds).map_err(|what| {
+    let geometry = check_geometry(ds).map_err(|why| {
         UnsupportedSnafu {
             path: path.clone(),
             sop: sop.clone(),
-            what,
+            what: why.to_string(),
         }
         .build()
     })?;
@@ -362,6 +362,30 @@ struct Geometry {
     signed: bool,
 }
 
+/// Why [`check_geometry`] rejects an image; the message is the `what` of
+/// [`PixelError::Unsupported`].
+#[derive(Debug, Snafu)]
+enum GeometryError {
+    /// No rows or no columns.
+    #[snafu(display("Rows {rows} x Columns {columns}"))]
+    Dimensions { rows: i64, columns: i64 },
+    /// Bits Allocated other than 1, 8, 16 or 32.
+    #[snafu(display("BitsAllocated {bits_allocated}"))]
+    BitsAllocated { bits_allocated: i64 },
+    /// Samples per Pixel other than 1 or 3.
+    #[snafu(display("SamplesPerPixel {samples}"))]
+    SamplesPerPixel { samples: i64 },
+    /// More samples than [`MAX_SAMPLES`].
+    #[snafu(display(
+        "{total} samples declared (Rows x Columns x SamplesPerPixel x NumberOfFrames), more \
+         than the {MAX_SAMPLES} this pipeline decodes at once"
+    ))]
+    TooManySamples { total: i64 },
+    /// Chroma-subsampled YBR stored uncompressed, which the decoder would misread.
+    #[snafu(display("uncompressed {photometric} (chroma-subsampled) storage"))]
+    SubsampledNative { photometric: String },
+}
+
 /// Rows x Columns x SamplesPerPixel x NumberOfFrames as the header declares them (absent or
 /// non-positive values count as 1), saturating instead of overflowing.
 pub fn declared_samples(ds: &DataSet) -> i64 {
@@ -372,25 +396,23 @@ pub fn declared_samples(ds: &DataSet) -> i64 {
 }
 
 /// Rejects attribute combinations the decoder would misread, before decoding.
-fn check_geometry(ds: &DataSet) -> Result<Geometry, String> {
+fn check_geometry(ds: &DataSet) -> Result<Geometry, GeometryError> {
     let rows = attrs::int(ds, tags::ROWS).unwrap_or(0);
     let columns = attrs::int(ds, tags::COLUMNS).unwrap_or(0);
     if rows <= 0 || columns <= 0 {
-        return Err(format!("Rows {rows} x Columns {columns}"));
+        return DimensionsSnafu { rows, columns }.fail();
     }
     let bits_allocated = attrs::int(ds, tags::BITS_ALLOCATED).unwrap_or(0);
     if ![1, 8, 16, 32].contains(&bits_allocated) {
-        return Err(format!("BitsAllocated {bits_allocated}"));
+        return BitsAllocatedSnafu { bits_allocated }.fail();
     }
     let samples = attrs::int(ds, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
     if samples != 1 && samples != 3 {
-        return Err(format!("SamplesPerPixel {samples}"));
+        return SamplesPerPixelSnafu { samples }.fail();
     }
     let total = declared_samples(ds);
     if total > MAX_SAMPLES {
-        return Err(format!(
-            "{total} samples declared (Rows x Columns x SamplesPerPixel x NumberOfFrames), more than the {MAX_SAMPLES} this pipeline decodes at once"
-        ));
+        return TooManySamplesSnafu { total }.fail();
     }
     let photometric = attrs::string(ds, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
     if photometric.starts_with("YBR_FULL_422") || photometric.starts_with("YBR_PARTIAL") {
@@ -400,9 +422,7 @@ fn check_geometry(ds: &DataSet) -> Result<Geometry, String> {
             .and_then(|e| e.value().fragments())
             .is_some();
         if !encapsulated {
-            return Err(format!(
-                "uncompressed {photometric} (chroma-subsampled) storage"
-            ));
+            return SubsampledNativeSnafu { photometric }.fail();
         }
     }
     Ok(Geometry {
@@ -501,6 +521,49 @@ fn ycbcr_full_to_rgb(values: &mut Array4<f32>, bits_stored: u16) {
         ];
         for (out, v) in pixel.iter_mut().zip(rgb) {
             *out = v.round().clamp(0.0, max) as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_errors_keep_their_messages() {
+        // the texts the former `Result<_, String>` gave, word for word
+        let cases = [
+            (
+                GeometryError::Dimensions {
+                    rows: 0,
+                    columns: 512,
+                },
+                "Rows 0 x Columns 512".to_string(),
+            ),
+            (
+                GeometryError::BitsAllocated { bits_allocated: 12 },
+                "BitsAllocated 12".to_string(),
+            ),
+            (
+                GeometryError::SamplesPerPixel { samples: 4 },
+                "SamplesPerPixel 4".to_string(),
+            ),
+            (
+                GeometryError::TooManySamples { total: 1 << 30 },
+                format!(
+                    "1073741824 samples declared (Rows x Columns x SamplesPerPixel x \
+                     NumberOfFrames), more than the {MAX_SAMPLES} this pipeline decodes at once"
+                ),
+            ),
+            (
+                GeometryError::SubsampledNative {
+                    photometric: "YBR_FULL_422".to_string(),
+                },
+                "uncompressed YBR_FULL_422 (chroma-subsampled) storage".to_string(),
+            ),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), message);
         }
     }
 }
