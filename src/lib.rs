@@ -52,6 +52,7 @@
 
 #![warn(missing_docs)]
 
+pub mod anatomy;
 pub mod audit;
 pub mod autodiff;
 pub mod cli;
@@ -61,9 +62,11 @@ pub mod explain;
 pub mod files;
 pub mod logging;
 pub mod model;
+pub mod noise;
 pub mod onnx;
 pub mod output;
 pub mod pipeline;
+pub mod progress;
 pub mod render;
 pub mod runtime;
 pub mod sae;

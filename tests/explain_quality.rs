@@ -8,9 +8,10 @@ mod common;
 
 use std::path::Path;
 
+use dicom_xai::anatomy::{brain_mask, distance_to_outside};
 use dicom_xai::dicom::file::{self, Depth};
 use dicom_xai::dicom::{pixels, voi};
-use dicom_xai::explain::quality::{brain_mask, distance_to_outside, in_brain_fraction};
+use dicom_xai::explain::quality::in_brain_fraction;
 use ndarray::{Array2, Array3, Axis};
 use ndarray_npy::read_npy;
 
@@ -164,7 +165,7 @@ fn the_brain_mask_is_plausible_on_real_t1_t2_and_flair_slices() {
     assert_eq!(images.len(), 160);
     let mut implausible = Vec::new();
     for image in &images {
-        let grey = dicom_xai::pipeline::load_grey(image).expect("the slice");
+        let grey = dicom_xai::dicom::slices::load_grey(image).expect("the slice");
         let head_area = head(&grey).iter().filter(|&&h| h).count() as f32;
         let mask_area = brain_mask(grey.view()).iter().filter(|&&m| m).count() as f32;
         let share = mask_area / head_area.max(1.0);

@@ -8,8 +8,8 @@ mod common;
 
 use std::ffi::OsStr;
 
+use dicom_xai::dicom::slices::load_grey;
 use dicom_xai::model::{Classifier, Manifest, preprocess};
-use dicom_xai::pipeline::load_grey;
 use dicom_xai::runtime::Runtime;
 use dicom_xai::runtime::RuntimeOptions;
 use ndarray::ArrayView3;

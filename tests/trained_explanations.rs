@@ -17,12 +17,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use dicom_xai::autodiff::GradientCache;
+use dicom_xai::dicom::slices::load_grey;
 use dicom_xai::explain::gradient::{IntegratedGradients, SmoothGrad};
 use dicom_xai::explain::quality::{is_empty_map, rank_correlation};
 use dicom_xai::explain::{MethodSet, method_by_name};
 use dicom_xai::model::preprocess::{self, resize_bilinear};
 use dicom_xai::model::{Classifier, Manifest, Probe};
-use dicom_xai::pipeline::load_grey;
 use dicom_xai::runtime::Runtime;
 use dicom_xai::runtime::RuntimeOptions;
 use ndarray::{Array2, Array3, Axis};

@@ -6,6 +6,7 @@
 use super::journal::ImageRecord;
 use super::report::{Failure, GalleryEntry};
 use crate::config::Settings;
+use crate::dicom::slices::load_grey;
 use crate::explain::{self, Method};
 use crate::model::Classifier;
 use crate::model::classifier::argmax;
@@ -64,7 +65,7 @@ fn picture(
     font: &Font,
 ) -> Result<Vec<u8>, String> {
     let manifest = model.manifest();
-    let grey = crate::pipeline::load_grey(&record.image)?;
+    let grey = load_grey(&record.image).map_err(|e| e.to_string())?;
     let input = preprocess::model_input(grey.view(), &manifest.input);
     let class = argmax(record.probabilities.iter().copied());
     let map = method

@@ -37,6 +37,7 @@ use crate::config::Settings;
 use crate::explain::quality::{self, QualityPolicy};
 use crate::explain::{self, ExplainError, Method, MethodSet};
 use crate::model::{Classifier, Manifest, ModelError, preprocess};
+use crate::progress::Progress;
 use crate::render::{Font, RenderError};
 use crate::runtime::Runtime;
 use crate::runtime::RuntimeError;
@@ -115,26 +116,6 @@ impl AuditError {
             AuditError::Configuration { .. } | AuditError::Data { .. } | AuditError::Model { .. }
         )
     }
-}
-
-/// Where an audit is; the command line draws it.
-pub trait Progress {
-    /// A stage of `total` steps begins.
-    fn stage(&self, name: &str, total: usize);
-    /// One step of the stage is done.
-    fn step(&self, message: &str);
-    /// The audit is over.
-    fn finish(&self);
-}
-
-/// Progress that shows nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn stage(&self, _name: &str, _total: usize) {}
-    fn step(&self, _message: &str) {}
-    fn finish(&self) {}
 }
 
 /// What an audit wrote.
@@ -454,10 +435,12 @@ impl ModelRun<'_> {
             if complete {
                 progress.step(&image.path.display().to_string());
             } else {
-                let loaded = crate::pipeline::load_grey(&image.path).map(|grey| {
-                    let input = preprocess::model_input(grey.view(), &manifest.input);
-                    (grey, input)
-                });
+                let loaded = crate::dicom::slices::load_grey(&image.path)
+                    .map(|grey| {
+                        let input = preprocess::model_input(grey.view(), &manifest.input);
+                        (grey, input)
+                    })
+                    .map_err(|e| e.to_string());
                 queue.push(Pending {
                     image,
                     bytes,
@@ -535,7 +518,7 @@ impl ModelRun<'_> {
                 }
             }
             let class = crate::model::classifier::argmax(record.probabilities.iter().copied());
-            let mask = quality::brain_mask(grey.view());
+            let mask = crate::anatomy::brain_mask(grey.view());
             for method in self.missing(Some(&record), skipped) {
                 match self.explain(method, input, class, &mask) {
                     Ok(explanation) => record.explanations.push(explanation),

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::progress::Bar;
 use super::{EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, non_empty};
-use crate::audit::{self, AuditRequest, Progress};
+use crate::audit::{self, AuditRequest};
 
 /// Arguments of `audit`.
 #[derive(Debug, Args)]
@@ -32,25 +33,6 @@ pub struct AuditArgs {
     data: Vec<PathBuf>,
 }
 
-/// A progress bar on standard error when it is a terminal.
-struct Bar(indicatif::ProgressBar);
-
-impl Progress for Bar {
-    fn stage(&self, name: &str, total: usize) {
-        self.0.set_length(total as u64);
-        self.0.set_position(0);
-        self.0.set_prefix(name.to_string());
-    }
-    fn step(&self, message: &str) {
-        self.0
-            .set_message(crate::logging::redact(message).into_owned());
-        self.0.inc(1);
-    }
-    fn finish(&self) {
-        self.0.finish_and_clear();
-    }
-}
-
 /// Runs `audit`; returns the exit code.
 pub fn run(args: &AuditArgs) -> u8 {
     let settings = match super::load_settings_for_inputs(&args.config, &args.data) {
@@ -64,18 +46,7 @@ pub fn run(args: &AuditArgs) -> u8 {
         out: args.out.clone(),
         data: args.data.clone(),
     };
-    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        indicatif::ProgressBar::new(0)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {prefix} {pos}/{len} images [{elapsed}, {eta} left] {wide_msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    match audit::audit(&settings, &request, &Bar(bar)) {
+    match audit::audit(&settings, &request, &Bar::new("images")) {
         Ok(outcome) => {
             for model in &outcome.report.models {
                 let accuracy = model

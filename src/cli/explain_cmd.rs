@@ -59,7 +59,7 @@ pub fn run(args: &ExplainArgs) -> u8 {
         }
         Err(error) => {
             eprintln!("error: {error}");
-            error.exit_code()
+            super::run_error_status(&error)
         }
     }
 }

@@ -9,6 +9,7 @@ mod config_cmd;
 mod explain_cmd;
 mod grad_cmd;
 mod inspect;
+mod progress;
 mod rules_cmd;
 mod run_cmd;
 mod sae_cmd;
@@ -26,6 +27,34 @@ pub const EXIT_FATAL: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status: finished, but some inputs failed (each one reported).
 pub const EXIT_PARTIAL: u8 = 3;
+
+/// The exit status of a run that finished.
+pub(crate) fn outcome_status(outcome: crate::pipeline::Outcome) -> u8 {
+    match outcome {
+        crate::pipeline::Outcome::Complete => EXIT_OK,
+        crate::pipeline::Outcome::Partial => EXIT_PARTIAL,
+    }
+}
+
+/// The exit status of a run that stopped: the site's configuration and models are its to
+/// fix (usage), anything else is fatal.
+pub(crate) fn run_error_status(error: &crate::pipeline::RunError) -> u8 {
+    use crate::pipeline::RunError;
+    match error {
+        RunError::Configuration { .. } | RunError::Model { .. } => EXIT_USAGE,
+        _ => EXIT_FATAL,
+    }
+}
+
+/// The exit status of a daemon that stopped.
+pub(crate) fn watch_error_status(error: &crate::watch::WatchError) -> u8 {
+    use crate::watch::WatchError;
+    match error {
+        WatchError::Start { source } => run_error_status(source),
+        WatchError::Configuration { .. } => EXIT_USAGE,
+        _ => EXIT_FATAL,
+    }
+}
 
 /// Explainability for brain-MRI classifiers in DICOM workflows.
 #[derive(Debug, Parser)]

@@ -1,5 +1,6 @@
 //! `dicom-xai run`: process every study under the inputs once.
 
+use super::progress::Bar;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -45,10 +46,10 @@ pub fn run(args: &RunArgs) -> u8 {
         Ok(engine) => engine,
         Err(error) => {
             eprintln!("error: {error}");
-            return error.exit_code();
+            return super::run_error_status(&error);
         }
     };
-    match pipeline::run(&engine, &args.inputs, &out) {
+    match pipeline::run(&engine, &args.inputs, &out, &Bar::new("studies")) {
         Ok(summary) => {
             for issue in &summary.file_issues {
                 let message = crate::logging::redact(&issue.message);
@@ -63,11 +64,11 @@ pub fn run(args: &RunArgs) -> u8 {
             for report in &summary.reports {
                 println!("  {}", report.display());
             }
-            summary.exit_code()
+            super::outcome_status(summary.outcome())
         }
         Err(error) => {
             eprintln!("error: {error}");
-            error.exit_code()
+            super::run_error_status(&error)
         }
     }
 }

@@ -1,16 +1,18 @@
 //! `dicom-xai sae train` and `dicom-xai sae describe`: sparse autoencoders on a model's
 //! activations.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use super::progress::Bar;
+use crate::config::DEFAULT_BATCH_SIZE;
+use crate::dicom::secondary_capture::is_own_overlay;
 use crate::model::{Classifier, Manifest};
 use crate::runtime::Runtime;
-use crate::sae::activations::{self, SliceActivations};
-use crate::sae::train::{self, TrainSettings};
-use crate::sae::{SaeHeader, SparseAutoencoder, Sparsity, concepts};
+use crate::sae::activations;
+use crate::sae::fit::{self, FitRequest};
+use crate::sae::{SaeError, SparseAutoencoder, concepts};
 
 /// `sae` subcommands.
 #[derive(Debug, Subcommand)]
@@ -96,19 +98,6 @@ fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
     code
 }
 
-fn progress_bar(total: u64, template: &str) -> indicatif::ProgressBar {
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(total)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 fn train_command(args: &TrainArgs) -> u8 {
     let settings = match &args.config {
         Some(path) => match super::load_settings(path) {
@@ -152,132 +141,59 @@ fn train_command(args: &TrainArgs) -> u8 {
         Ok(runtime) => runtime,
         Err(error) => return fail(super::EXIT_FATAL, error),
     };
-    let model = match Classifier::load(&runtime, manifest.clone(), 8) {
+    let batch_size = settings
+        .as_ref()
+        .map_or(DEFAULT_BATCH_SIZE, |s| s.runtime.batch_size);
+    let model = match Classifier::load(&runtime, manifest, batch_size) {
         Ok(model) => model,
         Err(error) => return fail(super::EXIT_USAGE, error),
     };
 
+    // the series `run` would explain: the site's rules, or every series but our overlays
+    let take = |series: &crate::dicom::Series| match &settings {
+        Some(settings) => settings.rule_for(series).is_some(),
+        None => !is_own_overlay(&series.header),
+    };
     let mut errors = Vec::new();
-    let slices = activations::grey_slices(&args.inputs, settings.as_ref(), &mut errors);
+    let slices = activations::grey_slices(&args.inputs, take, &mut errors);
     for error in &errors {
         eprintln!("warning: {error}");
     }
     if slices.is_empty() {
         return fail(super::EXIT_USAGE, "no usable slice in the inputs");
     }
-    let bar = progress_bar(
-        slices.len() as u64,
-        "{spinner} activations {pos}/{len} slices [{elapsed}]",
-    );
-    let collected = activations::collect(&model, &slices, false, 8, |done, _| {
-        bar.set_position(done as u64)
-    });
-    bar.finish_and_clear();
-    let collected = match collected {
-        Ok(collected) => collected,
-        Err(error) => return fail(super::EXIT_FATAL, error),
-    };
-    let raw = activations::stack(&collected);
-    let dimensions = raw.ncols();
-    // unit mean squared norm: the same learning rate suits every layer
-    let mean_square = raw
-        .rows()
-        .into_iter()
-        .map(|r| f64::from(r.dot(&r)))
-        .sum::<f64>()
-        / raw.nrows().max(1) as f64;
-    let scale = if mean_square > 0.0 {
-        (1.0 / mean_square.sqrt()) as f32
-    } else {
-        1.0
-    };
-    let data = raw.mapv(|v| v * scale);
-    drop(raw);
-
-    let latents = args.latents.unwrap_or(8 * dimensions);
-    let mut train_settings = TrainSettings::top_k(latents, args.k, args.seed);
-    if let Some(l1) = args.relu_l1 {
-        train_settings.sparsity = Sparsity::Relu { l1 };
-    }
-    let batch = args.batch.unwrap_or((data.nrows() / 32).clamp(64, 1024));
-    train_settings.epochs = args.epochs;
-    train_settings.batch = batch;
-    train_settings.learning_rate = args.learning_rate;
-    train_settings.dead_after = (data.nrows() / 2).clamp(1, 50_000);
-    let steps = data.nrows().div_ceil(batch.max(1)) * args.epochs;
-    let bar = progress_bar(
-        steps as u64,
-        "{spinner} training {pos}/{len} steps [{elapsed}<{eta}] {msg}",
-    );
-    let trained = train::train(&data, &train_settings, |epoch, _, _, loss| {
-        bar.inc(1);
-        bar.set_message(format!("epoch {} loss {loss:.4}", epoch + 1));
-    });
-    bar.finish_and_clear();
-    let (mut sae, report) = match trained {
-        Ok(trained) => trained,
-        Err(error) => return fail(super::EXIT_USAGE, error),
-    };
-    drop(data);
-
-    // concepts: per-class gradients on a spread of the slices
-    let step = (slices.len() / args.concept_slices.max(1)).max(1);
-    let chosen: Vec<(String, ndarray::Array2<f32>)> = slices
-        .iter()
-        .step_by(step)
-        .take(args.concept_slices)
-        .cloned()
-        .collect();
-    let bar = progress_bar(
-        chosen.len() as u64,
-        "{spinner} concepts {pos}/{len} slices [{elapsed}]",
-    );
-    let labelled: Result<Vec<SliceActivations>, _> =
-        activations::collect(&model, &chosen, true, 8, |done, _| {
-            bar.set_position(done as u64)
-        });
-    bar.finish_and_clear();
-    let labelled = match labelled {
-        Ok(labelled) => labelled,
-        Err(error) => return fail(super::EXIT_FATAL, error),
-    };
-    let layout = manifest
-        .explain
-        .feature_layout
-        .map(|l| format!("{l:?}"))
-        .unwrap_or_default();
-    sae.header = SaeHeader {
-        model: manifest.name.clone(),
-        model_sha256: manifest.sha256.clone(),
+    let request = FitRequest {
         tensor,
-        layout,
-        dimensions,
-        latents,
-        sparsity: train_settings.sparsity,
-        scale,
-        labels: manifest.labels.clone(),
-        training: serde_json::json!({
-            "r2": report.r2, "l0": report.l0, "dead_fraction": report.dead_fraction,
-            "vectors": report.vectors, "held_out": report.held_out, "epochs": report.epochs,
-            "seed": args.seed, "batch": batch, "learning_rate": args.learning_rate,
-            "slices": slices.len(), "concept_slices": chosen.len(),
-            "seconds": report.seconds, "losses": report.losses,
-        }),
+        latents: args.latents,
+        k: args.k,
+        relu_l1: args.relu_l1,
+        epochs: args.epochs,
+        seed: args.seed,
+        batch: args.batch,
+        learning_rate: args.learning_rate,
+        concept_slices: args.concept_slices,
     };
-    sae.concepts = concepts::compute(&sae, &labelled, manifest.labels.len());
-    if let Err(error) = sae.save(&args.out) {
+    let fitted = match fit::fit(&model, &slices, &request, &Bar::new("")) {
+        Ok(fitted) => fitted,
+        // the data or the settings cannot train: the user's to change
+        Err(error @ SaeError::Training { .. }) => return fail(super::EXIT_USAGE, error),
+        Err(error) => return fail(super::EXIT_FATAL, error),
+    };
+    if let Err(error) = fitted.sae.save(&args.out) {
         return fail(super::EXIT_FATAL, error);
     }
+    let header = &fitted.sae.header;
+    let report = &fitted.report;
     let summary = serde_json::json!({
         "r2": report.r2,
         "l0": report.l0,
         "dead_fraction": report.dead_fraction,
         "vectors": report.vectors,
         "held_out": report.held_out,
-        "slices": slices.len(),
-        "latents": latents,
-        "dimensions": dimensions,
-        "sparsity": train_settings.sparsity,
+        "slices": fitted.slices.0,
+        "latents": header.latents,
+        "dimensions": header.dimensions,
+        "sparsity": header.sparsity,
         "epochs": report.epochs,
         "seconds": report.seconds,
         "vectors_per_second": report.vectors_per_second,

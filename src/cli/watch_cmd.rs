@@ -48,7 +48,7 @@ pub fn run(args: &WatchArgs) -> u8 {
         Ok(()) => super::EXIT_OK,
         Err(error) => {
             eprintln!("error: {error}");
-            error.exit_code()
+            super::watch_error_status(&error)
         }
     }
 }

@@ -68,7 +68,7 @@ pub use error::{ConfigError, Problem};
 pub use plan::{COLOUR_MAPS, ExplainPlan, SlicePolicy};
 pub use rules::{OVERLAY_MARKER, Rule, Selector, TextFilter, Verdict, is_own_overlay, plane_name};
 pub use settings::{
-    AfterProcessing, Destination, ExecutionProviderKind, ModelRef, OutputSettings, PacsSettings,
-    PredictionSettings, RuntimeSettings, Settings, WatchSettings,
+    AfterProcessing, DEFAULT_BATCH_SIZE, Destination, ExecutionProviderKind, ModelRef,
+    OutputSettings, PacsSettings, PredictionSettings, RuntimeSettings, Settings, WatchSettings,
 };
 pub use validate::parse_duration;

@@ -12,10 +12,13 @@ use regex::Regex;
 
 use super::plan::ExplainPlan;
 use crate::dicom::Series;
-use crate::dicom::scan::{Plane, SeriesHeader};
+use crate::dicom::scan::Plane;
 
 /// What our overlays carry in SeriesDescription (DESIGN.md 4.5).
 pub const OVERLAY_MARKER: &str = crate::dicom::secondary_capture::NOT_FOR_DIAGNOSTIC_USE;
+
+// Rules never take our own overlays; what an overlay looks like is the overlay writer's.
+pub use crate::dicom::secondary_capture::is_own_overlay;
 
 /// One `[[rules]]` entry, validated.
 #[derive(Debug, Clone)]
@@ -325,16 +328,6 @@ impl fmt::Display for Selector {
     }
 }
 
-/// Whether a series is one of our own overlays (Modality OT, SeriesDescription containing
-/// "NOT FOR DIAGNOSTIC USE", in any case): such series never match a rule.
-pub fn is_own_overlay(header: &SeriesHeader) -> bool {
-    header.modality.as_deref().map(normalise).as_deref() == Some("OT")
-        && header
-            .description
-            .as_deref()
-            .is_some_and(|d| d.to_uppercase().contains(OVERLAY_MARKER))
-}
-
 /// How the rules judged one series: the rule that took it, and why each rule before it
 /// did not.
 #[derive(Debug, Clone)]
@@ -351,6 +344,7 @@ pub struct Verdict<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dicom::scan::SeriesHeader;
     use crate::dicom::scan::{Instance, SliceRef};
 
     fn series(modality: &str, description: &str, orientation: Option<[f64; 6]>) -> Series {

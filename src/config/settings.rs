@@ -1,5 +1,5 @@
 //! The validated configuration: every section with its defaults applied and its values
-//! checked (by [`super::validate`]), and the questions asked of it (which rule takes a
+//! checked (by the `validate` module), and the questions asked of it (which rule takes a
 //! series).
 
 use std::path::PathBuf;
@@ -163,6 +163,10 @@ pub struct RuntimeSettings {
     /// Slices per inference batch, at least 1.
     pub batch_size: usize,
 }
+
+/// `runtime.batch_size` when the configuration leaves it out (and for commands run without
+/// a configuration).
+pub const DEFAULT_BATCH_SIZE: usize = 8;
 
 /// One `[[models]]` entry.
 #[derive(Debug, Clone, PartialEq)]

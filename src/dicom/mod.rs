@@ -7,6 +7,7 @@
 //! - [`mod@scan`]: walk the inputs, group into studies and series, order slices in space.
 //! - [`pixels`]: decode any supported transfer syntax, apply the Modality LUT.
 //! - [`voi`]: the VOI transform (window, VOI LUT, min/max) to [0, 1].
+//! - [`slices`]: a series' slices, or one image file, as windowed grey levels.
 //! - [`secondary_capture`]: the overlay writer, with deterministic [`uid`]s.
 //! - [`inspect`]: the per-file summary behind `dicom-xai inspect`.
 
@@ -17,6 +18,7 @@ pub mod inspect;
 pub mod pixels;
 pub mod scan;
 pub mod secondary_capture;
+pub mod slices;
 pub mod store;
 pub mod uid;
 pub mod voi;

@@ -14,6 +14,7 @@ use dicom_object::{FileDicomObject, InMemDicomObject};
 use snafu::{ResultExt, Snafu, ensure};
 
 use super::attrs::{self, DataSet};
+use super::scan::SeriesHeader;
 use super::uid;
 
 /// The SOP Class written: Secondary Capture Image Storage.
@@ -21,6 +22,19 @@ pub const SOP_CLASS: &str = uids::SECONDARY_CAPTURE_IMAGE_STORAGE;
 
 /// The banner every overlay carries, in SeriesDescription and burned into the pixels.
 pub const NOT_FOR_DIAGNOSTIC_USE: &str = "NOT FOR DIAGNOSTIC USE";
+
+/// Whether a series is one of our own overlays (Modality OT, SeriesDescription containing
+/// "NOT FOR DIAGNOSTIC USE", in any case): such series never match a rule.
+pub fn is_own_overlay(header: &SeriesHeader) -> bool {
+    header
+        .modality
+        .as_deref()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("OT"))
+        && header
+            .description
+            .as_deref()
+            .is_some_and(|d| d.to_uppercase().contains(NOT_FOR_DIAGNOSTIC_USE))
+}
 
 /// The label of overlays made by a model with untrained (demo) weights.
 pub const UNTRAINED: &str = "UNTRAINED";

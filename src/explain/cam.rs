@@ -14,7 +14,7 @@
 //! token dropped and the square patch grid recovered from the token count. The h x w map is
 //! brought to the model input's size by bilinear interpolation.
 
-use ndarray::{Array2, Array3, ArrayD, ArrayView3, Axis, Ix3, Zip};
+use ndarray::{Array2, Array3, ArrayD, ArrayView3, Axis, Zip};
 use serde_json::json;
 
 use super::{ExplainError, Method, ModelMap, check_finite, model_failed};
@@ -49,48 +49,17 @@ impl Cam {
     }
 }
 
-/// One sample's feature tensor as channels x h x w, per the manifest's layout.
-pub fn feature_grid(
+/// One sample's feature tensor as channels x h x w, per the manifest's layout; a tensor
+/// that does not fit is an error of `method`'s parameters.
+pub(crate) fn feature_grid(
     tensor: &ArrayD<f32>,
     layout: FeatureLayout,
     method: &'static str,
 ) -> Result<Array3<f32>, ExplainError> {
-    let shape = tensor.shape().to_vec();
-    let bad = |message: String| ExplainError::Parameters { method, message };
-    match (layout, shape.as_slice()) {
-        (FeatureLayout::Nchw, [1, _, _, _]) => Ok(tensor
-            .index_axis(Axis(0), 0)
-            .into_dimensionality::<Ix3>()
-            .map_err(|e| bad(e.to_string()))?
-            .to_owned()),
-        (FeatureLayout::Nhwc, [1, _, _, _]) => Ok(tensor
-            .index_axis(Axis(0), 0)
-            .into_dimensionality::<Ix3>()
-            .map_err(|e| bad(e.to_string()))?
-            .permuted_axes([2, 0, 1])
-            .as_standard_layout()
-            .into_owned()),
-        (FeatureLayout::Tokens, [1, tokens, channels]) => {
-            let patches = tokens.saturating_sub(1);
-            let side = (patches as f64).sqrt().round() as usize;
-            if side * side != patches || side == 0 {
-                return Err(bad(format!(
-                    "feature tensor shape {shape:?}: {patches} patch tokens after the class \
-                     token do not form a square grid"
-                )));
-            }
-            let tokens_view = tensor.index_axis(Axis(0), 0);
-            let mut grid = Array3::<f32>::zeros((*channels, side, side));
-            for (p, token) in tokens_view.outer_iter().skip(1).enumerate() {
-                grid.slice_mut(ndarray::s![.., p / side, p % side])
-                    .assign(&token);
-            }
-            Ok(grid)
-        }
-        _ => Err(bad(format!(
-            "feature tensor shape {shape:?} does not fit feature_layout {layout:?}"
-        ))),
-    }
+    crate::model::features::grid(tensor, layout).map_err(|e| ExplainError::Parameters {
+        method,
+        message: e.to_string(),
+    })
 }
 
 /// Grad-CAM++'s `2 + ΣA·G` below this in magnitude gives a position no weight instead of

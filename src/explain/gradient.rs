@@ -20,11 +20,10 @@ use ndarray::{Array2, Array3, Array4, ArrayView3, Axis, Zip};
 use serde_json::json;
 
 use super::params::{ParamProblem, at_least, number};
-use super::{
-    ExplainError, Method, ModelMap, NoiseSource, channels_last, check_finite, model_failed,
-};
+use super::{ExplainError, Method, ModelMap, channels_last, check_finite, model_failed};
 use crate::model::manifest::InputSpec;
 use crate::model::{Classifier, Probe};
+use crate::noise::NoiseSource;
 
 /// The model-input value of the black image (windowed grey 0), per channel.
 pub fn black(spec: &InputSpec) -> Vec<f32> {

@@ -19,12 +19,11 @@ use serde_json::json;
 
 use super::gradient::black;
 use super::params::{ParamProblem, at_least, number};
-use super::{
-    ExplainError, Method, ModelMap, NoiseSource, channels_last, check_finite, model_failed,
-};
+use super::{ExplainError, Method, ModelMap, channels_last, check_finite, model_failed};
 use crate::model::Classifier;
 use crate::model::manifest::{InputSpec, Layout};
 use crate::model::preprocess::resize_bilinear;
+use crate::noise::NoiseSource;
 
 /// The RISE method and its parameters (`[methods.rise]`).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]

@@ -3,13 +3,17 @@
 //!
 //! - [`manifest`]: the model manifest of DESIGN.md 4.3.
 //! - [`preprocess`]: windowed slice to model input (Pillow-exact bilinear resize).
+//! - [`features`]: the feature tensor as a channels x rows x columns grid.
 //! - [`classifier`]: a loaded model: checksum, graph checks, batched prediction.
-//! - [`probe`]: gradients and inner tensors for explanation methods, through derived models.
+//! - [`probe`]: gradients and inner tensors for explanation methods, through derived models
+//!   (run by `probing`).
 
 pub mod classifier;
+pub mod features;
 pub mod manifest;
 pub mod preprocess;
 pub mod probe;
+mod probing;
 
 pub use classifier::{Classifier, ModelError};
 pub use manifest::Manifest;

@@ -27,6 +27,15 @@ pub struct ReportError {
     pub message: String,
 }
 
+impl From<crate::dicom::slices::SliceFailure> for ReportError {
+    fn from(failure: crate::dicom::slices::SliceFailure) -> Self {
+        ReportError {
+            file: failure.file.display().to_string(),
+            message: failure.error.to_string(),
+        }
+    }
+}
+
 /// The report of one study.
 #[derive(Debug, Clone, Serialize)]
 pub struct StudyReport {

@@ -6,13 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ndarray::{Array2, Axis};
+use ndarray::Axis;
 use serde_json::json;
 
 use super::{RunError, runtime_options};
 use crate::config::Settings;
-use crate::dicom::file::{self, Depth};
-use crate::dicom::{pixels, voi};
+use crate::dicom::slices::load_grey;
 use crate::explain;
 use crate::explain::quality;
 use crate::model::{Classifier, Manifest, preprocess};
@@ -63,27 +62,6 @@ pub fn manifest_for(settings: &Settings, model: &str) -> Result<Manifest, RunErr
     Manifest::load(&entry.manifest).map_err(|e| configuration(e.to_string()))
 }
 
-/// Grey levels in [0, 1] of an image file.
-pub fn load_grey(path: &Path) -> Result<Array2<f32>, String> {
-    let is_dicom = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_none_or(|e| !matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"));
-    if is_dicom {
-        let dicom = file::open(path, Depth::Full).map_err(|e| e.to_string())?;
-        let frames = pixels::decode(&dicom).map_err(|e| e.to_string())?;
-        return voi::unit_grey(&dicom, &frames, 0).map_err(|e| e.to_string());
-    }
-    let picture =
-        image::open(path).map_err(|e| format!("{}: cannot read image: {e}", path.display()))?;
-    // 16-bit PNGs keep their precision; colour is reduced to luma as the DICOM path does
-    let grey = picture.to_luma16();
-    let (width, height) = grey.dimensions();
-    let values: Vec<f32> = grey.pixels().map(|p| f32::from(p.0[0]) / 65535.0).collect();
-    Array2::from_shape_vec((height as usize, width as usize), values)
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// Explains one image and writes `heatmap.npy`, `overlay.png` and `explain.json` to
 /// `request.out`; returns the path of `explain.json`.
 pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<PathBuf, RunError> {
@@ -108,7 +86,9 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
     let colour_map = ColourMap::by_name(&settings.defaults.colour_map)
         .map_err(|e| configuration(e.to_string()))?;
     let font = Font::find(None).map_err(|source| RunError::Font { source })?;
-    let grey = load_grey(&request.image).map_err(|message| RunError::Input { message })?;
+    let grey = load_grey(&request.image).map_err(|e| RunError::Input {
+        message: e.to_string(),
+    })?;
 
     let runtime =
         Runtime::init(runtime_options(settings)).map_err(|source| RunError::Runtime { source })?;
@@ -128,7 +108,7 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
 
     let started = Instant::now();
     let policy = settings.quality;
-    let mask = quality::brain_mask(grey.view());
+    let mask = crate::anatomy::brain_mask(grey.view());
     let quality::AssessedMap {
         map,
         heat,

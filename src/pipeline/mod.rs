@@ -14,11 +14,9 @@
 
 mod image;
 mod series;
-pub mod slices;
 
-pub use image::{ExplainRequest, explain_image, load_grey, manifest_for};
+pub use image::{ExplainRequest, explain_image, manifest_for};
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use snafu::Snafu;
@@ -30,6 +28,7 @@ use crate::explain::MethodSet;
 use crate::explain::{self, ExplainError};
 use crate::model::{Classifier, Manifest, ModelError};
 use crate::output::{self, ReportError, Status, StudyReport};
+use crate::progress::Progress;
 use crate::render::{Font, RenderError};
 use crate::runtime::Runtime;
 use crate::runtime::{Provider, RuntimeError, RuntimeOptions};
@@ -85,16 +84,6 @@ pub enum RunError {
     },
 }
 
-impl RunError {
-    /// The exit status of DESIGN.md 4.1.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            RunError::Configuration { .. } | RunError::Model { .. } => crate::cli::EXIT_USAGE,
-            _ => crate::cli::EXIT_FATAL,
-        }
-    }
-}
-
 /// What a run was asked to do beyond the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -126,17 +115,27 @@ pub struct RunSummary {
     pub reports: Vec<PathBuf>,
 }
 
+/// How a run that did not stop ended; the front end turns it into its exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every study and every file succeeded.
+    Complete,
+    /// Something failed (a study's status is not ok, or a file was not read); each failure
+    /// is reported where it happened.
+    Partial,
+}
+
 impl RunSummary {
-    /// 0 when everything succeeded, 3 when anything failed (DESIGN.md 4.1).
-    pub fn exit_code(&self) -> u8 {
+    /// Whether everything succeeded.
+    pub fn outcome(&self) -> Outcome {
         let file_failures = self
             .file_issues
             .iter()
             .any(|i| i.disposition == Disposition::Failed);
         if self.studies_with_errors > 0 || file_failures {
-            crate::cli::EXIT_PARTIAL
+            Outcome::Partial
         } else {
-            crate::cli::EXIT_OK
+            Outcome::Complete
         }
     }
 }
@@ -417,7 +416,12 @@ pub fn write_report(report: &impl serde::Serialize, out: &Path) -> Result<PathBu
 }
 
 /// Processes every study under `inputs` once (the `run` command).
-pub fn run(engine: &Engine, inputs: &[PathBuf], out: &Path) -> Result<RunSummary, RunError> {
+pub fn run(
+    engine: &Engine,
+    inputs: &[PathBuf],
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<RunSummary, RunError> {
     std::fs::create_dir_all(out).map_err(|source| RunError::Output {
         path: out.to_path_buf(),
         source,
@@ -427,25 +431,16 @@ pub fn run(engine: &Engine, inputs: &[PathBuf], out: &Path) -> Result<RunSummary
         file_issues: scanned.issues.clone(),
         ..RunSummary::default()
     };
-    let progress = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(scanned.studies.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} studies [{elapsed}] {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    progress.stage("studies", scanned.studies.len());
     for study in &scanned.studies {
-        progress.set_message(study.uid.clone());
         let (report, path) = engine.process_study(study, out, Vec::new())?;
         summary.reports.push(path);
         summary.studies += 1;
         if report.status != Status::Ok {
             summary.studies_with_errors += 1;
         }
-        progress.inc(1);
+        progress.step(&study.uid);
     }
-    progress.finish_and_clear();
+    progress.finish();
     Ok(summary)
 }

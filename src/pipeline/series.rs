@@ -7,10 +7,10 @@ use std::time::Instant;
 use ndarray::ArrayView3;
 
 use super::Engine;
-use super::slices::{self, LoadedSlice};
 use crate::config::{Rule, SlicePolicy};
 use crate::dicom::scan::Series;
 use crate::dicom::secondary_capture::{self, Derivation, OverlayUids, Placement, Timestamp};
+use crate::dicom::slices::{self, LoadedSlice};
 use crate::explain::{self, Method, quality};
 use crate::model::Classifier;
 use crate::model::preprocess;
@@ -38,7 +38,9 @@ impl SeriesContext<'_> {
     pub fn process(&self, series: &Series, errors: &mut Vec<ReportError>) -> SeriesReport {
         let span = tracing::info_span!("series", uid = %series.uid, rule = %self.rule.name);
         let _entered = span.enter();
-        let slices = slices::load(series, errors);
+        let mut failures = Vec::new();
+        let slices = slices::load(series, &mut failures);
+        errors.extend(failures.into_iter().map(ReportError::from));
         let mut report = SeriesReport {
             series_instance_uid: series.uid.clone(),
             rule: self.rule.name.clone(),
@@ -192,7 +194,7 @@ impl SeriesContext<'_> {
             for &index in &chosen {
                 let mask = masks
                     .entry(index)
-                    .or_insert_with(|| quality::brain_mask(slices[index].grey.view()));
+                    .or_insert_with(|| crate::anatomy::brain_mask(slices[index].grey.view()));
                 match self.compute(
                     &slices[index],
                     &inputs[index],

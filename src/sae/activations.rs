@@ -3,15 +3,14 @@
 //! over DICOM studies (through the site's rules and the same decoding, windowing and
 //! preprocessing as `run`) or PNG/JPEG slices (grey, taken as already windowed).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ndarray::{Array2, ArrayView3, Axis};
 
 use super::SaeError;
-use crate::config::Settings;
-use crate::dicom::scan;
-use crate::explain::cam::feature_grid;
-use crate::explain::quality;
+use crate::dicom::scan::{self, Series};
+use crate::dicom::slices::{self, is_picture, load_grey};
+use crate::model::features;
 use crate::model::{Classifier, Probe, preprocess};
 
 /// One slice's vectors and what the concepts need of it.
@@ -33,27 +32,22 @@ pub struct SliceActivations {
 }
 
 /// The grey slices under `inputs`: PNG/JPEG files as images, everything else as DICOM,
-/// grouped into series; with `settings`, only series a rule takes (as `run` would), without,
-/// every series but our own overlays. Unreadable inputs go to `errors`.
+/// grouped into series, of the series `take` accepts (the site's rules, as `run` would, or
+/// every series but our own overlays). Unreadable inputs go to `errors`.
 pub fn grey_slices(
     inputs: &[PathBuf],
-    settings: Option<&Settings>,
+    take: impl Fn(&Series) -> bool,
     errors: &mut Vec<String>,
 ) -> Vec<(String, Array2<f32>)> {
-    let is_picture = |p: &Path| {
-        p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-    };
     let mut slices = Vec::new();
     let (files, issues) = scan::files_under(inputs);
     errors.extend(issues.into_iter().map(|i| i.message));
     let (pictures, dicom): (Vec<PathBuf>, Vec<PathBuf>) =
         files.into_iter().partition(|p| is_picture(p));
     for picture in pictures {
-        match crate::pipeline::load_grey(&picture) {
+        match load_grey(&picture) {
             Ok(grey) => slices.push((picture.display().to_string(), grey)),
-            Err(message) => errors.push(message),
+            Err(error) => errors.push(error.to_string()),
         }
     }
     let scanned = scan::scan(&dicom);
@@ -66,19 +60,15 @@ pub fn grey_slices(
     );
     for study in &scanned.studies {
         for series in &study.series {
-            let taken = match settings {
-                Some(settings) => settings.rule_for(series).is_some(),
-                None => !crate::config::is_own_overlay(&series.header),
-            };
-            if !taken {
+            if !take(series) {
                 continue;
             }
-            let mut report_errors = Vec::new();
-            for slice in crate::pipeline::slices::load(series, &mut report_errors) {
+            let mut failures = Vec::new();
+            for slice in slices::load(series, &mut failures) {
                 let source = format!("{} frame {}", slice.sop_instance_uid, slice.frame);
                 slices.push((source, slice.grey));
             }
-            errors.extend(report_errors.into_iter().map(|e| e.message));
+            errors.extend(failures.into_iter().map(|f| f.error.to_string()));
         }
     }
     slices
@@ -136,16 +126,16 @@ pub fn collect(
         for (i, (source, grey)) in chunk.iter().enumerate() {
             let one =
                 |t: &ndarray::ArrayD<f32>| t.index_axis(Axis(0), i).insert_axis(Axis(0)).to_owned();
-            let bad = |e: crate::explain::ExplainError| SaeError::Model {
+            let bad = |e: features::FeatureGridError| SaeError::Model {
                 message: format!("{source}: {e}"),
             };
-            let grid = feature_grid(&one(&first.values[0]), layout, "sae").map_err(bad)?;
+            let grid = features::grid(&one(&first.values[0]), layout).map_err(bad)?;
             let (channels, h, w) = grid.dim();
             let vectors = to_vectors(grid);
             let mut class_gradients = Vec::new();
             if gradients {
                 for run in &runs {
-                    let g = feature_grid(&one(&run.gradients[0]), layout, "sae").map_err(bad)?;
+                    let g = features::grid(&one(&run.gradients[0]), layout).map_err(bad)?;
                     class_gradients.push(to_vectors(g));
                 }
             }
@@ -156,7 +146,7 @@ pub fn collect(
                 .enumerate()
                 .max_by(|a, b| a.1.total_cmp(b.1))
                 .map_or(0, |(c, _)| c);
-            let mask = quality::brain_mask(grey.view());
+            let mask = crate::anatomy::brain_mask(grey.view());
             out.push(SliceActivations {
                 source: source.clone(),
                 vectors,

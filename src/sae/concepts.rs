@@ -3,7 +3,7 @@
 //! - `mean_activation[c]`: its mean activation over the vectors of slices predicted as class
 //!   `c` (which classes it belongs to);
 //! - `in_brain_share`: the share of its activation (summed over all vectors) at positions
-//!   inside the slice's brain mask ([`crate::explain::quality::brain_mask`], brought to the
+//!   inside the slice's brain mask ([`crate::anatomy::brain_mask`], brought to the
 //!   feature grid): near 0 for a concept that lives on the scalp, the skull or the background;
 //! - `contribution[c]`: its contribution to class `c`'s logit per slice, `sum_p z_pj (w_dec_j .
 //!   g_pc) / scale` over the slice's positions, averaged over slices, with `g_pc` the gradient

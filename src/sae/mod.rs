@@ -19,6 +19,7 @@
 //! - [`train`]: mini-batch Adam on the reconstruction error, an auxiliary loss that revives
 //!   dead latents, decoder rows kept at unit norm; forward and backward written by hand.
 //! - [`activations`]: the vectors of a tensor of a model over DICOM or PNG/JPEG inputs.
+//! - [`fit`]: all of it for one model: activations, training, concepts, header.
 //! - [`concepts`]: what each latent is for: its mean activation per predicted class, the
 //!   share of its activation inside the brain mask, and its contribution to each class score.
 //!
@@ -37,6 +38,7 @@
 
 pub mod activations;
 pub mod concepts;
+pub mod fit;
 pub mod train;
 
 use std::collections::HashMap;

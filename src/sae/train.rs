@@ -32,7 +32,7 @@ use std::time::Instant;
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 
 use super::{SaeHeader, SparseAutoencoder, Sparsity, sparsify};
-use crate::explain::NoiseSource;
+use crate::noise::NoiseSource;
 
 /// How to train.
 #[derive(Debug, Clone, PartialEq)]

@@ -99,17 +99,6 @@ pub enum WatchError {
     },
 }
 
-impl WatchError {
-    /// The exit status of DESIGN.md 4.1.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            WatchError::Start { source } => source.exit_code(),
-            WatchError::Configuration { .. } => crate::cli::EXIT_USAGE,
-            _ => crate::cli::EXIT_FATAL,
-        }
-    }
-}
-
 /// The running configuration: replaced whole on reload.
 pub(crate) struct Current {
     pub(crate) engine: Arc<Engine>,

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use dicom_xai::autodiff::{GRAD_PREFIX, GRAD_SEED, GradRequest, GradientModel, gradient_model};
-use dicom_xai::model::runtime::{Runtime, RuntimeOptions};
 use dicom_xai::onnx::Model;
 use dicom_xai::onnx::proto::{
     AttributeProto, DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     TypeProto, ValueInfoProto, tensor_shape_proto::Dimension, type_proto,
 };
 use dicom_xai::onnx::tensor::{Storage, from_array};
+use dicom_xai::runtime::{Runtime, RuntimeOptions};
 use ndarray::{ArrayD, IxDyn};
 use ort::value::{DynValue, Tensor};
 

@@ -7,8 +7,9 @@ use std::path::Path;
 use dicom_xai::autodiff::GradientCache;
 use dicom_xai::explain::Method;
 use dicom_xai::model::manifest::Layout;
-use dicom_xai::model::runtime::RuntimeOptions;
-use dicom_xai::model::{Classifier, Manifest, Runtime};
+use dicom_xai::model::{Classifier, Manifest};
+use dicom_xai::runtime::Runtime;
+use dicom_xai::runtime::RuntimeOptions;
 use ndarray::{Array2, Array3, Axis, s};
 
 /// A box of pixels: rows start..end, columns start..end.

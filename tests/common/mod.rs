@@ -342,7 +342,7 @@ pub fn randomise_top_layers(
         .map(|n| n.input[1].clone())
         .filter(|w| initializers.contains(w))
         .collect();
-    let mut noise = dicom_xai::explain::NoiseSource::new(count as u64);
+    let mut noise = dicom_xai::noise::NoiseSource::new(count as u64);
     for name in weights.iter().rev().take(count) {
         let values = model
             .initializer_f32(name)

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use super::{Validator, resolved};
 use crate::config::raw::{RawModel, RawRuntime};
-use crate::config::settings::{ExecutionProviderKind, ModelRef, RuntimeSettings};
+use crate::config::settings::{
+    DEFAULT_BATCH_SIZE, ExecutionProviderKind, ModelRef, RuntimeSettings,
+};
 
 impl Validator<'_> {
     pub(super) fn runtime(&mut self, raw: &RawRuntime) -> RuntimeSettings {
@@ -96,7 +98,7 @@ impl Validator<'_> {
             cuda_device: i32::try_from(cuda_device).unwrap_or(0),
             require_gpu,
             intra_threads: self.count("runtime.intra_threads", raw.intra_threads, 0, 0),
-            batch_size: self.count("runtime.batch_size", raw.batch_size, 8, 1),
+            batch_size: self.count("runtime.batch_size", raw.batch_size, DEFAULT_BATCH_SIZE, 1),
         }
     }
 
