@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use dicom_xai::config::is_own_overlay;
 use dicom_xai::dicom::scan::{self, Disposition, SeriesHeader, Study};
 use dicom_xai::output::{self, ReportError, StudyReport};
-use dicom_xai::pipeline;
 use serde_json::Value;
 
 use crate::engine;
@@ -158,15 +157,18 @@ impl Worker {
         // what an earlier run wrote for the redone series and this one did not make again
         // (other slices, a new model or parameters) goes from the folder and from Orthanc;
         // the report on disk says what, so this holds after a restart too
-        let previous_report = output::replace_previous(&self.out, &mut report, &redone);
-        let (removed, remove_errors) = remove_superseded_overlays(study, &report.superseded);
-        report.errors.extend(remove_errors);
-        report.settle_status();
-        let mut value = serde_json::to_value(&report).map_err(|e| e.to_string())?;
-        if rerun && let Some(previous) = &previous_report {
-            output::merge_rerun(&mut value, previous, &redone);
-        }
-        let report_path = pipeline::write_report(&value, &self.out).map_err(|e| e.to_string())?;
+        let mut removed = 0;
+        let replacing = output::Replacing {
+            redone: &redone,
+            keep_other_series: rerun,
+        };
+        let (report, report_path) =
+            output::replace_and_write(&self.out, report, replacing, |superseded| {
+                let (count, errors) = remove_superseded_overlays(study, superseded);
+                removed = count;
+                errors
+            })
+            .map_err(|e| e.to_string())?;
         self.jobs.mark_processed(
             study,
             changed
@@ -175,19 +177,25 @@ impl Worker {
                 .collect::<Processed>(),
         );
 
-        let status = value["status"].as_str().unwrap_or("failed").to_string();
-        let errors = value["errors"].as_array().map_or(0, Vec::len);
-        if status == "failed" {
-            let first = value["errors"][0]["message"]
-                .as_str()
-                .unwrap_or("no slice could be used");
+        let status = report.status.name().to_string();
+        let errors = report.errors.len();
+        if report.status == output::Status::Failed {
+            let first = report
+                .errors
+                .first()
+                .map_or("no slice could be used", |e| e.message.as_str());
             return Err(format!(
                 "study {study} ({uid}): nothing could be processed: {first} ({errors} errors \
                  in {})",
                 report_path.display()
             ));
         }
-        let selected = report.series.len();
+        // the series this run processed: a rerun's report also holds the ones it kept
+        let selected = report
+            .series
+            .iter()
+            .filter(|s| redone.contains(&s.series_instance_uid))
+            .count();
         let detail = if selected == 0 {
             format!(
                 "study {study} ({uid}): no rule of the site configuration selects its {} new \

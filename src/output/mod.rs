@@ -2,7 +2,10 @@
 
 pub mod report;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+use snafu::{ResultExt, Snafu};
 
 use crate::dicom::uid::{self, InvalidUid};
 
@@ -42,42 +45,44 @@ pub fn overlay_relative_path(series_uid: &str, sop_uid: &str) -> Result<PathBuf,
     uid_path(Path::new(""), &[series_uid, sop_uid], Some("dcm"))
 }
 
-/// The outputs `previous` (the study's earlier `report.json`) names for the source series
-/// in `redone` that `current` does not name again: what a rerun replaced. Outputs of series
-/// not redone are never superseded.
+/// The outputs `previous` (the study's earlier report) names for the source series in
+/// `redone` that `current` does not name again: what a rerun replaced. Outputs of series not
+/// redone are never superseded.
 pub fn superseded_outputs(
-    previous: &serde_json::Value,
+    previous: &StudyReport,
     current: &StudyReport,
-    redone: &std::collections::BTreeSet<String>,
+    redone: &BTreeSet<String>,
 ) -> Vec<SupersededOutput> {
-    let made: std::collections::BTreeSet<&str> = current.outputs().map(|(_, sop)| sop).collect();
+    let made: BTreeSet<&str> = current.outputs().map(|(_, sop)| sop).collect();
     let mut superseded = Vec::new();
-    for series in previous["series"].as_array().into_iter().flatten() {
-        let Some(source) = series["series_instance_uid"].as_str() else {
-            continue;
-        };
-        if !redone.contains(source) {
+    for series in &previous.series {
+        if !redone.contains(&series.series_instance_uid) {
             continue;
         }
-        for model in series["models"].as_array().into_iter().flatten() {
-            let outputs = ["explanations", "summaries"]
-                .into_iter()
-                .flat_map(|key| model[key].as_array().into_iter().flatten());
-            for output in outputs {
-                let (Some(sop), Some(output_series)) = (
-                    output["output_sop_instance_uid"].as_str(),
-                    output["output_series_instance_uid"].as_str(),
-                ) else {
-                    continue;
-                };
-                if made.contains(sop) {
+        for model in &series.models {
+            let explanations = model.explanations.iter().map(|e| {
+                (
+                    e.method.as_str(),
+                    &e.output_sop_instance_uid,
+                    &e.output_series_instance_uid,
+                )
+            });
+            let summaries = model.summaries.iter().map(|s| {
+                (
+                    "summary",
+                    &s.output_sop_instance_uid,
+                    &s.output_series_instance_uid,
+                )
+            });
+            for (method, sop, output_series) in explanations.chain(summaries) {
+                if made.contains(sop.as_str()) {
                     continue;
                 }
                 superseded.push(SupersededOutput {
-                    series_instance_uid: source.to_string(),
-                    method: output["method"].as_str().unwrap_or("summary").to_string(),
-                    output_sop_instance_uid: sop.to_string(),
-                    output_series_instance_uid: output_series.to_string(),
+                    series_instance_uid: series.series_instance_uid.clone(),
+                    method: method.to_string(),
+                    output_sop_instance_uid: sop.clone(),
+                    output_series_instance_uid: output_series.clone(),
                 });
             }
         }
@@ -85,41 +90,92 @@ pub fn superseded_outputs(
     superseded
 }
 
-/// Replaces what an earlier run wrote for the series `report` redid: reads the study's
-/// previous `report.json` (when there is a readable one), removes the outputs it names for
-/// those series that this run did not make again ([`superseded_outputs`],
-/// [`remove_superseded`]) and records them in `report.superseded` (errors in
-/// `report.errors`, the status settled again). Returns the previous report, for a rerun to
-/// merge into.
-pub fn replace_previous(
+/// How a study's new report meets the one an earlier run left in its folder.
+#[derive(Debug, Clone, Copy)]
+pub struct Replacing<'a> {
+    /// The source series this run redid: the earlier outputs of these series that it did
+    /// not make again are removed.
+    pub redone: &'a BTreeSet<String>,
+    /// A rerun of some series of the study (the daemon and the plugin, when new series
+    /// arrive): the earlier report's other series are kept. Otherwise (`run`) the new report
+    /// replaces the old one whole.
+    pub keep_other_series: bool,
+}
+
+/// Why a report could not be written.
+#[derive(Debug, Snafu)]
+pub enum WriteReportError {
+    /// The StudyInstanceUID cannot name a folder.
+    #[snafu(display("nothing written for the study: StudyInstanceUID {source}"))]
+    StudyUid {
+        /// What is wrong with the UID.
+        source: InvalidUid,
+    },
+    /// The file could not be written.
+    #[snafu(display("{}: cannot write: {source}", path.display()))]
+    WriteReport {
+        /// `report.json`.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Writes `report` as `<out>/<StudyInstanceUID>/report.json` over what an earlier run left:
+/// the earlier outputs of the redone series that this run did not make again are removed
+/// from the folder, and by `remove_elsewhere` from wherever else they were stored (the
+/// plugin's Orthanc), and listed in `report.superseded`; failures to remove join the
+/// errors; with `keep_other_series` the earlier report's other series are kept
+/// ([`StudyReport::keep_previous`]); the status is settled once over all of it. An earlier
+/// report that cannot be read is replaced (with a warning). The report as written and its
+/// path.
+pub fn replace_and_write(
     out: &Path,
-    report: &mut StudyReport,
-    redone: &std::collections::BTreeSet<String>,
-) -> Option<serde_json::Value> {
-    let study_dir = study_dir(out, &report.study_instance_uid).ok()?;
+    mut report: StudyReport,
+    replacing: Replacing<'_>,
+    remove_elsewhere: impl FnOnce(&[SupersededOutput]) -> Vec<ReportError>,
+) -> Result<(StudyReport, PathBuf), WriteReportError> {
+    let study_dir = study_dir(out, &report.study_instance_uid).context(StudyUidSnafu)?;
     let path = study_dir.join("report.json");
-    let bytes = std::fs::read(&path).ok()?;
-    let previous: serde_json::Value = match serde_json::from_slice(&bytes) {
-        Ok(value) => value,
-        Err(error) => {
-            tracing::warn!("{}: not JSON, replaced: {error}", path.display());
-            return None;
+    if let Some(previous) = read_previous(&path) {
+        let superseded = superseded_outputs(&previous, &report, replacing.redone);
+        report
+            .errors
+            .extend(remove_superseded(&study_dir, &superseded));
+        report.errors.extend(remove_elsewhere(&superseded));
+        if !superseded.is_empty() {
+            tracing::info!(
+                removed = superseded.len(),
+                "outputs of an earlier run replaced (other model, parameters, software or slices)"
+            );
         }
-    };
-    let superseded = superseded_outputs(&previous, report, redone);
-    let errors = remove_superseded(&study_dir, &superseded);
-    if !errors.is_empty() {
-        report.errors.extend(errors);
-        report.settle_status();
+        report.superseded = superseded;
+        if replacing.keep_other_series {
+            report.keep_previous(previous, replacing.redone);
+        }
     }
-    if !superseded.is_empty() {
-        tracing::info!(
-            removed = superseded.len(),
-            "outputs of an earlier run replaced (other model, parameters, software or slices)"
-        );
+    report.settle_status();
+    let bytes = serde_json::to_vec_pretty(&report).map_err(|e| WriteReportError::WriteReport {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    crate::files::write_atomically(&path, &bytes).context(WriteReportSnafu { path: &path })?;
+    Ok((report, path))
+}
+
+/// The study's earlier report, when there is a readable one.
+fn read_previous(path: &Path) -> Option<StudyReport> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(previous) => Some(previous),
+        Err(error) => {
+            tracing::warn!(
+                "{}: not a report of this program, replaced: {error}",
+                path.display()
+            );
+            None
+        }
     }
-    report.superseded = superseded;
-    Some(previous)
 }
 
 /// Removes the files of `superseded` outputs from the study folder, and their series folders
@@ -163,57 +219,6 @@ pub fn remove_superseded(study_dir: &Path, superseded: &[SupersededOutput]) -> V
     errors
 }
 
-/// Folds the report of a rerun that redid only some series of a study (`rerun`, the
-/// `report.json` value of that run) into the study's `previous` report: the previous
-/// series and skipped series that were not redone are kept, errors are the union, and the
-/// status is settled again over the whole study (ok without errors; partial with errors
-/// when some model classified slices; failed otherwise). `rerun_series` are the
-/// SeriesInstanceUIDs the rerun covered.
-pub fn merge_rerun(
-    rerun: &mut serde_json::Value,
-    previous: &serde_json::Value,
-    rerun_series: &std::collections::BTreeSet<String>,
-) {
-    use serde_json::Value;
-    let kept = |key: &str| -> Vec<Value> {
-        previous[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|item| {
-                item["series_instance_uid"]
-                    .as_str()
-                    .is_some_and(|uid| !rerun_series.contains(uid))
-            })
-            .cloned()
-            .collect()
-    };
-    for key in ["series", "skipped_series"] {
-        let mut merged = kept(key);
-        merged.extend(rerun[key].as_array().into_iter().flatten().cloned());
-        rerun[key] = Value::Array(merged);
-    }
-    let mut errors: Vec<Value> = rerun["errors"].as_array().cloned().unwrap_or_default();
-    for error in previous["errors"].as_array().into_iter().flatten() {
-        if !errors.contains(error) {
-            errors.push(error.clone());
-        }
-    }
-    let produced = rerun["series"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|s| s["models"].as_array().into_iter().flatten())
-        .any(|m| m["slices"].as_array().is_some_and(|s| !s.is_empty()));
-    let status = match (errors.is_empty(), produced) {
-        (true, _) => "ok",
-        (false, true) => "partial",
-        (false, false) => "failed",
-    };
-    rerun["errors"] = Value::Array(errors);
-    rerun["status"] = Value::String(status.into());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,42 +253,74 @@ mod tests {
         assert!(study_dir(out, &"1".repeat(65)).is_err());
     }
 
-    #[test]
-    fn a_rerun_keeps_the_series_it_did_not_redo() {
-        let previous = serde_json::json!({
-            "study_instance_uid": "1", "status": "ok", "errors": [],
-            "series": [{"series_instance_uid": "a", "models": [{"slices": [1]}]},
-                       {"series_instance_uid": "b", "models": [{"slices": [1]}]}],
-            "skipped_series": [{"series_instance_uid": "c", "reason": "no rule"}]
+    fn report(json: serde_json::Value) -> StudyReport {
+        serde_json::from_value(json).expect("a report")
+    }
+
+    fn series(uid: &str, slices: usize) -> serde_json::Value {
+        let slice = serde_json::json!({
+            "sop_instance_uid": "9", "frame": 0, "label": "glioma",
+            "probabilities": {"glioma": 0.9, "notumor": 0.1}
         });
-        let mut rerun = serde_json::json!({
-            "study_instance_uid": "1", "status": "partial",
-            "errors": [{"file": "x", "message": "bad"}],
-            "series": [{"series_instance_uid": "b", "models": [{"slices": [1, 2]}]}],
-            "skipped_series": []
-        });
-        let redone = std::collections::BTreeSet::from(["b".to_string()]);
-        merge_rerun(&mut rerun, &previous, &redone);
-        let uids: Vec<&str> = rerun["series"]
-            .as_array()
-            .expect("series")
-            .iter()
-            .filter_map(|s| s["series_instance_uid"].as_str())
-            .collect();
-        assert_eq!(uids, ["a", "b"]);
-        assert_eq!(rerun["series"][1]["models"][0]["slices"][1], 2);
-        assert_eq!(rerun["skipped_series"][0]["series_instance_uid"], "c");
-        assert_eq!(rerun["status"], "partial");
+        serde_json::json!({
+            "series_instance_uid": uid, "rule": "r", "slice_count": slices,
+            "models": [{"model": "m", "version": "1", "trained": true, "provider": "cpu",
+                        "series_prediction": null, "explanations": [],
+                        "slices": vec![slice; slices]}]
+        })
     }
 
     #[test]
-    fn a_rerun_without_errors_anywhere_is_ok() {
-        let previous = serde_json::json!({"errors": [], "series": [], "skipped_series": []});
-        let mut rerun = serde_json::json!({
-            "errors": [], "skipped_series": [],
-            "series": [{"series_instance_uid": "b", "models": [{"slices": [1]}]}]
-        });
-        merge_rerun(&mut rerun, &previous, &Default::default());
-        assert_eq!(rerun["status"], "ok");
+    fn a_rerun_keeps_the_series_it_did_not_redo() {
+        let previous = report(serde_json::json!({
+            "study_instance_uid": "1", "status": "ok", "errors": [], "software": "x",
+            "series": [series("a", 1), series("b", 1)],
+            "skipped_series": [{"series_instance_uid": "c", "reason": "no rule"}]
+        }));
+        let mut rerun = report(serde_json::json!({
+            "study_instance_uid": "1", "status": "partial", "software": "x",
+            "errors": [{"file": "x", "message": "bad"}],
+            "series": [series("b", 2)],
+            "skipped_series": []
+        }));
+        let redone = BTreeSet::from(["b".to_string()]);
+        rerun.keep_previous(previous, &redone);
+        let uids: Vec<&str> = rerun
+            .series
+            .iter()
+            .map(|s| s.series_instance_uid.as_str())
+            .collect();
+        assert_eq!(uids, ["a", "b"]);
+        assert_eq!(rerun.series[1].models[0].slices.len(), 2);
+        assert_eq!(rerun.skipped_series[0].series_instance_uid, "c");
+        assert_eq!(rerun.status, Status::Partial);
+        // label order survives the round trip through report.json
+        let labels: Vec<&str> = rerun.series[0].models[0].slices[0]
+            .probabilities
+            .0
+            .iter()
+            .map(|(label, _)| label.as_str())
+            .collect();
+        assert_eq!(labels, ["glioma", "notumor"]);
+    }
+
+    #[test]
+    fn a_rerun_is_settled_by_the_one_status_rule() {
+        let empty = |errors: serde_json::Value, series: Vec<serde_json::Value>| {
+            report(serde_json::json!({
+                "study_instance_uid": "1", "status": "failed", "software": "x",
+                "errors": errors, "series": series, "skipped_series": []
+            }))
+        };
+        let mut rerun = empty(serde_json::json!([]), vec![series("b", 1)]);
+        rerun.keep_previous(empty(serde_json::json!([]), vec![]), &BTreeSet::new());
+        assert_eq!(rerun.status, Status::Ok);
+        // a kept series whose model failed makes the study partial, as in a full run
+        let mut failed_model = series("a", 1);
+        failed_model["models"][0]["error"] = serde_json::json!("the model failed");
+        let mut rerun = empty(serde_json::json!([]), vec![series("b", 1)]);
+        let redone = BTreeSet::from(["b".to_string()]);
+        rerun.keep_previous(empty(serde_json::json!([]), vec![failed_model]), &redone);
+        assert_eq!(rerun.status, Status::Partial);
     }
 }

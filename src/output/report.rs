@@ -1,13 +1,15 @@
 //! `report.json` (DESIGN.md 4.2): what happened to one study, per series, model, slice and
 //! explanation. Field names and meanings are a contract; fields may be added, never changed.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// Outcome of a study.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Every selected series processed without error.
@@ -18,8 +20,19 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    /// As report.json writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Partial => "partial",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 /// One error: the file (or series/model) concerned and what went wrong.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportError {
     /// The file, or the series UID when no single file is to blame.
     pub file: String,
@@ -37,7 +50,7 @@ impl From<crate::dicom::slices::SliceFailure> for ReportError {
 }
 
 /// The report of one study.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StudyReport {
     /// StudyInstanceUID.
     pub study_instance_uid: String,
@@ -53,7 +66,7 @@ pub struct StudyReport {
     pub software: String,
     /// Outputs of an earlier run that this run replaced and removed (see
     /// [`crate::output::superseded_outputs`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<SupersededOutput>,
 }
 
@@ -61,7 +74,7 @@ pub struct StudyReport {
 /// its UID was not made again (other model bytes, method parameters or software version, or
 /// another slice explained), so it was removed from the output folder (and, by the Orthanc
 /// plugin, from Orthanc).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SupersededOutput {
     /// SeriesInstanceUID of the source series.
     pub series_instance_uid: String,
@@ -74,7 +87,7 @@ pub struct SupersededOutput {
 }
 
 /// A series no rule selected.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SkippedSeries {
     /// SeriesInstanceUID.
     pub series_instance_uid: String,
@@ -83,7 +96,7 @@ pub struct SkippedSeries {
 }
 
 /// One selected series.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeriesReport {
     /// SeriesInstanceUID.
     pub series_instance_uid: String,
@@ -95,8 +108,25 @@ pub struct SeriesReport {
     pub models: Vec<ModelReport>,
 }
 
+impl SeriesReport {
+    /// Every output file made for this series (overlays and summary images): its path
+    /// relative to the study folder and its SOPInstanceUID.
+    pub fn outputs(&self) -> impl Iterator<Item = (&std::path::Path, &str)> {
+        self.models.iter().flat_map(|m| {
+            m.explanations
+                .iter()
+                .map(|e| (e.output_file.as_path(), e.output_sop_instance_uid.as_str()))
+                .chain(
+                    m.summaries
+                        .iter()
+                        .map(|s| (s.output_file.as_path(), s.output_sop_instance_uid.as_str())),
+                )
+        })
+    }
+}
+
 /// One model's results on a series.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelReport {
     /// Model name.
     pub model: String,
@@ -108,9 +138,10 @@ pub struct ModelReport {
     pub provider: String,
     /// The execution provider of every session used: `forward` and each derived model
     /// (`input-gradient`, `feature-gradient`, `attention-gradient`, `attention`).
+    #[serde(default)]
     pub providers: std::collections::BTreeMap<String, String>,
     /// What a reader must know about how it ran (a CPU fallback while CUDA was asked for).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// The series-level call.
     pub series_prediction: Option<SeriesPrediction>,
@@ -119,6 +150,7 @@ pub struct ModelReport {
     /// The explanations written.
     pub explanations: Vec<ExplanationReport>,
     /// The summary images written (one per slice explained by two or more methods).
+    #[serde(default)]
     pub summaries: Vec<SummaryReport>,
     /// Set when the model failed on this series.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,7 +158,7 @@ pub struct ModelReport {
 }
 
 /// The series-level prediction.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesPrediction {
     /// The label.
     pub label: String,
@@ -135,7 +167,7 @@ pub struct SeriesPrediction {
 }
 
 /// One slice's prediction.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SliceReport {
     /// SOPInstanceUID of the source.
     pub sop_instance_uid: String,
@@ -151,6 +183,27 @@ pub struct SliceReport {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probabilities(pub Vec<(String, f32)>);
 
+impl<'de> Deserialize<'de> for Probabilities {
+    /// A JSON object, its labels kept in the order written.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = Probabilities;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of label: probability")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Probabilities, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, f32>()? {
+                    entries.push(entry);
+                }
+                Ok(Probabilities(entries))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
+}
+
 impl Serialize for Probabilities {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
@@ -162,7 +215,7 @@ impl Serialize for Probabilities {
 }
 
 /// One explanation written as an overlay.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExplanationReport {
     /// Method name.
     pub method: String,
@@ -191,7 +244,7 @@ pub struct ExplanationReport {
 }
 
 /// One summary image: the slice and every method's map side by side.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SummaryReport {
     /// Source SOPInstanceUID.
     pub sop_instance_uid: String,
@@ -210,7 +263,7 @@ pub struct SummaryReport {
 }
 
 /// Quality of an explanation (DESIGN.md 4.2). A figure not computed is `null`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Quality {
     /// Fraction of the heat inside the brain mask.
     pub in_brain_fraction: Option<f32>,
@@ -283,16 +336,35 @@ impl StudyReport {
     /// Every output file the report names (overlays and summary images): its path
     /// relative to the study folder and its SOPInstanceUID.
     pub fn outputs(&self) -> impl Iterator<Item = (&std::path::Path, &str)> {
-        self.series.iter().flat_map(|s| &s.models).flat_map(|m| {
-            m.explanations
-                .iter()
-                .map(|e| (e.output_file.as_path(), e.output_sop_instance_uid.as_str()))
-                .chain(
-                    m.summaries
-                        .iter()
-                        .map(|s| (s.output_file.as_path(), s.output_sop_instance_uid.as_str())),
-                )
-        })
+        self.series.iter().flat_map(SeriesReport::outputs)
+    }
+
+    /// Keeps what `previous` (the study's earlier report) says of the series this report
+    /// did not redo (`redone`): their series and skipped-series entries come first, errors
+    /// are the union, and the status is settled over the whole study. What a rerun of the
+    /// new or changed series of a study writes.
+    pub fn keep_previous(&mut self, previous: StudyReport, redone: &BTreeSet<String>) {
+        let not_redone = |uid: &String| !redone.contains(uid);
+        let mut series: Vec<SeriesReport> = previous
+            .series
+            .into_iter()
+            .filter(|s| not_redone(&s.series_instance_uid))
+            .collect();
+        series.append(&mut self.series);
+        self.series = series;
+        let mut skipped: Vec<SkippedSeries> = previous
+            .skipped_series
+            .into_iter()
+            .filter(|s| not_redone(&s.series_instance_uid))
+            .collect();
+        skipped.append(&mut self.skipped_series);
+        self.skipped_series = skipped;
+        for error in previous.errors {
+            if !self.errors.contains(&error) {
+                self.errors.push(error);
+            }
+        }
+        self.settle_status();
     }
 
     /// The status implied by errors and results: failed when nothing was explained or

@@ -17,9 +17,10 @@ mod series;
 
 pub use image::{ExplainRequest, explain_image, manifest_for};
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use snafu::Snafu;
+use snafu::{ResultExt, Snafu};
 
 use crate::config::{ExecutionProviderKind, Settings};
 use crate::dicom::scan::{self, Disposition, FileIssue, Study};
@@ -67,12 +68,12 @@ pub enum RunError {
         /// What went wrong, naming the file.
         message: String,
     },
-    /// A study's UID is not a valid DICOM UID, so no output path can be built from it
-    /// (exit status 1; `scan` refuses such files before they reach a study).
-    #[snafu(display("nothing written for the study: StudyInstanceUID {source}"))]
-    Uid {
-        /// What is wrong with the UID.
-        source: crate::dicom::uid::InvalidUid,
+    /// A study's report could not be written: its UID names no folder (`scan` refuses such
+    /// files before they reach a study) or the file could not be written.
+    #[snafu(display("{source}"))]
+    Report {
+        /// What failed.
+        source: output::WriteReportError,
     },
     /// An output could not be written (exit status 1).
     #[snafu(display("{}: cannot write: {source}", path.display()))]
@@ -249,28 +250,50 @@ impl Engine {
     }
 
     /// Processes one study into `out/<StudyInstanceUID>/`: overlays and `report.json`, which
-    /// replaces the previous one; what an earlier run wrote for these series and this one did
-    /// not make again is removed ([`output::replace_previous`]). `file_errors` are errors
-    /// already known for files of this study. The report and where it was written.
+    /// replaces the previous one whole; what an earlier run wrote for these series and this
+    /// one did not make again is removed ([`output::replace_and_write`]). `file_errors` are
+    /// errors already known for files of this study. The report and where it was written.
     pub fn process_study(
         &self,
         study: &Study,
         out: &Path,
         file_errors: Vec<ReportError>,
     ) -> Result<(StudyReport, PathBuf), RunError> {
-        let mut report = self.study_report(study, out, file_errors);
-        let redone = report
-            .series
-            .iter()
-            .map(|s| s.series_instance_uid.clone())
-            .collect();
-        output::replace_previous(out, &mut report, &redone);
-        let path = write_report(&report, out)?;
-        Ok((report, path))
+        self.process_and_write(study, out, file_errors, false)
+    }
+
+    /// Processes the new or changed series of a study (`study` holds only those) into
+    /// `out/<StudyInstanceUID>/`, keeping what the study's earlier report says of its other
+    /// series: what the daemon does when series arrive after a study was processed. The
+    /// merged report and where it was written.
+    pub fn rerun(
+        &self,
+        study: &Study,
+        out: &Path,
+        file_errors: Vec<ReportError>,
+    ) -> Result<(StudyReport, PathBuf), RunError> {
+        self.process_and_write(study, out, file_errors, true)
+    }
+
+    /// The study's series processed and its report written over the earlier one.
+    fn process_and_write(
+        &self,
+        study: &Study,
+        out: &Path,
+        file_errors: Vec<ReportError>,
+        keep_other_series: bool,
+    ) -> Result<(StudyReport, PathBuf), RunError> {
+        let report = self.study_report(study, out, file_errors);
+        let redone: BTreeSet<String> = study.series.iter().map(|s| s.uid.clone()).collect();
+        let replacing = output::Replacing {
+            redone: &redone,
+            keep_other_series,
+        };
+        output::replace_and_write(out, report, replacing, |_| Vec::new()).context(ReportSnafu)
     }
 
     /// Processes one study into `out/<StudyInstanceUID>/` (the overlays), returning its
-    /// report without writing it (see [`write_report`]).
+    /// report without writing it (see [`output::replace_and_write`]).
     pub fn study_report(
         &self,
         study: &Study,
@@ -390,29 +413,6 @@ pub(crate) fn load_models(
             })
             .collect()
     })
-}
-
-/// Writes `report` as `out/<StudyInstanceUID>/report.json` (atomically); its path.
-pub fn write_report(report: &impl serde::Serialize, out: &Path) -> Result<PathBuf, RunError> {
-    let json = serde_json::to_value(report).and_then(|value| {
-        let uid = value["study_instance_uid"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_string();
-        serde_json::to_vec_pretty(&value).map(|bytes| (uid, bytes))
-    });
-    let (uid, bytes) = json.map_err(|e| RunError::Output {
-        path: out.join("report.json"),
-        source: std::io::Error::other(e),
-    })?;
-    let path = output::study_dir(out, &uid)
-        .map_err(|source| RunError::Uid { source })?
-        .join("report.json");
-    crate::files::write_atomically(&path, &bytes).map_err(|source| RunError::Output {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(path)
 }
 
 /// Processes every study under `inputs` once (the `run` command).

@@ -156,18 +156,25 @@ fn run_study(
         "processing{}",
         if rerun { " the changed series" } else { "" }
     );
-    let mut report = engine.study_report(&study, out, errors);
-    let rerun_series: BTreeSet<String> = study.series.iter().map(|s| s.uid.clone()).collect();
-    let previous = output::replace_previous(out, &mut report, &rerun_series);
-    let mut value = serde_json::to_value(&report).map_err(|e| e.to_string())?;
-    if rerun && let Some(previous) = &previous {
-        output::merge_rerun(&mut value, previous, &rerun_series);
-    }
-    let report_path = pipeline::write_report(&value, out).map_err(|e| e.to_string())?;
-    let status = value["status"].as_str().unwrap_or("failed").to_string();
+    let processed = if rerun {
+        engine.rerun(&study, out, errors)
+    } else {
+        engine.process_study(&study, out, errors)
+    };
+    let (report, report_path) = processed.map_err(|e| e.to_string())?;
+    let status = report.status.name().to_string();
 
+    // what this run made: a rerun's report also holds the series it kept
     let outputs: Vec<(PathBuf, String)> = report
-        .outputs()
+        .series
+        .iter()
+        .filter(|s| {
+            study
+                .series
+                .iter()
+                .any(|redone| redone.uid == s.series_instance_uid)
+        })
+        .flat_map(|s| s.outputs())
         .map(|(file, sop)| (file.to_path_buf(), sop.to_string()))
         .collect();
     let mut deliveries = Vec::new();
