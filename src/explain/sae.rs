@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use ndarray::{Array2, ArrayView3, Axis};
 
 use super::cam::feature_grid;
-use super::{ExplainError, Method, ModelMap, check_finite, model_failed};
+use super::{ExplainError, MapPart, Method, ModelMap, check_finite, model_failed};
 use crate::model::preprocess::resize_bilinear;
 use crate::model::{Classifier, Probe};
 use crate::sae::SparseAutoencoder;
@@ -206,12 +206,13 @@ impl Method for SaeMethod {
             parts: leading
                 .iter()
                 .zip(&concepts)
-                .map(|(part, concept)| {
-                    let name = concept
+                .map(|(part, concept)| MapPart {
+                    name: concept
                         .label
                         .clone()
-                        .unwrap_or_else(|| format!("concept {}", concept.latent));
-                    (name, upsample(part))
+                        .unwrap_or_else(|| format!("concept {}", concept.latent)),
+                    outside_brain: concept.outside_brain,
+                    heat: upsample(part),
                 })
                 .collect(),
         })

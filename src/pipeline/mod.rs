@@ -17,7 +17,7 @@ mod series;
 
 pub use image::{ExplainRequest, explain_image, manifest_for};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use snafu::{ResultExt, Snafu};
@@ -26,7 +26,7 @@ use crate::config::{ExecutionProviderKind, Settings};
 use crate::dicom::scan::{self, Disposition, FileIssue, Study};
 use crate::dicom::secondary_capture::Timestamp;
 use crate::explain::MethodSet;
-use crate::explain::{self, ExplainError};
+use crate::explain::{self, ExplainError, Method};
 use crate::model::{Classifier, Manifest, ModelError};
 use crate::output::{self, ReportError, Status, StudyReport};
 use crate::progress::Progress;
@@ -97,10 +97,17 @@ pub struct Overrides {
 /// Everything loaded once and shared by every study.
 pub struct Engine {
     settings: Settings,
-    overrides: Overrides,
     models: Vec<Classifier>,
     font: Font,
-    methods: MethodSet,
+    /// Each rule's plan, by rule name.
+    plans: HashMap<String, ResolvedPlan>,
+}
+
+/// A rule's plan resolved once, when the engine is built: the loaded models it runs (indices
+/// into the engine's models) and its methods with the site's parameters, overrides applied.
+pub struct ResolvedPlan {
+    models: Vec<usize>,
+    methods: Vec<Box<dyn Method>>,
 }
 
 /// The outcome of [`run`].
@@ -229,13 +236,17 @@ impl Engine {
             );
         }
         let font = Font::find(None).map_err(|source| RunError::Font { source })?;
-        let methods = settings.methods.clone();
+        let mut plans = HashMap::new();
+        for rule in &settings.rules {
+            let plan = resolve_plan(&rule.plan, &overrides, &models, &settings.methods)
+                .map_err(|e| configuration(format!("rule {}: {e}", rule.name)))?;
+            plans.insert(rule.name.clone(), plan);
+        }
         Ok(Engine {
             settings,
-            overrides,
             models,
             font,
-            methods,
+            plans,
         })
     }
 
@@ -327,11 +338,16 @@ impl Engine {
             }
         };
         for series in &study.series {
-            match self.settings.rule_for(series) {
-                Some(rule) => {
+            let taken = self
+                .settings
+                .rule_for(series)
+                .and_then(|rule| Some((rule, self.plans.get(&rule.name)?)));
+            match taken {
+                Some((rule, plan)) => {
                     let context = series::SeriesContext {
                         engine: self,
                         rule,
+                        plan,
                         study_dir: &study_dir,
                         created: &created,
                     };
@@ -366,29 +382,31 @@ impl Engine {
         );
         report
     }
+}
 
-    fn plan_models(&self, plan: &crate::config::ExplainPlan) -> Vec<&Classifier> {
-        let names = self
-            .overrides
-            .models
-            .clone()
-            .or_else(|| plan.models.clone());
-        self.models
-            .iter()
-            .filter(|m| {
-                names
-                    .as_ref()
-                    .is_none_or(|n| n.contains(&m.manifest().name))
-            })
-            .collect()
-    }
-
-    fn plan_methods(&self, plan: &crate::config::ExplainPlan) -> Vec<String> {
-        self.overrides
-            .methods
-            .clone()
-            .unwrap_or_else(|| plan.methods.clone())
-    }
+/// `plan` with `overrides` applied, against the loaded `models` and the site's method
+/// parameters.
+fn resolve_plan(
+    plan: &crate::config::ExplainPlan,
+    overrides: &Overrides,
+    models: &[Classifier],
+    parameters: &MethodSet,
+) -> Result<ResolvedPlan, ExplainError> {
+    let names = overrides.models.as_ref().or(plan.models.as_ref());
+    let models = models
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| names.is_none_or(|n| n.contains(&m.manifest().name)))
+        .map(|(index, _)| index)
+        .collect();
+    let methods = overrides
+        .methods
+        .as_ref()
+        .unwrap_or(&plan.methods)
+        .iter()
+        .map(|name| explain::method_by_name(name, parameters))
+        .collect::<Result<_, _>>()?;
+    Ok(ResolvedPlan { models, methods })
 }
 
 /// Loads the models side by side, one thread each: a model's checksum and ONNX Runtime's

@@ -1,17 +1,22 @@
 //! One series under one rule: classify every slice with every model of the plan, choose
 //! the slices to explain, explain them with every method, render and write the overlays.
 
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ndarray::ArrayView3;
+use ndarray::{Array2, Array3, ArrayView3};
+use snafu::{ResultExt, Snafu};
 
-use super::Engine;
+use super::{Engine, ResolvedPlan};
 use crate::config::{Rule, SlicePolicy};
 use crate::dicom::scan::Series;
-use crate::dicom::secondary_capture::{self, Derivation, OverlayUids, Placement, Timestamp};
+use crate::dicom::secondary_capture::{
+    self, Derivation, OverlayUids, Placement, Timestamp, WriteError,
+};
 use crate::dicom::slices::{self, LoadedSlice};
-use crate::explain::{self, Method, quality};
+use crate::dicom::uid::InvalidUid;
+use crate::explain::{self, ExplainError, Method, quality};
 use crate::model::Classifier;
 use crate::model::preprocess;
 use crate::output::report::Probabilities;
@@ -19,7 +24,21 @@ use crate::output::{
     self, ExplanationReport, ModelReport, Quality, ReportError, SeriesPrediction, SeriesReport,
     SliceReport, SummaryReport,
 };
-use crate::render::{self, ColourMap, Legend, Style};
+use crate::render::{self, ColourMap, Legend, RenderError, Style};
+
+/// Why one overlay or summary image of a slice could not be made. `at` names the slice,
+/// the model and the method.
+#[derive(Debug, Snafu)]
+enum OutputError {
+    #[snafu(display("{at}: {source}"))]
+    Explain { at: String, source: ExplainError },
+    #[snafu(display("{at}: {source}"))]
+    Render { at: String, source: RenderError },
+    #[snafu(display("{at}: {source}"))]
+    Overlay { at: String, source: WriteError },
+    #[snafu(display("{at}: {source}"))]
+    OutputPath { at: String, source: InvalidUid },
+}
 
 /// What processing a series needs from its surroundings.
 pub struct SeriesContext<'a> {
@@ -27,10 +46,44 @@ pub struct SeriesContext<'a> {
     pub engine: &'a Engine,
     /// The rule that selected the series.
     pub rule: &'a Rule,
+    /// The rule's plan, resolved when the engine was built.
+    pub plan: &'a ResolvedPlan,
     /// `<out>/<StudyInstanceUID>`.
     pub study_dir: &'a Path,
     /// When the outputs are created.
     pub created: &'a Timestamp,
+}
+
+/// One model's classification of a series: what its explanations, overlays and summary
+/// images are made from.
+struct ModelRun<'a> {
+    series: &'a Series,
+    slices: &'a [LoadedSlice],
+    model: &'a Classifier,
+    /// The model's place in the engine (its overlay series numbers).
+    model_index: usize,
+    /// `[slices, labels]`.
+    probabilities: Array2<f32>,
+    /// Each slice's predicted class.
+    predicted: Vec<usize>,
+    style: Style,
+}
+
+impl ModelRun<'_> {
+    /// The probability of the predicted class of slice `index`.
+    fn probability(&self, index: usize) -> f32 {
+        self.probabilities[[index, self.predicted[index]]]
+    }
+
+    /// `SOPInstanceUID frame F (model what)`: where an error happened.
+    fn at(&self, slice: &LoadedSlice, what: &str) -> String {
+        format!(
+            "{} frame {} ({} {what})",
+            slice.sop_instance_uid,
+            slice.frame,
+            self.model.manifest().name
+        )
+    }
 }
 
 impl SeriesContext<'_> {
@@ -54,18 +107,14 @@ impl SeriesContext<'_> {
             });
             return report;
         }
-        let mut methods = Vec::new();
-        for method_name in self.engine.plan_methods(&self.rule.plan) {
-            match explain::method_by_name(&method_name, &self.engine.methods) {
-                Ok(method) => methods.push(method),
-                Err(error) => errors.push(ReportError {
-                    file: series.uid.clone(),
-                    message: error.to_string(),
-                }),
-            }
-        }
-        let models = self.engine.plan_models(&self.rule.plan);
-        for model in &models {
+        let methods = &self.plan.methods;
+        let models: Vec<(usize, &Classifier)> = self
+            .plan
+            .models
+            .iter()
+            .map(|&index| (index, &self.engine.models[index]))
+            .collect();
+        for (_, model) in &models {
             model.plan_probes(methods.iter().flat_map(|m| m.probes().iter().copied()));
         }
         std::thread::scope(|scope| {
@@ -73,14 +122,14 @@ impl SeriesContext<'_> {
             // the slices are classified: ONNX Runtime optimises a graph on one core
             // (a panic there must not take the series down: the probe reports its own error)
             scope.spawn(|| {
-                let prepare = || models.iter().for_each(|model| model.prepare_probes());
+                let prepare = || models.iter().for_each(|(_, model)| model.prepare_probes());
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(prepare)).is_err() {
                     tracing::warn!("preparing the gradient models panicked; methods build them");
                 }
             });
-            for (model_index, model) in models.iter().enumerate() {
+            for &(model_index, model) in &models {
                 let mut model_report =
-                    self.process_model(series, &slices, model, &methods, model_index, errors);
+                    self.process_model(series, &slices, model, model_index, errors);
                 record_providers(&mut model_report, model);
                 report.models.push(model_report);
             }
@@ -88,12 +137,13 @@ impl SeriesContext<'_> {
         report
     }
 
+    /// One model on the series: classified, its chosen slices explained by every method of
+    /// the plan, compared, rendered and written.
     fn process_model(
         &self,
         series: &Series,
         slices: &[LoadedSlice],
         model: &Classifier,
-        methods: &[Box<dyn Method>],
         model_index: usize,
         errors: &mut Vec<ReportError>,
     ) -> ModelReport {
@@ -112,7 +162,7 @@ impl SeriesContext<'_> {
             error: None,
         };
         let started = Instant::now();
-        let inputs: Vec<_> = slices
+        let inputs: Vec<Array3<f32>> = slices
             .iter()
             .map(|s| preprocess::model_input(s.grey.view(), &manifest.input))
             .collect();
@@ -141,134 +191,79 @@ impl SeriesContext<'_> {
             .outer_iter()
             .map(|row| crate::model::classifier::argmax(row.iter().copied()))
             .collect();
-        for (slice, (row, class)) in slices
-            .iter()
-            .zip(probabilities.outer_iter().zip(&predicted))
-        {
-            report.slices.push(SliceReport {
-                sop_instance_uid: slice.sop_instance_uid.clone(),
-                frame: slice.frame,
-                label: labels[*class].clone(),
-                probabilities: Probabilities(
-                    labels.iter().cloned().zip(row.iter().copied()).collect(),
-                ),
-            });
-        }
-        // how tumour-like each slice is: its highest probability of a tumour class
-        let tumour_score: Vec<f32> = probabilities
-            .outer_iter()
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .filter(|(i, _)| Some(*i) != no_tumour)
-                    .map(|(_, p)| *p)
-                    .fold(0.0, f32::max)
-            })
-            .collect();
+        report.slices = slice_reports(slices, labels, &probabilities, &predicted);
         report.series_prediction = Some(self.series_prediction(&probabilities, no_tumour, labels));
-
-        let plan = &self.rule.plan;
-        let mut order: Vec<usize> = (0..slices.len()).collect();
-        order.sort_by(|a, b| tumour_score[*b].total_cmp(&tumour_score[*a]).then(a.cmp(b)));
-        let chosen: Vec<usize> = match plan.slices {
-            SlicePolicy::All => (0..slices.len()).collect(),
-            SlicePolicy::TopK(k) => order.iter().copied().take(k.max(1)).collect(),
-            SlicePolicy::None => order.iter().copied().take(1).collect(),
-        };
-        let colour_map = match ColourMap::by_name(&plan.colour_map) {
+        let chosen = chosen_slices(&probabilities, no_tumour, self.rule.plan.slices);
+        let colour_map = match ColourMap::by_name(&self.rule.plan.colour_map) {
             Ok(map) => map,
             Err(error) => {
                 report.error = Some(error.to_string());
                 return report;
             }
         };
-        let style = Style {
-            colour_map,
-            opacity: plan.opacity,
+        let run = ModelRun {
+            series,
+            slices,
+            model,
+            model_index,
+            probabilities,
+            predicted,
+            style: Style {
+                colour_map,
+                opacity: self.rule.plan.opacity,
+            },
         };
         // every map first, so each can be compared with the other methods of its slice
-        let mut computed: Vec<Computed> = Vec::new();
-        let mut masks: std::collections::HashMap<usize, ndarray::Array2<bool>> =
-            std::collections::HashMap::new();
-        for method in methods {
-            for &index in &chosen {
-                let mask = masks
-                    .entry(index)
-                    .or_insert_with(|| crate::anatomy::brain_mask(slices[index].grey.view()));
-                match self.compute(
-                    &slices[index],
-                    &inputs[index],
-                    model,
-                    method.as_ref(),
-                    predicted[index],
-                    mask,
-                ) {
-                    Ok(mut explanation) => {
-                        explanation.index = index;
-                        computed.push(explanation);
-                    }
-                    Err(message) => {
-                        tracing::error!("{message}");
-                        errors.push(ReportError {
-                            file: slices[index].sop_instance_uid.clone(),
-                            message,
-                        });
-                    }
-                }
-            }
-        }
+        let mut computed = self.explain_slices(&run, &inputs, &chosen, errors);
         self.compare_methods(&mut computed);
         if self.engine.settings.output.summary {
             for members in by_slice(&computed).values().filter(|m| m.len() >= 2) {
                 let shown: Vec<&Computed> = members.iter().map(|&i| &computed[i]).collect();
-                let index = shown[0].index;
-                match self.deliver_summary(
-                    &shown,
-                    &slices[index],
-                    model,
-                    model_index,
-                    probabilities[[index, predicted[index]]],
-                    &style,
-                    series,
-                ) {
+                let slice = &slices[shown[0].index];
+                match self.deliver_summary(&run, &shown) {
                     Ok(summary) => report.summaries.push(summary),
-                    Err(message) => {
-                        tracing::error!("{message}");
-                        errors.push(ReportError {
-                            file: slices[index].sop_instance_uid.clone(),
-                            message,
-                        });
-                    }
+                    Err(error) => record(errors, slice, &error),
                 }
             }
         }
         for explanation in computed {
-            let index = explanation.index;
-            match self.deliver(
-                explanation,
-                &slices[index],
-                model,
-                model_index,
-                probabilities[[index, predicted[index]]],
-                &style,
-                series,
-            ) {
+            let slice = &slices[explanation.index];
+            match self.deliver(&run, explanation) {
                 Ok(delivered) => report.explanations.push(delivered),
-                Err(message) => {
-                    tracing::error!("{message}");
-                    errors.push(ReportError {
-                        file: slices[index].sop_instance_uid.clone(),
-                        message,
-                    });
-                }
+                Err(error) => record(errors, slice, &error),
             }
         }
         report
     }
 
+    /// Every method's map of every chosen slice (one brain mask per slice).
+    fn explain_slices(
+        &self,
+        run: &ModelRun<'_>,
+        inputs: &[Array3<f32>],
+        chosen: &[usize],
+        errors: &mut Vec<ReportError>,
+    ) -> Vec<Computed> {
+        let mut computed = Vec::new();
+        let mut masks: HashMap<usize, Array2<bool>> = HashMap::new();
+        for method in &self.plan.methods {
+            for &index in chosen {
+                let slice = &run.slices[index];
+                let mask = masks
+                    .entry(index)
+                    .or_insert_with(|| crate::anatomy::brain_mask(slice.grey.view()));
+                match self.compute(run, index, &inputs[index], method.as_ref(), mask) {
+                    Ok(explanation) => computed.push(explanation),
+                    Err(error) => record(errors, slice, &error),
+                }
+            }
+        }
+        computed
+    }
+
     fn series_prediction(
         &self,
-        probabilities: &ndarray::Array2<f32>,
+        probabilities: &Array2<f32>,
         no_tumour: Option<usize>,
         labels: &[String],
     ) -> SeriesPrediction {
@@ -301,36 +296,31 @@ impl SeriesContext<'_> {
         }
     }
 
-    /// One method's map of one slice, brought to the slice, and its quality so far.
+    /// One method's map of slice `index`, brought to the slice, and its quality so far.
     fn compute(
         &self,
-        slice: &LoadedSlice,
-        input: &ndarray::Array3<f32>,
-        model: &Classifier,
+        run: &ModelRun<'_>,
+        index: usize,
+        input: &Array3<f32>,
         method: &dyn Method,
-        class: usize,
-        mask: &ndarray::Array2<bool>,
-    ) -> Result<Computed, String> {
+        mask: &Array2<bool>,
+    ) -> Result<Computed, OutputError> {
         let started = Instant::now();
-        let where_ = format!(
-            "{} frame {} ({} {})",
-            slice.sop_instance_uid,
-            slice.frame,
-            model.manifest().name,
-            method.name()
-        );
+        let class = run.predicted[index];
         let assessed = quality::explain_and_assess(
-            model,
+            run.model,
             method,
             input.view(),
             class,
             mask,
             &self.engine.quality_policy(),
         )
-        .map_err(|e| format!("{where_}: {e}"))?;
+        .context(ExplainSnafu {
+            at: run.at(&run.slices[index], method.name()),
+        })?;
         Ok(Computed {
             method: method.name(),
-            index: 0,
+            index,
             class,
             passes: assessed.passes(),
             quality: assessed.assessment.to_report(),
@@ -359,25 +349,17 @@ impl SeriesContext<'_> {
     }
 
     /// Renders and writes one overlay; its entry of the report.
-    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &self,
+        run: &ModelRun<'_>,
         computed: Computed,
-        slice: &LoadedSlice,
-        model: &Classifier,
-        model_index: usize,
-        probability: f32,
-        style: &Style,
-        series: &Series,
-    ) -> Result<ExplanationReport, String> {
+    ) -> Result<ExplanationReport, OutputError> {
         let started = Instant::now();
-        let manifest = model.manifest();
-        let where_ = format!(
-            "{} frame {} ({} {})",
-            slice.sop_instance_uid, slice.frame, manifest.name, computed.method
-        );
+        let manifest = run.model.manifest();
+        let slice = &run.slices[computed.index];
+        let probability = run.probability(computed.index);
+        let at = run.at(slice, computed.method);
         let label = manifest.labels[computed.class].clone();
-        let notes = computed.quality.legend_notes();
         let legend = Legend {
             model_name: manifest.name.clone(),
             model_version: manifest.version.clone(),
@@ -385,43 +367,35 @@ impl SeriesContext<'_> {
             method: computed.method.to_string(),
             class_label: label.clone(),
             probability,
-            notes,
+            notes: computed.quality.legend_notes(),
         };
         let image = render::render_overlay(
             slice.grey.view(),
             computed.heat.view(),
-            style,
+            &run.style,
             &legend,
             &self.engine.font,
         )
-        .map_err(|e| format!("{where_}: {e}"))?;
+        .context(RenderSnafu { at: &at })?;
         let derivation = Derivation {
             model_name: manifest.name.clone(),
             model_version: manifest.version.clone(),
-            model_sha256: Some(model.sha256().to_string()),
+            model_sha256: Some(run.model.sha256().to_string()),
             trained: manifest.trained,
             method: computed.method.to_string(),
             parameters: computed.map.parameters.to_string(),
             target_layer: computed.map.target_layer.clone(),
             class_label: label.clone(),
             probability,
-            colour_map: style.colour_map.name().to_string(),
+            colour_map: run.style.colour_map.name().to_string(),
             quality: Some(computed.quality.summary()).filter(|q| !q.is_empty()),
         };
-        let method_index = crate::explain::METHOD_NAMES
+        let method_index = explain::METHOD_NAMES
             .iter()
             .position(|m| *m == computed.method)
             .unwrap_or(0);
-        let (uids, relative) = self
-            .write_overlay(
-                &image,
-                &derivation,
-                slice,
-                model_index,
-                method_index,
-                series,
-            )
-            .map_err(|e| format!("{where_}: {e}"))?;
+        let (uids, relative) =
+            self.write_overlay(run, &image, &derivation, slice, method_index, &at)?;
         Ok(ExplanationReport {
             method: computed.method.to_string(),
             sop_instance_uid: slice.sop_instance_uid.clone(),
@@ -437,41 +411,31 @@ impl SeriesContext<'_> {
             quality: computed.quality,
         })
     }
-}
 
-impl SeriesContext<'_> {
     /// Renders and writes the summary image of one slice: the slice and the maps of
     /// `shown` (every method of the slice) side by side.
-    #[allow(clippy::too_many_arguments)]
     fn deliver_summary(
         &self,
+        run: &ModelRun<'_>,
         shown: &[&Computed],
-        slice: &LoadedSlice,
-        model: &Classifier,
-        model_index: usize,
-        probability: f32,
-        style: &Style,
-        series: &Series,
-    ) -> Result<SummaryReport, String> {
-        let manifest = model.manifest();
-        let where_ = format!(
-            "{} frame {} ({} summary)",
-            slice.sop_instance_uid, slice.frame, manifest.name
-        );
+    ) -> Result<SummaryReport, OutputError> {
+        let manifest = run.model.manifest();
+        let slice = &run.slices[shown[0].index];
+        let probability = run.probability(shown[0].index);
+        let at = run.at(slice, SUMMARY);
         let label = manifest.labels[shown[0].class].clone();
         let methods: Vec<String> = shown.iter().map(|c| c.method.to_string()).collect();
         let (rows, columns) = slice.grey.dim();
         // the leading parts of a map (the sae method's concepts), each on the slice
-        let parts: Vec<(String, String, ndarray::Array2<f32>)> = shown
+        let parts: Vec<(&str, &explain::MapPart, Array2<f32>)> = shown
             .iter()
-            .flat_map(|c| {
-                c.map
-                    .parts
-                    .iter()
-                    .map(move |(name, part)| (c.method.to_string(), name.clone(), part))
-            })
-            .map(|(method, name, part)| {
-                (method, name, explain::to_slice(part.view(), rows, columns))
+            .flat_map(|c| c.map.parts.iter().map(move |part| (c.method, part)))
+            .map(|(method, part)| {
+                (
+                    method,
+                    part,
+                    explain::to_slice(part.heat.view(), rows, columns),
+                )
             })
             .collect();
         let mut panels: Vec<render::Panel> = shown
@@ -483,21 +447,15 @@ impl SeriesContext<'_> {
                 heat: c.heat.view(),
             })
             .collect();
-        for (method, name, heat) in &parts {
-            let (title, caption) = match name.split_once(": ") {
+        for (method, part, heat) in &parts {
+            let (title, caption) = match part.name.split_once(": ") {
                 Some((title, caption)) => (format!("{method} {title}"), caption.to_string()),
-                None => (format!("{method} {name}"), String::new()),
+                None => (format!("{method} {}", part.name), String::new()),
             };
             panels.push(render::Panel {
                 title,
-                // a concept that lives mostly outside the brain
-                flagged: caption
-                    .split("% inside")
-                    .next()
-                    .and_then(|head| head.rsplit(' ').next())
-                    .and_then(|share| share.parse::<f32>().ok())
-                    .is_some_and(|share| share < 100.0 * crate::sae::concepts::OUTSIDE_BRAIN),
                 caption,
+                flagged: part.outside_brain,
                 heat: heat.view(),
             });
         }
@@ -525,11 +483,11 @@ impl SeriesContext<'_> {
         let image = render::render_summary(
             slice.grey.view(),
             &panels,
-            style,
+            &run.style,
             &legend,
             &self.engine.font,
         )
-        .map_err(|e| format!("{where_}: {e}"))?;
+        .context(RenderSnafu { at: &at })?;
         let per_method: Vec<String> = shown
             .iter()
             .map(|c| format!("{}: {}", c.method, c.quality.summary()))
@@ -537,7 +495,7 @@ impl SeriesContext<'_> {
         let derivation = Derivation {
             model_name: manifest.name.clone(),
             model_version: manifest.version.clone(),
-            model_sha256: Some(model.sha256().to_string()),
+            model_sha256: Some(run.model.sha256().to_string()),
             trained: manifest.trained,
             method: SUMMARY.to_string(),
             // the summary shows every method's map: any method's parameters change it
@@ -548,19 +506,12 @@ impl SeriesContext<'_> {
             target_layer: None,
             class_label: label.clone(),
             probability,
-            colour_map: style.colour_map.name().to_string(),
+            colour_map: run.style.colour_map.name().to_string(),
             quality: Some(per_method.join(" | ")),
         };
-        let (uids, relative) = self
-            .write_overlay(
-                &image,
-                &derivation,
-                slice,
-                model_index,
-                crate::explain::METHOD_NAMES.len(),
-                series,
-            )
-            .map_err(|e| format!("{where_}: {e}"))?;
+        let summary_slot = explain::METHOD_NAMES.len();
+        let (uids, relative) =
+            self.write_overlay(run, &image, &derivation, slice, summary_slot, &at)?;
         Ok(SummaryReport {
             sop_instance_uid: slice.sop_instance_uid.clone(),
             frame: slice.frame,
@@ -577,20 +528,20 @@ impl SeriesContext<'_> {
     /// [`crate::explain::METHOD_NAMES`], or its length for the summary series.
     fn write_overlay(
         &self,
+        run: &ModelRun<'_>,
         image: &secondary_capture::RgbImage,
         derivation: &Derivation,
         slice: &LoadedSlice,
-        model_index: usize,
         slot: usize,
-        series: &Series,
-    ) -> Result<(OverlayUids, std::path::PathBuf), String> {
-        let slots_per_model = crate::explain::METHOD_NAMES.len() + 1;
+        at: &str,
+    ) -> Result<(OverlayUids, PathBuf), OutputError> {
+        let slots_per_model = explain::METHOD_NAMES.len() + 1;
         let placement = Placement {
             source_frame: slice.frame,
             instance_number: slice.position,
             series_number: self.engine.settings.output.series_number_base
                 + 1
-                + (model_index * slots_per_model + slot) as u32,
+                + (run.model_index * slots_per_model + slot) as u32,
         };
         let object = secondary_capture::build(
             slice.file.dataset(),
@@ -599,18 +550,72 @@ impl SeriesContext<'_> {
             placement,
             self.created,
         )
-        .map_err(|e| e.to_string())?;
+        .context(OverlaySnafu { at })?;
         let uids = OverlayUids::derive(
-            &series.uid,
+            &run.series.uid,
             &slice.sop_instance_uid,
             slice.frame,
             derivation,
         );
         let relative = output::overlay_relative_path(&uids.series, &uids.instance)
-            .map_err(|e| e.to_string())?;
+            .context(OutputPathSnafu { at })?;
         secondary_capture::write_atomically(&object, &self.study_dir.join(&relative))
-            .map_err(|e| e.to_string())?;
+            .context(OverlaySnafu { at })?;
         Ok((uids, relative))
+    }
+}
+
+/// An output of `slice` that could not be made: logged, and an error of the study.
+fn record(errors: &mut Vec<ReportError>, slice: &LoadedSlice, error: &OutputError) {
+    tracing::error!("{error}");
+    errors.push(ReportError {
+        file: slice.sop_instance_uid.clone(),
+        message: error.to_string(),
+    });
+}
+
+/// Each slice's prediction, in spatial order.
+fn slice_reports(
+    slices: &[LoadedSlice],
+    labels: &[String],
+    probabilities: &Array2<f32>,
+    predicted: &[usize],
+) -> Vec<SliceReport> {
+    slices
+        .iter()
+        .zip(probabilities.outer_iter().zip(predicted))
+        .map(|(slice, (row, class))| SliceReport {
+            sop_instance_uid: slice.sop_instance_uid.clone(),
+            frame: slice.frame,
+            label: labels[*class].clone(),
+            probabilities: Probabilities(labels.iter().cloned().zip(row.iter().copied()).collect()),
+        })
+        .collect()
+}
+
+/// The slices to explain under `policy`: the most tumour-like first (a slice's highest
+/// probability of a tumour class), ties in spatial order.
+fn chosen_slices(
+    probabilities: &Array2<f32>,
+    no_tumour: Option<usize>,
+    policy: SlicePolicy,
+) -> Vec<usize> {
+    let tumour_score: Vec<f32> = probabilities
+        .outer_iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != no_tumour)
+                .map(|(_, p)| *p)
+                .fold(0.0, f32::max)
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..tumour_score.len()).collect();
+    order.sort_by(|a, b| tumour_score[*b].total_cmp(&tumour_score[*a]).then(a.cmp(b)));
+    match policy {
+        SlicePolicy::All => (0..tumour_score.len()).collect(),
+        SlicePolicy::TopK(k) => order.into_iter().take(k.max(1)).collect(),
+        SlicePolicy::None => order.into_iter().take(1).collect(),
     }
 }
 
@@ -654,9 +659,8 @@ fn tile_caption(quality: &Quality) -> String {
 }
 
 /// The computed maps grouped by slice: slice index -> indices into `computed`.
-fn by_slice(computed: &[Computed]) -> std::collections::BTreeMap<usize, Vec<usize>> {
-    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> =
-        std::collections::BTreeMap::new();
+fn by_slice(computed: &[Computed]) -> BTreeMap<usize, Vec<usize>> {
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, c) in computed.iter().enumerate() {
         groups.entry(c.index).or_default().push(i);
     }
@@ -672,7 +676,7 @@ struct Computed {
     passes: usize,
     map: explain::ModelMap,
     /// On the slice.
-    heat: ndarray::Array2<f32>,
+    heat: Array2<f32>,
     quality: Quality,
     seconds: f64,
 }
