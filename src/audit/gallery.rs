@@ -3,15 +3,17 @@
 //! its NOT FOR DIAGNOSTIC USE legend), as JPEG. The maps are made again here: the journal keeps
 //! figures, not maps, and a gallery is a handful of images.
 
+use snafu::{ResultExt, Snafu};
+
 use super::journal::ImageRecord;
 use super::report::{Failure, GalleryEntry};
 use crate::config::Settings;
-use crate::dicom::slices::load_grey;
-use crate::explain::{self, Method};
+use crate::dicom::slices::{SliceError, load_grey};
+use crate::explain::{self, ExplainError, Method};
 use crate::model::Classifier;
 use crate::model::classifier::argmax;
 use crate::model::preprocess::{self, resize_bilinear};
-use crate::render::{self, ColourMap, Font, Legend, Panel, Style};
+use crate::render::{self, ColourMap, Font, Legend, Panel, RenderError, Style};
 
 /// The gallery's slices are drawn at most this many pixels on a side, so a page of a few
 /// dozen pictures stays a few megabytes.
@@ -45,15 +47,28 @@ pub(super) fn render(
                 in_brain_fraction: fraction,
                 jpeg,
             }),
-            Err(message) => failures.push(Failure {
+            Err(error) => failures.push(Failure {
                 file: record.image.clone(),
                 model: model.manifest().name.clone(),
                 method: Some(method.name().to_string()),
-                message: format!("gallery: {message}"),
+                message: format!("gallery: {error}"),
             }),
         }
     }
     (entries, failures)
+}
+
+/// Why a gallery picture could not be drawn.
+#[derive(Debug, Snafu)]
+enum PictureError {
+    #[snafu(display("{source}"))]
+    Load { source: SliceError },
+    #[snafu(display("{source}"))]
+    Explain { source: ExplainError },
+    #[snafu(display("{source}"))]
+    Render { source: RenderError },
+    #[snafu(display("cannot encode the picture: {source}"))]
+    Encode { source: image::ImageError },
 }
 
 fn picture(
@@ -63,14 +78,14 @@ fn picture(
     fraction: f32,
     settings: &Settings,
     font: &Font,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, PictureError> {
     let manifest = model.manifest();
-    let grey = load_grey(&record.image).map_err(|e| e.to_string())?;
+    let grey = load_grey(&record.image).context(LoadSnafu)?;
     let input = preprocess::model_input(grey.view(), &manifest.input);
     let class = argmax(record.probabilities.iter().copied());
     let map = method
         .explain(model, input.view(), class)
-        .map_err(|e| e.to_string())?;
+        .context(ExplainSnafu)?;
     let (rows, columns) = grey.dim();
     let scale = (SIDE as f32 / rows.max(columns) as f32).min(1.0);
     let (rows, columns) = (
@@ -80,7 +95,7 @@ fn picture(
     let small = resize_bilinear(grey.view(), rows, columns).mapv(|v| v.clamp(0.0, 1.0));
     let heat = explain::to_slice(map.heat.view(), rows, columns);
     let style = Style {
-        colour_map: ColourMap::by_name(&settings.defaults.colour_map).map_err(|e| e.to_string())?,
+        colour_map: ColourMap::by_name(&settings.defaults.colour_map).context(RenderSnafu)?,
         opacity: settings.defaults.opacity,
     };
     let legend = Legend {
@@ -99,7 +114,7 @@ fn picture(
         heat: heat.view(),
     };
     let image = render::render_summary(small.view(), &[panel], &style, &legend, font)
-        .map_err(|e| e.to_string())?;
+        .context(RenderSnafu)?;
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
         .encode(
@@ -108,6 +123,6 @@ fn picture(
             image.rows,
             image::ExtendedColorType::Rgb8,
         )
-        .map_err(|e| format!("cannot encode the picture: {e}"))?;
+        .context(EncodeSnafu)?;
     Ok(jpeg)
 }

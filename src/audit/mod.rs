@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 use snafu::Snafu;
 
 use crate::config::Settings;
+use crate::dicom::slices::SliceError;
 use crate::explain::quality::{self, QualityPolicy};
 use crate::explain::{self, ExplainError, Method, MethodSet};
 use crate::model::{Classifier, Manifest, ModelError, preprocess};
@@ -394,7 +395,7 @@ struct Pending<'a> {
     image: &'a LabelledImage,
     bytes: u64,
     previous: Option<ImageRecord>,
-    loaded: Result<(ndarray::Array2<f32>, ndarray::Array3<f32>), String>,
+    loaded: Result<(ndarray::Array2<f32>, ndarray::Array3<f32>), SliceError>,
 }
 
 impl ModelRun<'_> {
@@ -435,12 +436,10 @@ impl ModelRun<'_> {
             if complete {
                 progress.step(&image.path.display().to_string());
             } else {
-                let loaded = crate::dicom::slices::load_grey(&image.path)
-                    .map(|grey| {
-                        let input = preprocess::model_input(grey.view(), &manifest.input);
-                        (grey, input)
-                    })
-                    .map_err(|e| e.to_string());
+                let loaded = crate::dicom::slices::load_grey(&image.path).map(|grey| {
+                    let input = preprocess::model_input(grey.view(), &manifest.input);
+                    (grey, input)
+                });
                 queue.push(Pending {
                     image,
                     bytes,
@@ -498,8 +497,8 @@ impl ModelRun<'_> {
             });
             let (grey, input) = match &pending.loaded {
                 Ok(loaded) => loaded,
-                Err(message) => {
-                    record.error = Some(message.clone());
+                Err(error) => {
+                    record.error = Some(error.to_string());
                     records.push(record);
                     continue;
                 }

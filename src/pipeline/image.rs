@@ -1,4 +1,4 @@
-//! One image, one model, one method: what `dicom-xai explain` does (DESIGN.md 4.1). The image
+//! One image, one model, one method: what `dicom-xai explain` does (docs/design.md section 2). The image
 //! is a DICOM file (first frame, windowed as the pipeline does) or a PNG/JPEG taken as grey
 //! levels already windowed to [0, 1]. Writes `heatmap.npy` (float32, rows x columns, >= 0),
 //! `overlay.png` and `explain.json` into the output folder.
