@@ -9,26 +9,56 @@
 //! ## Pipeline
 //!
 //! ```text
-//! inputs -> dicom::scan (group, order) -> dicom::pixels (decode, rescale) -> dicom::voi ([0,1])
-//!        -> config (rules) -> model (preprocess, infer) -> explain -> render
-//!        -> dicom::secondary_capture -> output (report.json)
+//! inputs -> dicom::scan (headers, UIDs checked, grouped, ordered)
+//!        -> config (the rule that takes each series: models, methods, slices)
+//!        -> dicom::slices (dicom::pixels: decode, Modality LUT; dicom::voi: window to [0, 1])
+//!        -> model (preprocess; classify on runtime's ONNX Runtime sessions;
+//!                  probes through autodiff's gradient models)
+//!        -> explain (methods; quality: anatomy's brain mask, faithfulness, agreement)
+//!        -> render -> dicom::secondary_capture (overlays, written whole by files)
+//!        -> output (report.json over the earlier one: output::replace_and_write)
 //! ```
+//!
+//! [`pipeline::Engine`] runs it for one study; `run`, the daemon ([`watch`]) and the Orthanc
+//! plugin share it.
 //!
 //! ## Modules
 //!
-//! - [`dicom`]: reading files, grouping studies and series, decoding pixels, the VOI
-//!   transform, and the Secondary Capture writer.
-//! - [`config`]: the site configuration and the rules that select series.
-//! - [`model`]: ONNX Runtime, model manifests, preprocessing, batched classification.
+//! Foundations (import no other module):
+//!
+//! - [`runtime`]: ONNX Runtime: library search, execution providers, sessions, the
+//!   optimised-graph cache, model checksums, CUDA libraries (with `cuda`).
+//! - [`anatomy`]: the brain mask of a windowed slice (Otsu thresholds).
+//! - [`files`]: atomic writes: every output whole or not at all.
+//! - [`logging`]: how paths under the input folders appear in log lines.
+//! - [`noise`]: seeded noise for the methods that sample and for SAE training.
+//! - [`progress`]: the [`progress::Progress`] trait of long work (the CLI draws a bar).
+//!
+//! Above them:
+//!
 //! - [`onnx`]: ONNX files as data: protobuf messages, load/save, tensors, shapes.
-//! - [`explain`]: explanation methods (the [`explain::Method`] trait).
+//! - [`dicom`]: reading files, grouping studies and series, decoding pixels, the VOI
+//!   transform, slice loading, the Secondary Capture writer and the C-STORE client.
+//! - [`autodiff`]: gradient models: reverse-mode differentiation as an ONNX graph transform,
+//!   and their on-disk cache.
+//! - [`output`]: `report.json`, output paths, and replacing an earlier run's outputs.
 //! - [`render`]: heat map, colour map and legend into the overlay picture.
-//! - [`pipeline`]: the [`pipeline::Engine`] that turns a study into overlays and a report.
-//! - [`output`]: `report.json` and output paths.
+//! - [`model`]: model manifests, preprocessing, batched classification, probes (gradients
+//!   and inner tensors for the methods).
+//! - [`sae`]: sparse autoencoders on a model's activations: training, concepts, fitting.
+//! - [`explain`]: explanation methods (the [`explain::Method`] trait), their parameters and
+//!   the quality checks.
+//! - [`config`]: the site configuration and the rules that select series.
+//! - [`pipeline`]: the [`pipeline::Engine`] that turns a study into overlays and a report,
+//!   and the [`pipeline::Outcome`] of a run.
 //! - [`audit`]: the models and methods over a labelled image set (`audit.json`,
 //!   `audit.html`).
-//! - [`logging`]: how paths under the input folders appear in log lines.
-//! - [`cli`]: the command-line interface (`main.rs` only calls [`cli::main`]).
+//! - [`watch`]: the daemon: drop folder, job journal, workers, delivery, metrics.
+//! - [`cli`]: the command-line interface (`main.rs` only calls [`cli::main`]); it maps
+//!   outcomes and errors to exit codes.
+//!
+//! Each module imports only modules listed before it (`tests/module_graph.rs` checks that
+//! the imports have no cycle); `ARCHITECTURE.md` draws the layers.
 //!
 //! ## Example: decode a slice to model-ready grey levels
 //!
@@ -47,6 +77,9 @@
 //!
 //! - `jpeg-ls` (default): JPEG-LS decoding through CharLS (needs cmake to build).
 //! - `jpeg2000` (default): JPEG 2000 decoding through a pure-Rust OpenJPEG port.
+//! - `cuda`: builds the CUDA execution provider; needs the onnxruntime-gpu library at run
+//!   time (`make setup GPU=1`). Without a GPU it falls back to the CPU, unless the
+//!   configuration requires the GPU.
 //!
 //! Native, deflated, RLE and JPEG (baseline, extended 8-bit, lossless) are always built in.
 

@@ -1,4 +1,4 @@
-//! The labelled images an audit runs over (DESIGN.md 4.1): each data folder holds one
+//! The labelled images an audit runs over (docs/design.md section 9): each data folder holds one
 //! subfolder per label of images (.dcm, extensionless DICOM, .png, .jpg), or a `Testing/`
 //! folder laid out so (the Kaggle layout, whose test split is then used).
 

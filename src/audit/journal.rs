@@ -25,7 +25,7 @@ pub struct ExplanationRecord {
     pub deletion_auc: Option<f32>,
     /// Insertion AUC.
     pub insertion_auc: Option<f32>,
-    /// The quality flags (DESIGN.md 4.2).
+    /// The quality flags (docs/design.md section 3).
     pub flags: Vec<String>,
     /// `sae` only: the share of the map's evidence (the leading concepts' contributions)
     /// carried by concepts whose activation lies mostly outside the brain.

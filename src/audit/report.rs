@@ -1,6 +1,6 @@
-//! `audit.json` (DESIGN.md 4.1): per model the classification figures and, per method, how
-//! often and how far its evidence leaves the brain. Built from the journal's records of the
-//! audited images only.
+//! `audit.json` (docs/design.md section 9): per model the classification figures and, per
+//! method, how often and how far its evidence leaves the brain. Built from the journal's
+//! records of the audited images only.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

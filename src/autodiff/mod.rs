@@ -5,9 +5,9 @@
 //! written with **standard ONNX operators only**, so gradients run wherever ONNX Runtime runs
 //! (CPU, CUDA). The gradient-based explanation methods stand on it.
 //!
-//! The contract (DESIGN.md 4.4): the gradient model keeps every input and output of the
-//! original, adds the input `grad_seed` (`[N, K]`, the score's shape), outputs each requested
-//! tensor `T` under its own name and `grad:T` = d(Σ grad_seed · score) / dT.
+//! The contract (docs/design.md section 11): the gradient model keeps every input and output
+//! of the original, adds the input `grad_seed` (`[N, K]`, the score's shape), outputs each
+//! requested tensor `T` under its own name and `grad:T` = d(Σ grad_seed · score) / dT.
 //!
 //! - [`GradRequest`]: which tensors to differentiate with respect to (graph inputs or any
 //!   intermediate), and the score (by default the input of a final `Softmax`, else the first

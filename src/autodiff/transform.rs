@@ -1,5 +1,5 @@
 //! The transform: activity analysis, the reverse walk over the forward graph, and the
-//! assembly of the gradient model (DESIGN.md 4.4).
+//! assembly of the gradient model (docs/design.md section 11).
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,5 +1,5 @@
 //! `dicom-xai audit`: the models and methods over a labelled set of images, written as
-//! `audit.json` and `audit.html` (DESIGN.md 4.1).
+//! `audit.json` and `audit.html` (docs/design.md section 9).
 
 use std::path::PathBuf;
 

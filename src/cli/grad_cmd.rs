@@ -1,4 +1,5 @@
-//! `dicom-xai grad`: writes the gradient model of an ONNX classifier (DESIGN.md 4.4).
+//! `dicom-xai grad`: writes the gradient model of an ONNX classifier (docs/design.md
+//! section 11).
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -1,8 +1,8 @@
 //! The command-line interface: arguments are parsed here, and each command (one file each)
 //! calls the library.
 //!
-//! Exit codes (DESIGN.md 4.1): 0 all done; 3 finished but some inputs failed; 2 usage or
-//! configuration error; 1 any other fatal error.
+//! Exit codes (docs/design.md section 2): 0 all done; 3 finished but some inputs failed;
+//! 2 usage or configuration error; 1 any other fatal error.
 
 mod audit_cmd;
 mod config_cmd;

@@ -14,7 +14,7 @@ use super::plan::ExplainPlan;
 use crate::dicom::Series;
 use crate::dicom::scan::Plane;
 
-/// What our overlays carry in SeriesDescription (DESIGN.md 4.5).
+/// What our overlays carry in SeriesDescription (docs/design.md section 5).
 pub const OVERLAY_MARKER: &str = crate::dicom::secondary_capture::NOT_FOR_DIAGNOSTIC_USE;
 
 // Rules never take our own overlays; what an overlay looks like is the overlay writer's.

@@ -171,7 +171,8 @@ pub const DEFAULT_BATCH_SIZE: usize = 8;
 /// One `[[models]]` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelRef {
-    /// The model manifest (DESIGN.md 4.3), resolved against the configuration's folder.
+    /// The model manifest (docs/design.md section 4), resolved against the configuration's
+    /// folder.
     pub manifest: PathBuf,
     /// Whether rules use the model (disabled models stay in the file, unused).
     pub enabled: bool,

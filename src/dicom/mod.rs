@@ -10,6 +10,8 @@
 //! - [`slices`]: a series' slices, or one image file, as windowed grey levels.
 //! - [`secondary_capture`]: the overlay writer, with deterministic [`uid`]s.
 //! - [`inspect`]: the per-file summary behind `dicom-xai inspect`.
+//! - [`attrs`]: typed attribute reads, with enhanced multi-frame functional groups.
+//! - [`store`]: the C-STORE client that sends overlays to a PACS.
 
 pub mod attrs;
 pub mod bounds;

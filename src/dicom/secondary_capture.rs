@@ -1,5 +1,6 @@
 //! The Secondary Capture writer: one RGB SC Image per explained slice, in the source's study,
-//! with every attribute of the overlay contract (DESIGN.md 4.5) and deterministic UIDs.
+//! with every attribute of the overlay contract (docs/design.md section 5) and deterministic
+//! UIDs.
 //!
 //! The pixels are supplied by the caller (the renderer burns the heat map, the legend and the
 //! "NOT FOR DIAGNOSTIC USE" banner into them); this module only describes them correctly.

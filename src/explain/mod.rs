@@ -3,7 +3,7 @@
 //!
 //! Methods work in model-input space (what the network saw) through the [`Method`] trait;
 //! [`to_slice`] inverts the preprocessing resize so every map lands on the slice it explains.
-//! Methods are looked up by the names of DESIGN.md 4.1 with [`method_by_name`].
+//! Methods are looked up by the names of docs/design.md section 2 with [`method_by_name`].
 //!
 //! - [`gradient`]: `saliency`, `gradxinput`, `smoothgrad`, `intgrad` (input gradients).
 //! - [`cam`]: `gradcam`, `gradcampp`, `layercam`, `hirescam` (the feature tensor).
@@ -100,7 +100,7 @@ pub struct MapPart {
 
 /// An explanation method.
 pub trait Method: Send + Sync {
-    /// The method's name (DESIGN.md 4.1).
+    /// The method's name (docs/design.md section 2).
     fn name(&self) -> &'static str;
     /// Explains class `class` of one preprocessed input (the model's layout, without batch
     /// axis). Deterministic for the same input and parameters.
@@ -123,8 +123,8 @@ pub trait Method: Send + Sync {
 /// measurements (the audit's journal) are made again instead of reused.
 pub const MEASUREMENT_REVISION: u32 = 2;
 
-/// Every explanation method, as rules, `--methods` and reports name them (design section
-/// 4.1's order, which is also the order of the overlay series of a model).
+/// Every explanation method, as rules, `--methods` and reports name them (in the order of
+/// docs/design.md section 2, which is also the order of the overlay series of a model).
 pub const METHOD_NAMES: &[&str] = &[
     "gradcam",
     "gradcampp",
@@ -142,10 +142,10 @@ pub const METHOD_NAMES: &[&str] = &[
     "sae",
 ];
 
-/// Methods of DESIGN.md 4.1 that this build does not have yet.
+/// Methods of docs/design.md section 2 that this build does not have yet.
 pub const NOT_YET_AVAILABLE: &[&str] = &[];
 
-/// Methods available in this build, in the order of DESIGN.md 4.1.
+/// Methods available in this build, in the order of docs/design.md section 2.
 pub fn available() -> Vec<&'static str> {
     METHOD_NAMES
         .iter()

@@ -200,9 +200,9 @@ impl QualityPolicy {
 }
 
 impl Default for QualityPolicy {
-    /// Threshold 0.5 (DESIGN.md 4.2); 8 steps per curve (36 passes, a few seconds per
-    /// explanation on the CPU for VGG16); agreement 0.3, below which two maps share little
-    /// more than their blur.
+    /// Threshold 0.5 (docs/design.md section 3); 8 steps per curve (36 passes, a few seconds
+    /// per explanation on the CPU for VGG16); agreement 0.3, below which two maps share
+    /// little more than their blur.
     fn default() -> Self {
         QualityPolicy {
             in_brain_threshold: 0.5,
@@ -224,7 +224,7 @@ pub struct Assessment {
 }
 
 impl Assessment {
-    /// The report's form (DESIGN.md 4.2); agreement comes later, across methods.
+    /// The report's form (docs/design.md section 3); agreement comes later, across methods.
     pub fn to_report(&self) -> crate::output::Quality {
         let f = self.faithfulness;
         crate::output::Quality {

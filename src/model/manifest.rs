@@ -1,7 +1,7 @@
-//! Model manifests (DESIGN.md 4.3): a TOML file beside or near the ONNX file that says how
-//! to feed the model and read its output. Parsed strictly (unknown keys are errors, so a
-//! typo cannot silently change preprocessing) and validated; errors name the manifest file
-//! and the key.
+//! Model manifests (docs/design.md section 4): a TOML file beside or near the ONNX file that
+//! says how to feed the model and read its output. Parsed strictly (unknown keys are errors,
+//! so a typo cannot silently change preprocessing) and validated; errors name the manifest
+//! file and the key.
 
 use std::path::{Path, PathBuf};
 

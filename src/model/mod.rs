@@ -1,7 +1,7 @@
 //! Models: manifests, preprocessing and batched classification, on the sessions of
 //! [`crate::runtime`].
 //!
-//! - [`manifest`]: the model manifest of DESIGN.md 4.3.
+//! - [`manifest`]: the model manifest of docs/design.md section 4.
 //! - [`preprocess`]: windowed slice to model input (Pillow-exact bilinear resize).
 //! - [`features`]: the feature tensor as a channels x rows x columns grid.
 //! - [`classifier`]: a loaded model: checksum, graph checks, batched prediction.

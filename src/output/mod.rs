@@ -1,4 +1,4 @@
-//! Outputs: `report.json` per study (DESIGN.md 4.2) and where overlay files go.
+//! Outputs: `report.json` per study (docs/design.md section 3) and where overlay files go.
 
 pub mod report;
 

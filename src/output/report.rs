@@ -1,5 +1,6 @@
-//! `report.json` (DESIGN.md 4.2): what happened to one study, per series, model, slice and
-//! explanation. Field names and meanings are a contract; fields may be added, never changed.
+//! `report.json` (docs/design.md section 3): what happened to one study, per series, model,
+//! slice and explanation. Field names and meanings are a contract; fields may be added, never
+//! changed.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -262,7 +263,7 @@ pub struct SummaryReport {
     pub output_file: PathBuf,
 }
 
-/// Quality of an explanation (DESIGN.md 4.2). A figure not computed is `null`.
+/// Quality of an explanation (docs/design.md section 3). A figure not computed is `null`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Quality {
     /// Fraction of the heat inside the brain mask.
