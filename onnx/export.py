@@ -6,7 +6,7 @@
 
 writes ``OUT/<arch>.onnx`` (input ``input`` [N,3,224,224] NCHW, output ``logits`` [N,K],
 dynamic batch, all weights inline) and ``OUT/<arch>.toml``, the model manifest of
-DESIGN.md 4.3. The ONNX file is checked with ``onnx.checker`` and run with ONNX Runtime
+docs/design.md section 4. The ONNX file is checked with ``onnx.checker`` and run with ONNX Runtime
 against PyTorch at batch 1 and 3 (max abs error <= 1e-4); the manifest's feature tensor
 and attention tensors, found by graph pattern (see xai_models.py), are run as extra
 outputs in the same check, so a manifest is only written for tensors that exist with the
@@ -45,7 +45,7 @@ DEFAULT_OPSET = {"legacy": 17, "dynamo": 18}
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Export a brain-tumour classifier (DenseNet169 / ViT-B/16) to ONNX with a "
-        "dicom-xai model manifest (DESIGN.md 4.3).",
+        "dicom-xai model manifest (docs/design.md section 4).",
     )
     p.add_argument("--arch", required=True, choices=list(xai_models.ARCHS),
                    help="architecture: torchvision densenet169 or vit_b_16, or timm vit_base_patch16_224")

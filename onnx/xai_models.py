@@ -3,7 +3,7 @@
 `export.py` and `reference.py` both build their PyTorch model here, so that a reference
 computed for `--arch A --seed S` (or `--checkpoint FILE`) is the very model that was exported.
 
-Three architectures are supported (DESIGN.md 4.1):
+Three architectures are supported (onnx/README.md):
 
 * ``densenet169``           torchvision DenseNet-169
 * ``vit_b_16``              torchvision ViT-B/16
@@ -87,7 +87,7 @@ def classifier_head(model: torch.nn.Module, arch: str) -> torch.nn.Linear:
 
 
 def build_random(arch: str, num_classes: int, seed: int) -> torch.nn.Module:
-    """A randomly initialised model, exactly as DESIGN.md 4.1 specifies `--random-init`."""
+    """A randomly initialised model, exactly as onnx/README.md specifies `--random-init`."""
     info = arch_info(arch)
     torch.manual_seed(seed)
     if info.library == "torchvision":
@@ -310,7 +310,7 @@ def _is_global_pool(g: Graph, node) -> bool:
 
 
 def find_feature_tensor(model: onnx.ModelProto, arch: str) -> str:
-    """Name of the tensor Grad-CAM-style methods use (DESIGN.md 4.3 `feature_tensor`).
+    """Name of the tensor Grad-CAM-style methods use (docs/design.md section 4 `feature_tensor`).
 
     DenseNet: the output of the final norm (features.norm5, a BatchNormalization or whatever
     replaced it) = the input of the last Relu feeding the global average pooling.
@@ -452,7 +452,7 @@ def manifest_tables(
     feature_layout: str,
     attention_tensors: Iterable[str],
 ) -> dict:
-    """The manifest of an exported model, with exactly the keys of DESIGN.md 4.3."""
+    """The manifest of an exported model, with exactly the keys of docs/design.md section 4."""
     return {
         "model": {
             "name": name,

@@ -1,4 +1,4 @@
-//! What the transform does with whole graphs (DESIGN.md 4.4): gradients accumulate over a
+//! What the transform does with whole graphs (docs/design.md section 11): gradients accumulate over a
 //! tensor's consumers, shape and integer paths are skipped, branches that do not reach the
 //! score cost nothing, intermediate tensors can be differentiated, and every refusal names
 //! the node or tensor. Values are checked against central differences in float64.

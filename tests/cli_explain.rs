@@ -1,4 +1,4 @@
-//! `dicom-xai explain` (DESIGN.md 4.1) on a known-answer model: heatmap.npy of the image's
+//! `dicom-xai explain` (docs/design.md section 2) on a known-answer model: heatmap.npy of the image's
 //! size with the evidence where it was planted, overlay.png, explain.json; DICOM and PNG
 //! inputs; usage errors exit 2, unreadable images exit 1.
 

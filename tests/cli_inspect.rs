@@ -1,4 +1,4 @@
-//! `dicom-xai inspect` as a user runs it: JSON fields of DESIGN.md 4.1, pixel statistics equal
+//! `dicom-xai inspect` as a user runs it: JSON fields of docs/design.md section 2, pixel statistics equal
 //! to pydicom's, errors that name the file, and the exit codes.
 
 mod common;

@@ -1,6 +1,6 @@
 //! `dicom-xai run` end to end, as a site runs it: generated MR studies with a corrupt slice,
 //! an empty file and a stray text file beside them; the real VGG16; occlusion overlays that
-//! must pass dciodvfy and render with dcmj2pnm; report.json checked against DESIGN.md 4.2;
+//! must pass dciodvfy and render with dcmj2pnm; report.json checked against docs/design.md section 3;
 //! the input tree byte-identical afterwards; reruns replace rather than duplicate.
 
 mod common;

@@ -21,8 +21,8 @@ of dicom-xai it mirrors:
   class but "notumor") are explained for their predicted class, as dicom-xai chooses them.
 - gradcam (PyTorch + pytorch-grad-cam): `pytorch_grad_cam.GradCAM` on the torchvision model
   with the very weights the ONNX export used (`torch.manual_seed(seed)`, the torchvision
-  constructor with 4 classes, and for ViT the head weight drawn from N(0, 0.02): DESIGN.md
-  4.1 `--random-init`), on the layer the manifest names as `feature_tensor`
+  constructor with 4 classes, and for ViT the head weight drawn from N(0, 0.02): the
+  `--random-init` of onnx/README.md), on the layer the manifest names as `feature_tensor`
   (DenseNet169: `features.norm5`; ViT-B/16: the last encoder block's output, with the
   grad-cam documentation's `reshape_transform` dropping the class token), targets
   `ClassifierOutputTarget(class)`, the explained slices in one batch, inside a `with` block as
@@ -168,7 +168,7 @@ def read_series(inputs: list[Path]) -> dict[str, list[Slice]]:
 
 
 def torch_model(arch: str, classes: int, seed: int) -> torch.nn.Module:
-    """The random-weight torchvision model onnx/export.py exported (DESIGN.md 4.1)."""
+    """The random-weight torchvision model onnx/export.py exported (`--random-init`, onnx/README.md)."""
     torch.manual_seed(seed)
     model = getattr(torchvision.models, arch)(num_classes=classes)
     if arch.startswith("vit"):

@@ -5,7 +5,7 @@
     torch_gradient.py --arch densenet169|vit_b_16 [--seed S] [--runs N]
 
 The model is the torchvision model with the random weights onnx/export.py exported
-(`run_peer.torch_model`: DESIGN.md 4.1 `--random-init`). One image of 224 x 224 (batch 1);
+(`run_peer.torch_model`: `--random-init` of onnx/README.md). One image of 224 x 224 (batch 1);
 after one untimed warm-up, the median of `runs` timed calls of
 
 - forward: `model(x)` under `torch.inference_mode()`;

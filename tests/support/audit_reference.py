@@ -12,7 +12,7 @@ For every model of audit.json (matched to a manifest by name):
 - the expected calibration error must equal a NumPy computation (10 equal-width bins, (lo, hi]);
 - per method, the counts, shares and medians must equal NumPy's over the journal's records,
   and for `sae` the per-label mean share of SAE evidence from concepts outside the brain;
-- audit.json must carry every key of the contract (DESIGN.md 4.1).
+- audit.json must carry every key of the contract (docs/design.md section 9).
 Prints one JSON line with what it checked; exits 1 with the first difference.
 """
 import json

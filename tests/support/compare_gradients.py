@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run a gradient model (DESIGN.md 4.4) with onnxruntime-python on the input and seed of a
+"""Run a gradient model (docs/design.md section 11) with onnxruntime-python on the input and seed of a
 reference.py npz, and measure each output against PyTorch autograd's.
 
     compare_gradients.py GRADIENT.onnx REFERENCE.npz
