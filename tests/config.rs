@@ -592,7 +592,7 @@ fn axial_rule_matches_only_axial_series() {
             assert_eq!(name, Some("any-mr"), "{:?}", series.header.description);
             assert_eq!(verdict.rejected.len(), 1);
             assert_eq!(
-                verdict.rejected[0].1,
+                verdict.rejected[0].1.to_string(),
                 format!("plane {expected} is not one of [axial]")
             );
         }
@@ -665,7 +665,10 @@ modality = ["mr"]
         .find(|s| s.header.description.as_deref() == Some("AX T1 SE MF"))
         .unwrap();
     assert_eq!(
-        settings.rules[1].selector.check(enhanced),
+        settings.rules[1]
+            .selector
+            .check(enhanced)
+            .map_err(|m| m.to_string()),
         Err("16 slice(s), fewer than min_slices = 25".to_string())
     );
     let axial_t2 = generated
@@ -674,7 +677,10 @@ modality = ["mr"]
         .find(|s| s.header.description.as_deref() == Some("AX T2"))
         .unwrap();
     assert_eq!(
-        settings.rules[0].selector.check(axial_t2),
+        settings.rules[0]
+            .selector
+            .check(axial_t2)
+            .map_err(|m| m.to_string()),
         Err("ImageType ORIGINAL\\PRIMARY\\M\\ND lacks VOLUME".to_string())
     );
 }

@@ -19,6 +19,9 @@ use dicom_xai::dicom::scan::Study;
 use dicom_xai::output::{ReportError, StudyReport};
 use dicom_xai::pipeline::{Engine, Overrides};
 
+use crate::error::{
+    AbandonedSnafu, EngineEndedSnafu, JobError, NoEngineSnafu, PipelinePanickedSnafu,
+};
 use crate::jobs::{EngineState, Jobs};
 use dicom_xai::panic_message;
 
@@ -27,7 +30,7 @@ struct Request {
     study: Study,
     out: PathBuf,
     errors: Vec<ReportError>,
-    reply: Sender<Result<StudyReport, String>>,
+    reply: Sender<Result<StudyReport, JobError>>,
 }
 
 /// The worker's side: hands studies to the engine thread.
@@ -81,11 +84,11 @@ fn serve(settings: Settings, overrides: Overrides, jobs: &Jobs, requests: Receiv
             engine.study_report(&study, &out, errors)
         }))
         .map_err(|panic| {
-            format!(
-                "study {}: internal error in the pipeline: {}",
-                study.uid,
-                panic_message(panic.as_ref())
-            )
+            PipelinePanickedSnafu {
+                study: &study.uid,
+                message: panic_message(panic.as_ref()),
+            }
+            .build()
         });
         // the worker may have given up waiting (shutdown): nothing to tell then
         let _ = reply.send(report);
@@ -98,10 +101,13 @@ fn fail_all(jobs: &Jobs, requests: Receiver<Request>, reason: String) {
     tracing::error!("the engine could not be loaded, no study will be processed: {reason}");
     jobs.set_engine(EngineState::Failed(reason.clone()));
     for request in requests {
-        let _ = request.reply.send(Err(format!(
-            "study {}: not processed, the engine could not be loaded: {reason}",
-            request.study.uid
-        )));
+        let _ = request.reply.send(
+            NoEngineSnafu {
+                study: &request.study.uid,
+                reason: &reason,
+            }
+            .fail(),
+        );
     }
 }
 
@@ -115,7 +121,7 @@ impl Client {
         errors: Vec<ReportError>,
         jobs: &Jobs,
         grace: Duration,
-    ) -> Result<StudyReport, String> {
+    ) -> Result<StudyReport, JobError> {
         let uid = study.uid.clone();
         let (reply, answer) = mpsc::channel();
         self.requests
@@ -125,7 +131,8 @@ impl Client {
                 errors,
                 reply,
             })
-            .map_err(|_| format!("study {uid}: the engine thread has ended"))?;
+            // sending fails only once the engine thread has ended (its receiver is gone)
+            .map_err(|_| EngineEndedSnafu { study: &uid }.build())?;
         loop {
             match answer.recv_timeout(Duration::from_millis(200)) {
                 Ok(result) => return result,
@@ -134,16 +141,11 @@ impl Client {
                         .stopping_since()
                         .is_some_and(|since| since.elapsed() > grace)
                     {
-                        return Err(format!(
-                            "study {uid}: abandoned, Orthanc stopped and the study was not \
-                             finished within StopTimeout ({} s); it is processed again when it \
-                             next becomes stable",
-                            grace.as_secs_f64()
-                        ));
+                        return AbandonedSnafu { study: uid, grace }.fail();
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(format!("study {uid}: the engine thread has ended"));
+                    return EngineEndedSnafu { study: uid }.fail();
                 }
             }
         }

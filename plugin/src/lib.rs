@@ -48,9 +48,10 @@
 //! - [`ffi`]: the SDK's structs and numbers, written by hand from `OrthancCPlugin.h`.
 //! - [`orthanc`]: safe calls into Orthanc behind a gate that closes at Finalize.
 //! - [`jobs`], [`worker`], [`engine`]: the queue, the Orthanc-facing worker, the pipeline
-//!   thread.
+//!   thread; [`error`]: why a study job failed.
 
 pub mod engine;
+pub mod error;
 pub mod ffi;
 pub mod jobs;
 pub mod log;
@@ -65,10 +66,13 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use dicom_xai::config::Settings;
+use dicom_xai::config::{ConfigError, Settings};
+use snafu::{ResultExt, Snafu};
 
 use crate::ffi::{ErrorCode, OrthancPluginContext};
 use crate::jobs::Jobs;
+use crate::options::OptionsError;
+use crate::orthanc::CallError;
 
 /// The plugin's name in Orthanc (`/plugins/dicom-xai`).
 const NAME: &CStr = c"dicom-xai";
@@ -191,7 +195,7 @@ fn initialize() -> i32 {
                 enabled: false,
                 config: None,
                 out: None,
-                problem: Some(problem),
+                problem: Some(problem.to_string()),
             }
         }
     };
@@ -205,12 +209,61 @@ fn initialize() -> i32 {
     0
 }
 
+/// Why the plugin could not start: it stays inactive, and the status route says why.
+#[derive(Debug, Snafu)]
+enum StartError {
+    /// Orthanc did not give its configuration.
+    #[snafu(display("cannot read Orthanc's configuration: {source}"))]
+    OrthancConfiguration {
+        /// Orthanc's error.
+        source: CallError,
+    },
+    /// The `DicomXai` section is wrong.
+    #[snafu(display("{source}"))]
+    Options {
+        /// What is wrong with which option.
+        source: OptionsError,
+    },
+    /// The site configuration named by `Config` is not usable.
+    #[snafu(display(
+        "\"{}\".\"Config\": the site configuration is not usable: {source}",
+        options::SECTION
+    ))]
+    SiteConfiguration {
+        /// Its problems.
+        source: ConfigError,
+    },
+    /// The `Out` folder could not be made.
+    #[snafu(display(
+        "\"{}\".\"Out\": cannot create {}: {source}",
+        options::SECTION,
+        path.display()
+    ))]
+    CreateOut {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The engine thread could not be started.
+    #[snafu(display("cannot start the engine thread: {source}"))]
+    EngineThread {
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The worker thread could not be started.
+    #[snafu(display("cannot start the worker thread: {source}"))]
+    WorkerThread {
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
 /// Reads the options and the site configuration and starts the threads; an error says
 /// what is wrong with which option or file.
-fn start() -> Result<Shared, String> {
-    let configuration = orthanc::configuration()
-        .map_err(|e| format!("cannot read Orthanc's configuration: {e}"))?;
-    let Some(options) = options::parse(&configuration)? else {
+fn start() -> Result<Shared, StartError> {
+    let configuration = orthanc::configuration().context(OrthancConfigurationSnafu)?;
+    let Some(options) = options::parse(&configuration).context(OptionsSnafu)? else {
         tracing::warn!(
             "\"{}\".\"Enable\" is not true in Orthanc's configuration: no study is processed",
             options::SECTION
@@ -224,12 +277,7 @@ fn start() -> Result<Shared, String> {
         });
     };
     let config = std::path::absolute(&options.config).unwrap_or(options.config.clone());
-    let settings = Settings::load(&config).map_err(|e| {
-        format!(
-            "\"{}\".\"Config\": the site configuration is not usable: {e}",
-            options::SECTION
-        )
-    })?;
+    let settings = Settings::load(&config).context(SiteConfigurationSnafu)?;
     let out = options
         .out
         .clone()
@@ -242,20 +290,14 @@ fn start() -> Result<Shared, String> {
             .unwrap_or(dicom_xai::logging::PathStyle::Hashed),
         &[out.join(".incoming")],
     );
-    std::fs::create_dir_all(&out).map_err(|e| {
-        format!(
-            "\"{}\".\"Out\": cannot create {}: {e}",
-            options::SECTION,
-            out.display()
-        )
-    })?;
+    std::fs::create_dir_all(&out).context(CreateOutSnafu { path: &out })?;
     let jobs = Arc::new(Jobs::default());
     let (client, engine_thread) = engine::spawn(
         settings,
         options.overrides.to_overrides(),
         Arc::clone(&jobs),
     )
-    .map_err(|e| format!("cannot start the engine thread: {e}"))?;
+    .context(EngineThreadSnafu)?;
     let worker = worker::Worker {
         jobs: Arc::clone(&jobs),
         engine: client,
@@ -265,7 +307,7 @@ fn start() -> Result<Shared, String> {
     let worker = std::thread::Builder::new()
         .name("dicom-xai-worker".into())
         .spawn(move || worker.run())
-        .map_err(|e| format!("cannot start the worker thread: {e}"))?;
+        .context(WorkerThreadSnafu)?;
     *THREADS.lock().unwrap_or_else(PoisonError::into_inner) = Some(Threads {
         worker,
         engine: engine_thread,

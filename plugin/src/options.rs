@@ -23,9 +23,47 @@ use std::time::Duration;
 
 use dicom_xai::pipeline::Overrides;
 use serde::Deserialize;
+use snafu::{OptionExt, ResultExt, Snafu};
 
 /// The name of the section.
 pub const SECTION: &str = "DicomXai";
+
+/// What is wrong with Orthanc's configuration or the section; each message names the option.
+#[derive(Debug, Snafu)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// Orthanc's configuration is not JSON.
+    #[snafu(display("Orthanc's configuration is not JSON: {source}"))]
+    NotJson {
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// The section has an unknown key or a value of the wrong type.
+    #[snafu(display("\"{SECTION}\" in Orthanc's configuration: {source}"))]
+    Section {
+        /// The parser's error, naming the key.
+        source: serde_json::Error,
+    },
+    /// `Config` is missing.
+    #[snafu(display(
+        "\"{SECTION}\".\"Config\" is missing: name the site configuration (TOML) file"
+    ))]
+    MissingConfig,
+    /// `StopTimeout` is out of range.
+    #[snafu(display("\"{SECTION}\".\"StopTimeout\" is {seconds}: give seconds from 0 to 3600"))]
+    StopTimeout {
+        /// The value given.
+        seconds: f64,
+    },
+    /// `Models` or `Methods` holds a blank name.
+    #[snafu(display("\"{SECTION}\".\"{key}\" holds an empty name ({name:?})"))]
+    EmptyName {
+        /// `Models` or `Methods`.
+        key: &'static str,
+        /// The name as given.
+        name: String,
+    },
+}
 
 /// The section as written.
 #[derive(Debug, Default, Deserialize)]
@@ -74,38 +112,28 @@ impl OverridesOption {
 
 /// Reads the section from Orthanc's configuration (JSON): `Ok(None)` when the plugin is
 /// not enabled; an error names the option and what is wrong with it.
-pub fn parse(configuration: &str) -> Result<Option<Options>, String> {
-    let whole: serde_json::Value = serde_json::from_str(configuration)
-        .map_err(|e| format!("Orthanc's configuration is not JSON: {e}"))?;
+pub fn parse(configuration: &str) -> Result<Option<Options>, OptionsError> {
+    let whole: serde_json::Value = serde_json::from_str(configuration).context(NotJsonSnafu)?;
     let Some(section) = whole.get(SECTION) else {
         return Ok(None);
     };
-    let raw: Raw = serde_json::from_value(section.clone())
-        .map_err(|e| format!("\"{SECTION}\" in Orthanc's configuration: {e}"))?;
+    let raw: Raw = serde_json::from_value(section.clone()).context(SectionSnafu)?;
     if !raw.enable {
         return Ok(None);
     }
-    let config = raw.config.ok_or_else(|| {
-        format!("\"{SECTION}\".\"Config\" is missing: name the site configuration (TOML) file")
-    })?;
+    let config = raw.config.context(MissingConfigSnafu)?;
     let stop_timeout = match raw.stop_timeout {
         None => Duration::from_secs(10),
         Some(seconds) if seconds.is_finite() && (0.0..=3600.0).contains(&seconds) => {
             Duration::from_secs_f64(seconds)
         }
-        Some(seconds) => {
-            return Err(format!(
-                "\"{SECTION}\".\"StopTimeout\" is {seconds}: give seconds from 0 to 3600"
-            ));
-        }
+        Some(seconds) => return StopTimeoutSnafu { seconds }.fail(),
     };
     for (key, list) in [("Models", &raw.models), ("Methods", &raw.methods)] {
         if let Some(list) = list
             && let Some(bad) = list.iter().find(|name| name.trim().is_empty())
         {
-            return Err(format!(
-                "\"{SECTION}\".\"{key}\" holds an empty name ({bad:?})"
-            ));
+            return EmptyNameSnafu { key, name: bad }.fail();
         }
     }
     Ok(Some(Options {
@@ -125,12 +153,13 @@ mod tests {
 
     #[test]
     fn no_section_or_enable_false_means_inactive() {
-        assert_eq!(parse(r#"{"Name": "PACS"}"#), Ok(None));
-        assert_eq!(
-            parse(r#"{"DicomXai": {"Enable": false, "Config": "/x.toml"}}"#),
-            Ok(None)
-        );
-        assert_eq!(parse(r#"{"DicomXai": {"Config": "/x.toml"}}"#), Ok(None));
+        for inactive in [
+            r#"{"Name": "PACS"}"#,
+            r#"{"DicomXai": {"Enable": false, "Config": "/x.toml"}}"#,
+            r#"{"DicomXai": {"Config": "/x.toml"}}"#,
+        ] {
+            assert_eq!(parse(inactive).expect("valid"), None, "{inactive}");
+        }
     }
 
     #[test]
@@ -154,16 +183,33 @@ mod tests {
 
     #[test]
     fn mistakes_name_the_option() {
-        let missing = parse(r#"{"DicomXai": {"Enable": true}}"#).expect_err("no Config");
-        assert!(missing.contains("\"Config\" is missing"), "{missing}");
-        let typo = parse(r#"{"DicomXai": {"Enable": true, "Config": "/x", "Model": []}}"#)
-            .expect_err("unknown key");
+        let error = |configuration: &str| parse(configuration).expect_err("a mistake").to_string();
+        let missing = error(r#"{"DicomXai": {"Enable": true}}"#);
+        assert_eq!(
+            missing,
+            "\"DicomXai\".\"Config\" is missing: name the site configuration (TOML) file"
+        );
+        let typo = error(r#"{"DicomXai": {"Enable": true, "Config": "/x", "Model": []}}"#);
         assert!(typo.contains("unknown field `Model`"), "{typo}");
-        let timeout = parse(r#"{"DicomXai": {"Enable": true, "Config": "/x", "StopTimeout": -1}}"#)
-            .expect_err("negative");
-        assert!(timeout.contains("StopTimeout"), "{timeout}");
-        let wrong_type =
-            parse(r#"{"DicomXai": {"Enable": "yes", "Config": "/x"}}"#).expect_err("not a boolean");
-        assert!(wrong_type.contains("DicomXai"), "{wrong_type}");
+        let timeout = error(r#"{"DicomXai": {"Enable": true, "Config": "/x", "StopTimeout": -1}}"#);
+        assert_eq!(
+            timeout,
+            "\"DicomXai\".\"StopTimeout\" is -1: give seconds from 0 to 3600"
+        );
+        let wrong_type = error(r#"{"DicomXai": {"Enable": "yes", "Config": "/x"}}"#);
+        assert!(
+            wrong_type.starts_with("\"DicomXai\" in Orthanc's configuration: "),
+            "{wrong_type}"
+        );
+        let blank = error(r#"{"DicomXai": {"Enable": true, "Config": "/x", "Methods": [" "]}}"#);
+        assert_eq!(
+            blank,
+            "\"DicomXai\".\"Methods\" holds an empty name (\" \")"
+        );
+        let not_json = error("{");
+        assert!(
+            not_json.starts_with("Orthanc's configuration is not JSON: "),
+            "{not_json}"
+        );
     }
 }

@@ -24,8 +24,14 @@ use dicom_xai::config::is_own_overlay;
 use dicom_xai::dicom::scan::{self, Disposition, SeriesHeader, Study};
 use dicom_xai::output::{self, ReportError, StudyReport};
 use serde_json::Value;
+use snafu::{IntoError, OptionExt, ResultExt, Snafu};
 
 use crate::engine;
+use crate::error::{
+    CreateIncomingSnafu, GoneSnafu, InternalSnafu, JobError, NoStudyUidSnafu,
+    NothingProcessedSnafu, OrthancStoppedSnafu, ReadStudySnafu, StoppingSnafu, WriteInstanceSnafu,
+    WriteReportSnafu,
+};
 use crate::jobs::{Jobs, Outcome, Processed};
 use crate::orthanc::{self, CallError};
 use dicom_xai::panic_message;
@@ -62,12 +68,13 @@ impl Worker {
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(&study)))
                     .unwrap_or_else(|panic| {
-                        Err(format!(
-                            "study {study}: internal error: {}",
-                            panic_message(panic.as_ref())
-                        ))
+                        InternalSnafu {
+                            study: &study,
+                            message: panic_message(panic.as_ref()),
+                        }
+                        .fail()
                     })
-                    .unwrap_or_else(Outcome::Failed);
+                    .unwrap_or_else(|error| Outcome::Failed(error.to_string()));
             let seconds = started.elapsed().as_secs_f64();
             match &outcome {
                 Outcome::Failed(reason) => tracing::error!(seconds, "{reason}"),
@@ -81,28 +88,25 @@ impl Worker {
     }
 
     /// An error once the plugin has been stopping for longer than the grace period.
-    fn check_stop(&self, study: &str) -> Result<(), String> {
+    fn check_stop(&self, study: &str) -> Result<(), JobError> {
         match self.jobs.stopping_since() {
-            Some(since) if since.elapsed() > self.grace => Err(format!(
-                "study {study}: abandoned, Orthanc stopped before it was finished; it is \
-                 processed again when it next becomes stable"
-            )),
+            Some(since) if since.elapsed() > self.grace => StoppingSnafu { study }.fail(),
             _ => Ok(()),
         }
     }
 
-    fn process(&self, study: &str) -> Result<Outcome, String> {
-        let reading = |e: CallError| {
-            if e.is_unknown_resource() {
-                format!("study {study} is no longer in Orthanc")
+    fn process(&self, study: &str) -> Result<Outcome, JobError> {
+        let reading = |source: CallError| {
+            if source.is_unknown_resource() {
+                GoneSnafu { study }.build()
             } else {
-                format!("study {study}: cannot read it from Orthanc: {e}")
+                ReadStudySnafu { study }.into_error(source)
             }
         };
         let info = get_json(&format!("/studies/{study}")).map_err(reading)?;
         let uid = info["MainDicomTags"]["StudyInstanceUID"]
             .as_str()
-            .ok_or_else(|| format!("study {study}: Orthanc gives no StudyInstanceUID"))?
+            .context(NoStudyUidSnafu { study })?
             .to_string();
         self.jobs.set_study_uid(study, &uid);
         let listed = get_json(&format!("/studies/{study}/series")).map_err(reading)?;
@@ -168,7 +172,7 @@ impl Worker {
                 removed = count;
                 errors
             })
-            .map_err(|e| e.to_string())?;
+            .context(WriteReportSnafu)?;
         self.jobs.mark_processed(
             study,
             changed
@@ -184,11 +188,14 @@ impl Worker {
                 .errors
                 .first()
                 .map_or("no slice could be used", |e| e.message.as_str());
-            return Err(format!(
-                "study {study} ({uid}): nothing could be processed: {first} ({errors} errors \
-                 in {})",
-                report_path.display()
-            ));
+            return NothingProcessedSnafu {
+                study,
+                uid,
+                first,
+                errors,
+                report: report_path,
+            }
+            .fail();
         }
         // the series this run processed: a rerun's report also holds the ones it kept
         let selected = report
@@ -233,14 +240,14 @@ impl Worker {
         study: &str,
         series: &[&OrthancSeries],
         folder: &Path,
-    ) -> Result<(Vec<scan::Found>, Vec<ReportError>), String> {
+    ) -> Result<(Vec<scan::Found>, Vec<ReportError>), JobError> {
         let mut found = Vec::new();
         let mut errors = Vec::new();
         for instance in series.iter().flat_map(|s| &s.instances) {
             self.check_stop(study)?;
             let bytes = match orthanc::rest_get(&format!("/instances/{instance}/file")) {
                 Ok(bytes) => bytes,
-                Err(CallError::Closed) => return Err(format!("study {study}: Orthanc stopped")),
+                Err(CallError::Closed) => return OrthancStoppedSnafu { study }.fail(),
                 Err(e) => {
                     errors.push(ReportError {
                         file: format!("/instances/{instance}"),
@@ -252,8 +259,7 @@ impl Worker {
                 }
             };
             let path = folder.join(format!("{instance}.dcm"));
-            std::fs::write(&path, &bytes)
-                .map_err(|e| format!("study {study}: cannot write {}: {e}", path.display()))?;
+            std::fs::write(&path, &bytes).context(WriteInstanceSnafu { study, path: &path })?;
             match scan::read_instance(&path) {
                 Ok(instance) => found.push(instance),
                 Err(issue) if issue.disposition == Disposition::Skipped => {
@@ -294,10 +300,8 @@ impl Worker {
         for (file, sop) in report.outputs() {
             let path = study_dir.join(file);
             let result = std::fs::read(&path)
-                .map_err(|e| format!("cannot read it: {e}"))
-                .and_then(|bytes| {
-                    orthanc::rest_post("/instances", &bytes).map_err(|e| e.to_string())
-                })
+                .context(ReadOverlaySnafu)
+                .and_then(|bytes| orthanc::rest_post("/instances", &bytes).context(PostSnafu))
                 .and_then(|answer| store_status(&answer));
             match result {
                 Ok(status) => {
@@ -341,12 +345,49 @@ fn remove_superseded_overlays(
     (removed, errors)
 }
 
+/// Why a superseded overlay could not be deleted from Orthanc.
+#[derive(Debug, Snafu)]
+enum RemoveError {
+    /// `POST /tools/lookup` failed.
+    #[snafu(display("cannot look it up: {source}"))]
+    Lookup {
+        /// Orthanc's error.
+        source: CallError,
+    },
+    /// The lookup's answer is not JSON.
+    #[snafu(display("unexpected lookup answer: {source}"))]
+    LookupAnswer {
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// The instance's series could not be read.
+    #[snafu(display("{source}"))]
+    InstanceSeries {
+        /// Orthanc's error.
+        source: CallError,
+    },
+    /// The instance is not ours to delete.
+    #[snafu(display(
+        "instance {id} is not in one of our overlay series of this study; left in place"
+    ))]
+    NotOurs {
+        /// Orthanc's ID of the instance.
+        id: String,
+    },
+    /// `DELETE /instances/{id}` failed.
+    #[snafu(display("cannot delete instance {id}: {source}"))]
+    Delete {
+        /// Orthanc's ID of the instance.
+        id: String,
+        /// Orthanc's error.
+        source: CallError,
+    },
+}
+
 /// Deletes one overlay by SOPInstanceUID; false when Orthanc no longer has it.
-fn remove_overlay(study: &str, sop: &str) -> Result<bool, String> {
-    let found = orthanc::rest_post("/tools/lookup", sop.as_bytes())
-        .map_err(|e| format!("cannot look it up: {e}"))?;
-    let found: Value =
-        serde_json::from_slice(&found).map_err(|e| format!("unexpected lookup answer: {e}"))?;
+fn remove_overlay(study: &str, sop: &str) -> Result<bool, RemoveError> {
+    let found = orthanc::rest_post("/tools/lookup", sop.as_bytes()).context(LookupSnafu)?;
+    let found: Value = serde_json::from_slice(&found).context(LookupAnswerSnafu)?;
     let Some(id) = found
         .as_array()
         .into_iter()
@@ -356,7 +397,7 @@ fn remove_overlay(study: &str, sop: &str) -> Result<bool, String> {
     else {
         return Ok(false);
     };
-    let series = get_json(&format!("/instances/{id}/series")).map_err(|e| e.to_string())?;
+    let series = get_json(&format!("/instances/{id}/series")).context(InstanceSeriesSnafu)?;
     let tags = &series["MainDicomTags"];
     let header = SeriesHeader {
         modality: tags["Modality"].as_str().map(str::to_string),
@@ -364,12 +405,9 @@ fn remove_overlay(study: &str, sop: &str) -> Result<bool, String> {
         ..SeriesHeader::default()
     };
     if series["ParentStudy"] != study || !is_own_overlay(&header) {
-        return Err(format!(
-            "instance {id} is not in one of our overlay series of this study; left in place"
-        ));
+        return NotOursSnafu { id }.fail();
     }
-    orthanc::rest_delete(&format!("/instances/{id}"))
-        .map_err(|e| format!("cannot delete instance {id}: {e}"))?;
+    orthanc::rest_delete(&format!("/instances/{id}")).context(DeleteSnafu { id })?;
     Ok(true)
 }
 
@@ -412,14 +450,45 @@ fn series_of(listed: &Value) -> Vec<OrthancSeries> {
         .collect()
 }
 
+/// Why Orthanc did not store an overlay.
+#[derive(Debug, Snafu)]
+enum StoreError {
+    /// The overlay file could not be read.
+    #[snafu(display("cannot read it: {source}"))]
+    ReadOverlay {
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `POST /instances` failed.
+    #[snafu(display("{source}"))]
+    Post {
+        /// Orthanc's error.
+        source: CallError,
+    },
+    /// The answer is not JSON.
+    #[snafu(display("unexpected answer to POST /instances: {source}"))]
+    StoreAnswer {
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// Orthanc answered with another status than stored.
+    #[snafu(display("Orthanc answered {status}"))]
+    NotStored {
+        /// The status (`FilteredOut`, ...).
+        status: String,
+    },
+    /// Orthanc's answer has no status.
+    #[snafu(display("Orthanc's answer has no Status"))]
+    NoStatus,
+}
+
 /// Orthanc's answer to `POST /instances`: "Success" or "AlreadyStored".
-fn store_status(answer: &[u8]) -> Result<String, String> {
-    let value: Value = serde_json::from_slice(answer)
-        .map_err(|e| format!("unexpected answer to POST /instances: {e}"))?;
+fn store_status(answer: &[u8]) -> Result<String, StoreError> {
+    let value: Value = serde_json::from_slice(answer).context(StoreAnswerSnafu)?;
     match value["Status"].as_str() {
         Some(status @ ("Success" | "AlreadyStored")) => Ok(status.to_string()),
-        Some(other) => Err(format!("Orthanc answered {other}")),
-        None => Err("Orthanc's answer has no Status".into()),
+        Some(status) => NotStoredSnafu { status }.fail(),
+        None => NoStatusSnafu.fail(),
     }
 }
 
@@ -427,12 +496,11 @@ fn store_status(answer: &[u8]) -> Result<String, String> {
 struct Incoming(PathBuf);
 
 impl Incoming {
-    fn create(out: &Path, study: &str) -> Result<Incoming, String> {
+    fn create(out: &Path, study: &str) -> Result<Incoming, JobError> {
         let path = out.join(".incoming").join(study);
         // leftovers of a run cut short
         let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .map_err(|e| format!("study {study}: cannot create {}: {e}", path.display()))?;
+        std::fs::create_dir_all(&path).context(CreateIncomingSnafu { study, path: &path })?;
         Ok(Incoming(path))
     }
 
@@ -478,15 +546,22 @@ mod tests {
 
     #[test]
     fn store_answers() {
+        let text = |answer: &[u8]| store_status(answer).map_err(|e| e.to_string());
         assert_eq!(
-            store_status(br#"{"ID": "x", "Status": "Success"}"#),
+            text(br#"{"ID": "x", "Status": "Success"}"#),
             Ok("Success".into())
         );
         assert_eq!(
-            store_status(br#"{"ID": "x", "Status": "AlreadyStored"}"#),
+            text(br#"{"ID": "x", "Status": "AlreadyStored"}"#),
             Ok("AlreadyStored".into())
         );
-        assert!(store_status(br#"{"Status": "FilteredOut"}"#).is_err());
-        assert!(store_status(b"<html>").is_err());
+        assert_eq!(
+            text(br#"{"Status": "FilteredOut"}"#),
+            Err("Orthanc answered FilteredOut".into())
+        );
+        assert_eq!(text(b"{}"), Err("Orthanc's answer has no Status".into()));
+        assert!(
+            text(b"<html>").is_err_and(|e| e.starts_with("unexpected answer to POST /instances: "))
+        );
     }
 }

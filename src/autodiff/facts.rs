@@ -12,12 +12,13 @@ use std::collections::{HashMap, HashSet};
 
 use ndarray::ArrayD;
 use ort::value::{DynValue, Tensor, TensorElementType};
+use snafu::{OptionExt, ResultExt, Snafu, ensure};
 
 use super::{AutodiffError, FactsSnafu};
 use crate::onnx::proto::{DataType, ValueInfoProto, tensor_shape_proto::dimension};
 use crate::onnx::shape::TempFile;
-use crate::onnx::{Model, tensor};
-use crate::runtime::Runtime;
+use crate::onnx::{Model, OnnxError, tensor};
+use crate::runtime::{Runtime, RuntimeError};
 
 /// Integer tensors up to this many elements have their values recorded.
 const MAX_RECORDED_VALUES: usize = 1024;
@@ -62,6 +63,107 @@ impl TensorFact {
     }
 }
 
+/// Why the facts could not be learnt; [`learn`] reports it with the model's path.
+#[derive(Debug, Snafu)]
+enum FactsError {
+    /// A wanted tensor is neither an input, an initializer nor a node output.
+    #[snafu(display("no tensor {name:?} in the graph"))]
+    NoTensor {
+        /// The tensor.
+        name: String,
+    },
+    /// A graph input is not a tensor.
+    #[snafu(display("graph input {name:?} is not a tensor"))]
+    InputNotTensor {
+        /// The input.
+        name: String,
+    },
+    /// A graph input has no shape to feed.
+    #[snafu(display("graph input {name:?} declares no shape"))]
+    NoShape {
+        /// The input.
+        name: String,
+    },
+    /// A graph input has a symbolic size other than the batch.
+    #[snafu(display(
+        "graph input {name:?} has a symbolic size on axis {axis}; only the batch axis (0) may \
+         be symbolic"
+    ))]
+    SymbolicAxis {
+        /// The input.
+        name: String,
+        /// The axis.
+        axis: usize,
+    },
+    /// A graph input's element type has no synthetic values.
+    #[snafu(display(
+        "graph input {name:?} has element type {elem_type:?}, which the shape probe cannot feed"
+    ))]
+    InputType {
+        /// The input.
+        name: String,
+        /// Its element type.
+        elem_type: DataType,
+    },
+    /// The synthetic values do not fit the input's shape.
+    #[snafu(display("{source}"))]
+    InputShape {
+        /// ndarray's reason.
+        source: ndarray::ShapeError,
+    },
+    /// ONNX Runtime refused the synthetic input.
+    #[snafu(display("input {name:?}: {source}"))]
+    InputTensor {
+        /// The input.
+        name: String,
+        /// ONNX Runtime's reason.
+        source: ort::Error,
+    },
+    /// The probe copy of the model could not be saved.
+    #[snafu(display("{source}"))]
+    SaveProbe {
+        /// The writer's error (boxed: it is large).
+        #[snafu(source(from(OnnxError, Box::new)))]
+        source: Box<OnnxError>,
+    },
+    /// No session could be made of the probe copy.
+    #[snafu(display("{source}"))]
+    ProbeSession {
+        /// The runtime's error.
+        source: RuntimeError,
+    },
+    /// The probe run failed.
+    #[snafu(display("probe run at batch {batch} failed: {source}"))]
+    ProbeRun {
+        /// The batch size of the run.
+        batch: i64,
+        /// ONNX Runtime's reason.
+        source: ort::Error,
+    },
+    /// A probed output is not a tensor.
+    #[snafu(display("{name:?} is not a tensor"))]
+    OutputNotTensor {
+        /// The output.
+        name: String,
+    },
+    /// ONNX Runtime did not return a probed output.
+    #[snafu(display("ONNX Runtime did not return {name:?}"))]
+    NotReturned {
+        /// The output.
+        name: String,
+    },
+    /// A tensor's rank differs between the probe runs.
+    #[snafu(display("{name:?} changes rank with the batch size ({first:?} vs {other:?})"))]
+    RankChanges {
+        /// The tensor.
+        name: String,
+        /// Its shape in the first run.
+        first: Vec<i64>,
+        /// Its shape in a later run.
+        other: Vec<i64>,
+    },
+}
+
 /// Facts about the tensors of one model.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
@@ -92,10 +194,11 @@ impl Facts {
 
 /// Learns the facts about `names` (graph inputs, initializers and node outputs of `model`).
 pub fn learn(runtime: &Runtime, model: &Model, names: &[String]) -> Result<Facts, AutodiffError> {
-    let fail = |message: String| {
+    // AutodiffError::Facts carries the reason as text, with the model's path
+    let fail = |error: FactsError| {
         FactsSnafu {
             path: model.path(),
-            message,
+            message: error.to_string(),
         }
         .build()
     };
@@ -134,7 +237,7 @@ pub fn learn(runtime: &Runtime, model: &Model, names: &[String]) -> Result<Facts
         } else if model.node_index_by_output(name).is_some() {
             wanted.push(name);
         } else {
-            return Err(fail(format!("no tensor {name:?} in the graph")));
+            return Err(fail(FactsError::NoTensor { name: name.clone() }));
         }
     }
 
@@ -172,7 +275,7 @@ pub fn learn(runtime: &Runtime, model: &Model, names: &[String]) -> Result<Facts
             .iter()
             .map(|run| {
                 run.get(name)
-                    .ok_or_else(|| fail(format!("ONNX Runtime did not return {name:?}")))
+                    .ok_or_else(|| fail(FactsError::NotReturned { name: name.into() }))
             })
             .collect::<Result<_, _>>()?;
         let first = observed[0];
@@ -180,10 +283,11 @@ pub fn learn(runtime: &Runtime, model: &Model, names: &[String]) -> Result<Facts
         let mut values = first.values.clone();
         for other in &observed[1..] {
             if other.shape.len() != first.shape.len() {
-                return Err(fail(format!(
-                    "{name:?} changes rank with the batch size ({:?} vs {:?})",
-                    first.shape, other.shape
-                )));
+                return Err(fail(FactsError::RankChanges {
+                    name: name.into(),
+                    first: first.shape.clone(),
+                    other: other.shape.clone(),
+                }));
             }
             for (dim, (&a, &b)) in dims.iter_mut().zip(first.shape.iter().zip(&other.shape)) {
                 if a != b {
@@ -216,29 +320,24 @@ struct InputPlan {
 }
 
 impl InputPlan {
-    fn from_value_info(info: &ValueInfoProto) -> Result<InputPlan, String> {
+    fn from_value_info(info: &ValueInfoProto) -> Result<InputPlan, FactsError> {
         let name = info.name().to_string();
         let tensor_type = info
             .tensor_type()
-            .ok_or_else(|| format!("graph input {name:?} is not a tensor"))?;
+            .context(InputNotTensorSnafu { name: &name })?;
         let shape = tensor_type
             .shape
             .as_ref()
-            .ok_or_else(|| format!("graph input {name:?} declares no shape"))?;
+            .context(NoShapeSnafu { name: &name })?;
         let mut dims = Vec::with_capacity(shape.dim.len());
         let mut batch_axis = false;
         for (axis, dim) in shape.dim.iter().enumerate() {
             match &dim.value {
                 Some(dimension::Value::DimValue(n)) if *n > 0 => dims.push(Some(*n)),
-                _ if axis == 0 => {
+                _ => {
+                    ensure!(axis == 0, SymbolicAxisSnafu { name: &name, axis });
                     dims.push(None);
                     batch_axis = true;
-                }
-                _ => {
-                    return Err(format!(
-                        "graph input {name:?} has a symbolic size on axis {axis}; only the batch \
-                         axis (0) may be symbolic"
-                    ));
                 }
             }
         }
@@ -251,7 +350,7 @@ impl InputPlan {
     }
 
     /// A deterministic input at `batch`: values in [0, 1) for floats, zeros for integers.
-    fn value(&self, batch: i64) -> Result<DynValue, String> {
+    fn value(&self, batch: i64) -> Result<DynValue, FactsError> {
         let shape: Vec<usize> = self
             .dims
             .iter()
@@ -259,32 +358,32 @@ impl InputPlan {
             .collect();
         let count: usize = shape.iter().product();
         let unit = |i: usize| ((i as u64).wrapping_mul(2_654_435_761) % 1000) as f64 / 1000.0;
-        let failed = |e: ort::Error| format!("input {:?}: {e}", self.name);
+        let failed = || InputTensorSnafu { name: &self.name };
         let value = match self.elem_type {
             DataType::Float => {
                 let data: Vec<f32> = (0..count).map(|i| unit(i) as f32).collect();
-                let array = ArrayD::from_shape_vec(shape, data).map_err(|e| e.to_string())?;
-                Tensor::from_array(array).map_err(failed)?.into_dyn()
+                let array = ArrayD::from_shape_vec(shape, data).context(InputShapeSnafu)?;
+                Tensor::from_array(array).context(failed())?.into_dyn()
             }
             DataType::Double => {
                 let data: Vec<f64> = (0..count).map(unit).collect();
-                let array = ArrayD::from_shape_vec(shape, data).map_err(|e| e.to_string())?;
-                Tensor::from_array(array).map_err(failed)?.into_dyn()
+                let array = ArrayD::from_shape_vec(shape, data).context(InputShapeSnafu)?;
+                Tensor::from_array(array).context(failed())?.into_dyn()
             }
             DataType::Int64 => {
                 let array = ArrayD::<i64>::zeros(shape);
-                Tensor::from_array(array).map_err(failed)?.into_dyn()
+                Tensor::from_array(array).context(failed())?.into_dyn()
             }
             DataType::Int32 => {
                 let array = ArrayD::<i32>::zeros(shape);
-                Tensor::from_array(array).map_err(failed)?.into_dyn()
+                Tensor::from_array(array).context(failed())?.into_dyn()
             }
-            other => {
-                return Err(format!(
-                    "graph input {:?} has element type {other:?}, which the shape probe cannot \
-                     feed",
-                    self.name
-                ));
+            elem_type => {
+                return InputTypeSnafu {
+                    name: &self.name,
+                    elem_type,
+                }
+                .fail();
             }
         };
         Ok(value)
@@ -305,7 +404,7 @@ fn probe(
     inputs: &[InputPlan],
     batch: i64,
     wanted: &[&str],
-) -> Result<HashMap<String, Observed>, String> {
+) -> Result<HashMap<String, Observed>, FactsError> {
     let mut copy = model.clone();
     let outputs = &mut copy.graph_mut().output;
     let existing: HashSet<String> = outputs.iter().map(|o| o.name().to_string()).collect();
@@ -318,16 +417,13 @@ fn probe(
         }
     }
     let file = TempFile::new();
-    copy.save(&file.0).map_err(|e| e.to_string())?;
-    let mut loaded = runtime.session(&file.0).map_err(|e| e.to_string())?;
+    copy.save(&file.0).context(SaveProbeSnafu)?;
+    let mut loaded = runtime.session(&file.0).context(ProbeSessionSnafu)?;
     let mut feeds = Vec::with_capacity(inputs.len());
     for input in inputs {
         feeds.push((input.name.clone(), input.value(batch)?));
     }
-    let results = loaded
-        .session
-        .run(feeds)
-        .map_err(|e| format!("probe run at batch {batch} failed: {e}"))?;
+    let results = loaded.session.run(feeds).context(ProbeRunSnafu { batch })?;
     let mut observed = HashMap::with_capacity(wanted.len());
     for &name in wanted {
         let Some(value) = results.get(name) else {
@@ -336,7 +432,7 @@ fn probe(
         let dtype = value.dtype();
         let shape = dtype
             .tensor_shape()
-            .ok_or_else(|| format!("{name:?} is not a tensor"))?
+            .context(OutputNotTensorSnafu { name })?
             .to_vec();
         let elem_type = dtype
             .tensor_type()

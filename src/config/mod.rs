@@ -71,4 +71,4 @@ pub use settings::{
     AfterProcessing, DEFAULT_BATCH_SIZE, Destination, ExecutionProviderKind, ModelRef,
     OutputSettings, PacsSettings, PredictionSettings, RuntimeSettings, Settings, WatchSettings,
 };
-pub use validate::parse_duration;
+pub use validate::{DurationError, parse_duration};

@@ -9,6 +9,7 @@
 use std::fmt;
 
 use regex::Regex;
+use snafu::Snafu;
 
 use super::plan::ExplainPlan;
 use crate::dicom::Series;
@@ -53,20 +54,28 @@ impl TextFilter {
         self.include.is_none() && self.exclude.is_none()
     }
 
-    fn check(&self, attribute: &str, key: &str, value: Option<&str>) -> Result<(), String> {
+    fn check(
+        &self,
+        attribute: &'static str,
+        key: &'static str,
+        value: Option<&str>,
+    ) -> Result<(), Mismatch> {
         if let Some(include) = &self.include {
             match value {
                 None => {
-                    return Err(format!(
-                        "{attribute} is absent, and {key} = {} requires it",
-                        toml_quote(include.as_str())
-                    ));
+                    return Err(Mismatch::TextAbsent {
+                        attribute,
+                        key,
+                        pattern: include.as_str().to_string(),
+                    });
                 }
                 Some(value) if !include.is_match(value) => {
-                    return Err(format!(
-                        "{attribute} {value:?} does not match {key} = {}",
-                        toml_quote(include.as_str())
-                    ));
+                    return Err(Mismatch::TextDiffers {
+                        attribute,
+                        key,
+                        value: value.to_string(),
+                        pattern: include.as_str().to_string(),
+                    });
                 }
                 Some(_) => {}
             }
@@ -74,10 +83,12 @@ impl TextFilter {
         if let (Some(exclude), Some(value)) = (&self.exclude, value)
             && exclude.is_match(value)
         {
-            return Err(format!(
-                "{attribute} {value:?} matches {key}_exclude = {}",
-                toml_quote(exclude.as_str())
-            ));
+            return Err(Mismatch::TextExcluded {
+                attribute,
+                key,
+                value: value.to_string(),
+                pattern: exclude.as_str().to_string(),
+            });
         }
         Ok(())
     }
@@ -174,25 +185,169 @@ fn list(values: &[String]) -> String {
     format!("[{}]", values.join(", "))
 }
 
+/// Why a rule does not take a series: the criterion that failed, with what the series has
+/// and what the rule asks. Displayed as `dicom-xai rules test` prints it, e.g.
+/// `Modality CT is not one of [MR]`.
+#[derive(Debug, Clone, PartialEq, Eq, Snafu)]
+#[non_exhaustive]
+pub enum Mismatch {
+    /// The rule is kept in the file but switched off.
+    #[snafu(display("rule disabled (enabled = false)"))]
+    Disabled,
+    /// `modality`: the series has another Modality.
+    #[snafu(display("Modality {modality} is not one of {}", list(allowed)))]
+    Modality {
+        /// The series' Modality (upper case).
+        modality: String,
+        /// The rule's values.
+        allowed: Vec<String>,
+    },
+    /// `modality`: the series has no Modality.
+    #[snafu(display("Modality is absent, and the rule requires one of {}", list(allowed)))]
+    NoModality {
+        /// The rule's values.
+        allowed: Vec<String>,
+    },
+    /// A pattern (`series_description`, `protocol_name`, `study_description`) requires an
+    /// attribute the series lacks.
+    #[snafu(display(
+        "{attribute} is absent, and {key} = {} requires it",
+        toml_quote(pattern)
+    ))]
+    TextAbsent {
+        /// The attribute's keyword (`SeriesDescription`).
+        attribute: &'static str,
+        /// The criterion (`series_description`).
+        key: &'static str,
+        /// The pattern.
+        pattern: String,
+    },
+    /// A pattern does not match the attribute.
+    #[snafu(display("{attribute} {value:?} does not match {key} = {}", toml_quote(pattern)))]
+    TextDiffers {
+        /// The attribute's keyword (`SeriesDescription`).
+        attribute: &'static str,
+        /// The criterion (`series_description`).
+        key: &'static str,
+        /// The series' value.
+        value: String,
+        /// The pattern.
+        pattern: String,
+    },
+    /// An exclusion pattern (`series_description_exclude`, ...) matches the attribute.
+    #[snafu(display(
+        "{attribute} {value:?} matches {key}_exclude = {}",
+        toml_quote(pattern)
+    ))]
+    TextExcluded {
+        /// The attribute's keyword (`SeriesDescription`).
+        attribute: &'static str,
+        /// The criterion without `_exclude` (`series_description`).
+        key: &'static str,
+        /// The series' value.
+        value: String,
+        /// The pattern.
+        pattern: String,
+    },
+    /// `body_part`: the series has another BodyPartExamined.
+    #[snafu(display("BodyPartExamined {body_part} is not one of {}", list(allowed)))]
+    BodyPart {
+        /// The series' BodyPartExamined (upper case).
+        body_part: String,
+        /// The rule's values.
+        allowed: Vec<String>,
+    },
+    /// `body_part_required`: the series has no BodyPartExamined.
+    #[snafu(display(
+        "BodyPartExamined is absent, and body_part_required = true (one of {})",
+        list(allowed)
+    ))]
+    NoBodyPart {
+        /// The rule's values.
+        allowed: Vec<String>,
+    },
+    /// `image_type`: the series has no ImageType.
+    #[snafu(display("ImageType is absent, and image_type requires {missing}"))]
+    NoImageType {
+        /// The first value the rule requires.
+        missing: String,
+    },
+    /// `image_type`: a required value is not in the series' ImageType.
+    #[snafu(display("ImageType {} lacks {missing}", image_type.join("\\")))]
+    ImageTypeLacks {
+        /// The series' ImageType values (upper case).
+        image_type: Vec<String>,
+        /// The first required value it lacks.
+        missing: String,
+    },
+    /// `image_type_exclude`: a refused value is in the series' ImageType.
+    #[snafu(display(
+        "ImageType {} contains {found}, which image_type_exclude refuses",
+        image_type.join("\\")
+    ))]
+    ImageTypeExcluded {
+        /// The series' ImageType values (upper case).
+        image_type: Vec<String>,
+        /// The first refused value it holds.
+        found: String,
+    },
+    /// `planes`: the series lies in another plane.
+    #[snafu(display("plane {} is not one of {}", plane_name(*plane), plane_list(allowed)))]
+    Plane {
+        /// The series' plane.
+        plane: Plane,
+        /// The rule's planes.
+        allowed: Vec<Plane>,
+    },
+    /// `planes`: the series' plane is unknown.
+    #[snafu(display(
+        "plane unknown (no ImageOrientationPatient), and the rule requires one of {}",
+        plane_list(allowed)
+    ))]
+    NoPlane {
+        /// The rule's planes.
+        allowed: Vec<Plane>,
+    },
+    /// `min_slices`: too few slices.
+    #[snafu(display("{slices} slice(s), fewer than min_slices = {min}"))]
+    TooFewSlices {
+        /// The series' slices (frames of every instance).
+        slices: usize,
+        /// The rule's minimum.
+        min: usize,
+    },
+    /// `max_slices`: too many slices.
+    #[snafu(display("{slices} slices, more than max_slices = {max}"))]
+    TooManySlices {
+        /// The series' slices (frames of every instance).
+        slices: usize,
+        /// The rule's maximum.
+        max: usize,
+    },
+}
+
+fn plane_list(planes: &[Plane]) -> String {
+    let names: Vec<String> = planes.iter().map(|p| plane_name(*p).to_string()).collect();
+    list(&names)
+}
+
 impl Selector {
-    /// Whether `series` passes every criterion; else the first that failed, in words, e.g.
-    /// `Modality CT is not one of [MR]`.
-    pub fn check(&self, series: &Series) -> Result<(), String> {
+    /// Whether `series` passes every criterion; else the first that failed.
+    pub fn check(&self, series: &Series) -> Result<(), Mismatch> {
         let header = &series.header;
         if let Some(allowed) = &self.modality {
             match header.modality.as_deref().map(normalise) {
                 Some(modality) if allowed.contains(&modality) => {}
                 Some(modality) => {
-                    return Err(format!(
-                        "Modality {modality} is not one of {}",
-                        list(allowed)
-                    ));
+                    return Err(Mismatch::Modality {
+                        modality,
+                        allowed: allowed.clone(),
+                    });
                 }
                 None => {
-                    return Err(format!(
-                        "Modality is absent, and the rule requires one of {}",
-                        list(allowed)
-                    ));
+                    return Err(Mismatch::NoModality {
+                        allowed: allowed.clone(),
+                    });
                 }
             }
         }
@@ -213,29 +368,31 @@ impl Selector {
         )?;
         if let Some(allowed) = &self.body_part {
             match header.body_part_examined.as_deref().map(normalise) {
-                Some(part) if allowed.contains(&part) => {}
-                Some(part) => {
-                    return Err(format!(
-                        "BodyPartExamined {part} is not one of {}",
-                        list(allowed)
-                    ));
+                Some(body_part) if allowed.contains(&body_part) => {}
+                Some(body_part) => {
+                    return Err(Mismatch::BodyPart {
+                        body_part,
+                        allowed: allowed.clone(),
+                    });
                 }
                 None if self.body_part_required => {
-                    return Err(format!(
-                        "BodyPartExamined is absent, and body_part_required = true (one of {})",
-                        list(allowed)
-                    ));
+                    return Err(Mismatch::NoBodyPart {
+                        allowed: allowed.clone(),
+                    });
                 }
                 None => {}
             }
         }
         let image_type: Vec<String> = header.image_type.iter().map(|v| normalise(v)).collect();
-        let shown = image_type.join("\\");
         if let Some(missing) = self.image_type.iter().find(|v| !image_type.contains(v)) {
+            let missing = missing.clone();
             return Err(if image_type.is_empty() {
-                format!("ImageType is absent, and image_type requires {missing}")
+                Mismatch::NoImageType { missing }
             } else {
-                format!("ImageType {shown} lacks {missing}")
+                Mismatch::ImageTypeLacks {
+                    image_type,
+                    missing,
+                }
             });
         }
         if let Some(found) = self
@@ -243,40 +400,38 @@ impl Selector {
             .iter()
             .find(|v| image_type.contains(v))
         {
-            return Err(format!(
-                "ImageType {shown} contains {found}, which image_type_exclude refuses"
-            ));
+            return Err(Mismatch::ImageTypeExcluded {
+                found: found.clone(),
+                image_type,
+            });
         }
         if let Some(planes) = &self.planes {
-            let names: Vec<String> = planes.iter().map(|p| plane_name(*p).to_string()).collect();
             match series.plane() {
                 Some(plane) if planes.contains(&plane) => {}
                 Some(plane) => {
-                    return Err(format!(
-                        "plane {} is not one of {}",
-                        plane_name(plane),
-                        list(&names)
-                    ));
+                    return Err(Mismatch::Plane {
+                        plane,
+                        allowed: planes.clone(),
+                    });
                 }
                 None => {
-                    return Err(format!(
-                        "plane unknown (no ImageOrientationPatient), and the rule requires one of {}",
-                        list(&names)
-                    ));
+                    return Err(Mismatch::NoPlane {
+                        allowed: planes.clone(),
+                    });
                 }
             }
         }
         let slices = series.slices.len();
         if slices < self.min_slices {
-            return Err(format!(
-                "{slices} slice(s), fewer than min_slices = {}",
-                self.min_slices
-            ));
+            return Err(Mismatch::TooFewSlices {
+                slices,
+                min: self.min_slices,
+            });
         }
         if let Some(max) = self.max_slices
             && slices > max
         {
-            return Err(format!("{slices} slices, more than max_slices = {max}"));
+            return Err(Mismatch::TooManySlices { slices, max });
         }
         Ok(())
     }
@@ -312,8 +467,7 @@ impl fmt::Display for Selector {
             ));
         }
         if let Some(planes) = &self.planes {
-            let names: Vec<String> = planes.iter().map(|p| plane_name(*p).to_string()).collect();
-            parts.push(format!("plane in {}", list(&names)));
+            parts.push(format!("plane in {}", plane_list(planes)));
         }
         match (self.min_slices, self.max_slices) {
             (1, None) => {}
@@ -336,7 +490,7 @@ pub struct Verdict<'a> {
     pub rule: Option<&'a Rule>,
     /// Every rule tried before it (all rules when none matched), with the reason it did
     /// not take the series.
-    pub rejected: Vec<(&'a Rule, String)>,
+    pub rejected: Vec<(&'a Rule, Mismatch)>,
     /// The series is one of our own overlays, which no rule takes (no rule was tried).
     pub own_overlay: bool,
 }
@@ -392,12 +546,22 @@ mod tests {
         };
         let axial = Some([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
         assert_eq!(selector.check(&series("MR", "AX T1", axial)), Ok(()));
+        let ct = selector.check(&series("CT", "AX T1", axial));
         assert_eq!(
-            selector.check(&series("CT", "AX T1", axial)),
+            ct,
+            Err(Mismatch::Modality {
+                modality: "CT".into(),
+                allowed: vec!["MR".into()],
+            })
+        );
+        assert_eq!(
+            ct.map_err(|m| m.to_string()),
             Err("Modality CT is not one of [MR]".to_string())
         );
         assert_eq!(
-            selector.check(&series("MR", "AX T2", axial)),
+            selector
+                .check(&series("MR", "AX T2", axial))
+                .map_err(|m| m.to_string()),
             Err(
                 "SeriesDescription \"AX T2\" does not match series_description = \"(?i)t1\"".into()
             )
@@ -405,23 +569,53 @@ mod tests {
         assert!(
             selector
                 .check(&series("mr", "T1 localizer", axial))
-                .is_err_and(|e| e.contains("series_description_exclude"))
+                .is_err_and(|e| e.to_string().contains("series_description_exclude"))
         );
         let coronal = Some([1.0, 0.0, 0.0, 0.0, 0.0, -1.0]);
         assert_eq!(
-            selector.check(&series("MR", "COR T1", coronal)),
+            selector
+                .check(&series("MR", "COR T1", coronal))
+                .map_err(|m| m.to_string()),
             Err("plane coronal is not one of [axial]".to_string())
         );
         assert!(
             selector
                 .check(&series("MR", "T1", None))
-                .is_err_and(|e| e.starts_with("plane unknown"))
+                .is_err_and(|e| e.to_string().starts_with("plane unknown"))
+        );
+        let images = Selector {
+            image_type: vec!["VOLUME".into()],
+            image_type_exclude: vec!["PRIMARY".into()],
+            ..Selector::default()
+        };
+        assert_eq!(
+            images
+                .check(&series("MR", "T1", axial))
+                .map_err(|m| m.to_string()),
+            Err("ImageType ORIGINAL\\PRIMARY lacks VOLUME".to_string())
+        );
+        let primary = Selector {
+            image_type_exclude: vec!["PRIMARY".into()],
+            ..Selector::default()
+        };
+        assert_eq!(
+            primary
+                .check(&series("MR", "T1", axial))
+                .map_err(|m| m.to_string()),
+            Err(
+                "ImageType ORIGINAL\\PRIMARY contains PRIMARY, which image_type_exclude refuses"
+                    .to_string()
+            )
         );
         let many = Selector {
             min_slices: 2,
             ..Selector::default()
         };
-        assert!(many.check(&series("MR", "T1", axial)).is_err());
+        assert_eq!(
+            many.check(&series("MR", "T1", axial))
+                .map_err(|m| m.to_string()),
+            Err("1 slice(s), fewer than min_slices = 2".to_string())
+        );
     }
 
     #[test]

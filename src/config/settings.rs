@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::plan::ExplainPlan;
-use super::rules::{Rule, Verdict, is_own_overlay};
+use super::rules::{Mismatch, Rule, Verdict, is_own_overlay};
 use crate::dicom::Series;
 use crate::explain::MethodSet;
 use crate::explain::quality::QualityPolicy;
@@ -230,9 +230,7 @@ impl Settings {
         }
         for rule in &self.rules {
             if !rule.enabled {
-                verdict
-                    .rejected
-                    .push((rule, "rule disabled (enabled = false)".to_string()));
+                verdict.rejected.push((rule, Mismatch::Disabled));
                 continue;
             }
             match rule.selector.check(series) {

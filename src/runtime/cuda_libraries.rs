@@ -11,7 +11,9 @@
 //! they are.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use snafu::Snafu;
 
 /// The libraries, in load order (cuBLAS needs cuBLASLt first), as folders under
 /// `site-packages/nvidia` and file names. A missing optional one costs only the features
@@ -33,7 +35,24 @@ pub struct Preloaded {
     /// Loaded libraries: (file name, where from: a path, or the name for the system's).
     pub loaded: Vec<(String, String)>,
     /// Required libraries that could not be loaded, with the reason.
-    pub missing: Vec<(String, String)>,
+    pub missing: Vec<(String, OpenError)>,
+}
+
+/// Why the dynamic loader could not open a library, in its own words
+/// (`libcudart.so.13: cannot open shared object file: No such file or directory`).
+#[derive(Debug, Clone, Snafu)]
+#[snafu(display("{}", loader_words(source)))]
+pub struct OpenError {
+    /// libloading's error (shared: [`Preloaded`] is cloned).
+    source: Arc<libloading::Error>,
+}
+
+/// The loader's own words, which libloading keeps as the source of its "dlopen failed".
+fn loader_words(error: &libloading::Error) -> String {
+    match std::error::Error::source(error) {
+        Some(reason) => reason.to_string(),
+        None => error.to_string(),
+    }
 }
 
 /// The `site-packages` folder of the wheel that holds `library`
@@ -84,17 +103,13 @@ pub fn preload(library: &Path) -> &'static Preloaded {
 }
 
 /// Opens `path` with its symbols global and keeps it loaded for the life of the process.
-fn open_global(path: &std::ffi::OsStr) -> Result<(), String> {
+fn open_global(path: &std::ffi::OsStr) -> Result<(), OpenError> {
     use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
     // SAFETY: these are NVIDIA's CUDA libraries, whose initialisers only register
     // themselves; they are never unloaded (forgotten below), so no symbol outlives them.
     let library = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) };
-    library.map(std::mem::forget).map_err(|error| {
-        // the loader's own words ("...: cannot open shared object file") are the source
-        match std::error::Error::source(&error) {
-            Some(reason) => reason.to_string(),
-            None => error.to_string(),
-        }
+    library.map(std::mem::forget).map_err(|error| OpenError {
+        source: Arc::new(error),
     })
 }
 
@@ -113,8 +128,14 @@ mod tests {
 
     #[test]
     fn a_library_that_is_not_there_is_reported_with_the_loaders_reason() {
-        let missing = open_global("/nonexistent/libcudart.so.13".as_ref()).unwrap_err();
+        let missing = open_global("/nonexistent/libcudart.so.13".as_ref())
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("libcudart.so.13"), "{missing}");
+        assert!(
+            !missing.contains("dlopen failed"),
+            "the loader's words: {missing}"
+        );
         // a real library loads (glibc's maths library is on every Linux system)
         open_global("libm.so.6".as_ref()).unwrap();
     }

@@ -80,12 +80,12 @@ pub enum RuntimeError {
         requested: PathBuf,
     },
     /// The GPU was required but its provider could not be registered.
-    #[snafu(display("the CUDA execution provider is required but unavailable for {}: {reason}", model.display()))]
+    #[snafu(display("the CUDA execution provider is required but unavailable for {}: {source}", model.display()))]
     GpuRequired {
         /// The model being loaded.
         model: PathBuf,
-        /// ONNX Runtime's reason.
-        reason: String,
+        /// Why CUDA could not be used.
+        source: CudaError,
     },
     /// Creating the session failed (bad ONNX file, unsupported operator...).
     #[snafu(display("cannot create an ONNX Runtime session for {}: {message}", model.display()))]
@@ -94,6 +94,45 @@ pub enum RuntimeError {
         model: PathBuf,
         /// ONNX Runtime's reason.
         message: String,
+    },
+}
+
+/// Why a session could not be made on the CUDA execution provider (the CPU is then the
+/// fallback, unless the GPU is required).
+#[derive(Debug, Snafu)]
+#[non_exhaustive]
+pub enum CudaError {
+    /// This binary was built without the `cuda` feature.
+    #[snafu(display("this build of dicom-xai has no CUDA support (build with `--features cuda`)"))]
+    NotBuilt,
+    /// The session builder could not be set up.
+    #[snafu(display("{source}"))]
+    Builder {
+        /// The runtime's error (boxed: a [`RuntimeError`] may hold this error).
+        source: Box<RuntimeError>,
+    },
+    /// ONNX Runtime refused the CUDA provider.
+    #[snafu(display("{source}"))]
+    Provider {
+        /// ONNX Runtime's reason.
+        source: ort::Error,
+    },
+    /// The session could not be created on the provider (most often a CUDA or cuDNN library
+    /// that is not there).
+    #[snafu(display(
+        "{source}{}",
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!("; CUDA libraries not found: {}", missing.join(", "))
+        }
+    ))]
+    Commit {
+        /// ONNX Runtime's reason, which names one library at most.
+        source: ort::Error,
+        /// The required CUDA libraries preloading could not load, each `name (the loader's
+        /// reason)`.
+        missing: Vec<String>,
     },
 }
 
@@ -282,10 +321,10 @@ impl Runtime {
                             provider: "cuda",
                         });
                     }
-                    Err(reason) if self.options.require_gpu => {
+                    Err(source) if self.options.require_gpu => {
                         return Err(RuntimeError::GpuRequired {
                             model: model.to_path_buf(),
-                            reason,
+                            source,
                         });
                     }
                     Err(reason) => {
@@ -463,35 +502,34 @@ impl Runtime {
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_session(&self, model: &Path) -> Result<Session, String> {
+    fn cuda_session(&self, model: &Path) -> Result<Session, CudaError> {
+        use snafu::ResultExt;
+
         let preloaded = cuda_libraries::preload(&self.library);
         let cuda = ort::ep::CUDA::default()
             .with_device_id(self.options.cuda_device)
             .build()
             .error_on_failure();
         self.builder(model)
-            .map_err(|e| e.to_string())?
+            .map_err(Box::new)
+            .context(BuilderSnafu)?
             .with_execution_providers([cuda])
-            .map_err(|e| e.to_string())?
+            .map_err(ort::Error::from)
+            .context(ProviderSnafu)?
             .commit_from_file(model)
-            .map_err(|e| {
-                // the provider's own message names one library; say which were not found
-                let missing: Vec<String> = preloaded
+            // the provider's own message names one library; say which were not found
+            .with_context(|_| CommitSnafu {
+                missing: preloaded
                     .missing
                     .iter()
                     .map(|(name, reason)| format!("{name} ({reason})"))
-                    .collect();
-                if missing.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{e}; CUDA libraries not found: {}", missing.join(", "))
-                }
+                    .collect::<Vec<_>>(),
             })
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn cuda_session(&self, _model: &Path) -> Result<Session, String> {
-        Err("this build of dicom-xai has no CUDA support (build with `--features cuda`)".into())
+    fn cuda_session(&self, _model: &Path) -> Result<Session, CudaError> {
+        NotBuiltSnafu.fail()
     }
 }
 

@@ -7,13 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use super::journal::{Finished, Journal, StudyState};
+use snafu::{ResultExt, Snafu};
+
+use super::journal::{Finished, Journal, JournalError, StudyState};
 use super::metrics::Metrics;
 use super::{Current, read};
 use crate::config::{AfterProcessing, Destination, WatchSettings};
 use crate::dicom::scan;
+use crate::dicom::uid::InvalidUid;
 use crate::output::{self, ReportError};
-use crate::pipeline;
+use crate::pipeline::{self, RunError};
 
 /// A worker: claims queued studies and processes them, one at a time.
 pub(super) struct Worker {
@@ -65,10 +68,10 @@ impl Worker {
             run_study(journal, &engine, &watch, &out, uid)
         }))
         .unwrap_or_else(|panic| {
-            Err(format!(
-                "internal error: {}",
-                crate::panic_message(panic.as_ref())
-            ))
+            PanickedSnafu {
+                message: crate::panic_message(panic.as_ref()),
+            }
+            .fail()
         });
         self.metrics.running(-1);
         let seconds = started.elapsed().as_secs_f64();
@@ -90,7 +93,8 @@ impl Worker {
                 }
             }
             Err(reason) => {
-                match journal.fail_attempt(uid, &reason, watch.max_attempts, watch.retry_after) {
+                let recorded = reason.to_string();
+                match journal.fail_attempt(uid, &recorded, watch.max_attempts, watch.retry_after) {
                     Ok(StudyState::Failed) => {
                         self.metrics.study_done(seconds, true);
                         tracing::error!("study failed for good: {reason}");
@@ -101,6 +105,57 @@ impl Worker {
             }
         }
     }
+}
+
+/// Why one attempt at a study failed: a reason to retry, recorded in the journal.
+#[derive(Debug, Snafu)]
+enum JobError {
+    /// The journal could not be read.
+    #[snafu(display("{source}"))]
+    StudyJournal {
+        /// The journal's error.
+        source: JournalError,
+    },
+    /// The StudyInstanceUID cannot name the study's output folder.
+    #[snafu(display("StudyInstanceUID {source}"))]
+    StudyUid {
+        /// What is wrong with it.
+        source: InvalidUid,
+    },
+    /// The pipeline could not run or its report could not be written.
+    #[snafu(display("{source}"))]
+    Pipeline {
+        /// The pipeline's error.
+        source: RunError,
+    },
+    /// A superseded output could not be removed from the study folder.
+    #[snafu(display("{}", error.message))]
+    RemoveWrittenBack {
+        /// The first failure, naming the file.
+        error: ReportError,
+    },
+    /// An output could not be read to write it back.
+    #[snafu(display("{}: {source}", path.display()))]
+    ReadOutput {
+        /// The output in the out folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An output could not be written into the study folder.
+    #[snafu(display("{}: cannot write back: {source}", path.display()))]
+    WriteBack {
+        /// The copy in the study folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The pipeline panicked.
+    #[snafu(display("internal error: {message}"))]
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
 }
 
 /// The outcome of one successful run of a study.
@@ -119,9 +174,9 @@ fn run_study(
     watch: &WatchSettings,
     out: &Path,
     uid: &str,
-) -> Result<StudyRun, String> {
-    let files = journal.study_files(uid).map_err(|e| e.to_string())?;
-    let rerun = journal.has_run(uid).map_err(|e| e.to_string())?;
+) -> Result<StudyRun, JobError> {
+    let files = journal.study_files(uid).context(StudyJournalSnafu)?;
+    let rerun = journal.has_run(uid).context(StudyJournalSnafu)?;
     let changed: BTreeSet<String> = files
         .iter()
         .filter(|(_, _, processed)| !processed)
@@ -148,7 +203,7 @@ fn run_study(
             uid: uid.to_string(),
             series: Vec::new(),
         });
-    let study_dir = output::study_dir(out, uid).map_err(|e| format!("StudyInstanceUID {e}"))?;
+    let study_dir = output::study_dir(out, uid).context(StudyUidSnafu)?;
     remove_stale_temporaries(&study_dir);
     tracing::info!(
         series = study.series.len(),
@@ -161,7 +216,7 @@ fn run_study(
     } else {
         engine.process_study(&study, out, errors)
     };
-    let (report, report_path) = processed.map_err(|e| e.to_string())?;
+    let (report, report_path) = processed.context(PipelineSnafu)?;
     let status = report.status.name().to_string();
 
     // what this run made: a rerun's report also holds the series it kept
@@ -235,19 +290,20 @@ fn write_back(
     superseded: &[output::SupersededOutput],
     files: &[(PathBuf, String, bool)],
     drop: &Path,
-) -> Result<(), String> {
+) -> Result<(), JobError> {
     let Some(folder) = study_folder(files, drop) else {
         return Ok(());
     };
-    if let Some(error) = output::remove_superseded(&folder.join("dicom-xai"), superseded).first() {
-        return Err(error.message.clone());
+    let removed = output::remove_superseded(&folder.join("dicom-xai"), superseded);
+    if let Some(error) = removed.into_iter().next() {
+        return RemoveWrittenBackSnafu { error }.fail();
     }
     for (relative, _) in outputs {
         let target = folder.join("dicom-xai").join(relative);
-        let bytes = std::fs::read(study_dir.join(relative))
-            .map_err(|e| format!("{}: {e}", study_dir.join(relative).display()))?;
+        let made = study_dir.join(relative);
+        let bytes = std::fs::read(&made).context(ReadOutputSnafu { path: &made })?;
         crate::files::write_atomically(&target, &bytes)
-            .map_err(|e| format!("{}: cannot write back: {e}", target.display()))?;
+            .context(WriteBackSnafu { path: &target })?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ mod rules;
 mod runtime;
 mod watch;
 
-pub use watch::parse_duration;
+pub use watch::{DurationError, parse_duration};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -253,8 +253,8 @@ impl Validator<'_> {
         match value.map(parse_duration) {
             None => default,
             Some(Ok(d)) => d,
-            Some(Err(message)) => {
-                self.bad(key, None, message);
+            Some(Err(error)) => {
+                self.bad(key, None, error.to_string());
                 default
             }
         }

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use snafu::{OptionExt, ResultExt, Snafu, ensure};
+
 use super::{Validator, resolved};
 use crate::config::raw::{RawModel, RawRuntime};
 use crate::config::settings::{
@@ -179,17 +181,38 @@ impl Validator<'_> {
     }
 }
 
+/// Why the name of a model manifest could not be read (the validator says which file).
+#[derive(Debug, Snafu)]
+enum ManifestNameError {
+    /// The file could not be read.
+    #[snafu(display("{source}"))]
+    ReadManifest {
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not TOML.
+    #[snafu(display("{}", source.message()))]
+    ParseManifest {
+        /// The parser's error (its message only: the validator names the file).
+        source: toml::de::Error,
+    },
+    /// There is no `[model] name` string.
+    #[snafu(display("no [model] name = \"...\""))]
+    NoName,
+    /// `[model] name` is blank.
+    #[snafu(display("empty [model] name"))]
+    EmptyName,
+}
+
 /// `[model] name` of a model manifest (the rest of the manifest is the model loader's).
-fn manifest_name(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| e.message().to_string())?;
+fn manifest_name(path: &Path) -> Result<String, ManifestNameError> {
+    let text = std::fs::read_to_string(path).context(ReadManifestSnafu)?;
+    let table: toml::Table = toml::from_str(&text).context(ParseManifestSnafu)?;
     let name = table
         .get("model")
         .and_then(|m| m.get("name"))
         .and_then(|n| n.as_str())
-        .ok_or("no [model] name = \"...\"")?;
-    if name.trim().is_empty() {
-        return Err("empty [model] name".into());
-    }
+        .context(NoNameSnafu)?;
+    ensure!(!name.trim().is_empty(), EmptyNameSnafu);
     Ok(name.to_string())
 }

@@ -1,7 +1,9 @@
 //! `[watch]` and `[watch.pacs]`: the daemon.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, TryFromFloatSecsError};
+
+use snafu::{ResultExt, Snafu};
 
 use super::Validator;
 use crate::config::raw::{RawPacs, RawWatch};
@@ -215,26 +217,50 @@ impl Validator<'_> {
     }
 }
 
+/// Why a text is not a duration ([`parse_duration`]); each message quotes the text.
+#[derive(Debug, Clone, PartialEq, Eq, Snafu)]
+#[non_exhaustive]
+pub enum DurationError {
+    /// No number at the start.
+    #[snafu(display("{text:?} is not a duration such as \"500ms\", \"30s\", \"5m\", \"2h\""))]
+    NotADuration {
+        /// The text, trimmed.
+        text: String,
+    },
+    /// The unit is none of ms, s, m (min), h.
+    #[snafu(display("unknown unit {unit:?} in {text:?}: use ms, s, m or h"))]
+    UnknownUnit {
+        /// The unit as written.
+        unit: String,
+        /// The text, trimmed.
+        text: String,
+    },
+    /// The number is too large for a duration.
+    #[snafu(display("{text:?}: {source}"))]
+    OutOfRange {
+        /// The text, trimmed.
+        text: String,
+        /// Why the seconds make no duration.
+        source: TryFromFloatSecsError,
+    },
+}
+
 /// Parses a duration written as a number and a unit: `500ms`, `30s`, `5m`, `2h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a duration such as \"500ms\", \"30s\", \"5m\", \"2h\"")
-    })?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| NotADurationSnafu { text }.build())?;
     let seconds = match unit.trim() {
         "ms" => value / 1000.0,
         "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}: use ms, s, m or h"
-            ));
-        }
+        other => return UnknownUnitSnafu { unit: other, text }.fail(),
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+    Duration::try_from_secs_f64(seconds).context(OutOfRangeSnafu { text })
 }
