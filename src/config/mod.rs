@@ -69,6 +69,7 @@ pub use plan::{COLOUR_MAPS, ExplainPlan, SlicePolicy};
 pub use rules::{OVERLAY_MARKER, Rule, Selector, TextFilter, Verdict, is_own_overlay, plane_name};
 pub use settings::{
     AfterProcessing, DEFAULT_BATCH_SIZE, Destination, ExecutionProviderKind, ModelRef,
-    OutputSettings, PacsSettings, PredictionSettings, RuntimeSettings, Settings, WatchSettings,
+    OutputFormat, OutputSettings, PacsSettings, PredictionSettings, RuntimeSettings, Settings,
+    WatchSettings,
 };
 pub use validate::{DurationError, parse_duration};

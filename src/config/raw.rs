@@ -130,6 +130,8 @@ pub struct RawOutput {
     pub series_number_base: Option<i64>,
     /// Whether a summary image is written for slices explained by several methods.
     pub summary: Option<bool>,
+    /// What is written: `"sc"`, `"pmap"` (`"sr"` is planned).
+    pub formats: Option<Vec<String>>,
 }
 
 /// `[prediction]`.

@@ -190,6 +190,33 @@ pub struct OutputSettings {
     /// Write one summary image (the slice and every method's map side by side, in its own
     /// series) for each slice explained by two or more methods.
     pub summary: bool,
+    /// What is written for the explanations, in file order, never empty; `sc` always
+    /// among them (the report's explanation entries are the overlays').
+    pub formats: Vec<OutputFormat>,
+}
+
+/// A kind of output object (`[output] formats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    /// `sc`: burned-in Secondary Capture overlays and summary images, for every viewer.
+    Sc,
+    /// `pmap`: one float Parametric Map per source series, model and method, for viewers
+    /// that fuse maps over the series.
+    Pmap,
+}
+
+impl OutputFormat {
+    /// Every format, by the name configurations use.
+    pub const NAMES: [(&'static str, OutputFormat); 2] =
+        [("sc", OutputFormat::Sc), ("pmap", OutputFormat::Pmap)];
+
+    /// The name configurations use.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Sc => "sc",
+            OutputFormat::Pmap => "pmap",
+        }
+    }
 }
 
 /// `[prediction]`.

@@ -14,6 +14,7 @@ use walkdir::WalkDir;
 
 use super::attrs::{self, DataSet};
 use super::file::{self, Depth, ReadError};
+use super::geometry;
 
 /// One DICOM instance found by a scan (its header only; pixels are read when needed).
 #[derive(Debug, Clone)]
@@ -263,7 +264,9 @@ fn instance_of(path: &Path, ds: &DataSet) -> Result<Found, FileIssue> {
     let sop_class_uid = required(tags::SOP_CLASS_UID, "SOPClassUID")?;
     crate::logging::remember_sop_instance(path, &sop_instance_uid);
     let frames = attrs::frame_count(ds);
-    let positions = (0..frames).map(|frame| position_of(ds, frame)).collect();
+    let positions = (0..frames)
+        .map(|frame| geometry::position_of(ds, frame))
+        .collect();
     Ok(Found {
         study_uid,
         series_uid,
@@ -286,30 +289,8 @@ fn instance_of(path: &Path, ds: &DataSet) -> Result<Found, FileIssue> {
             instance_number: attrs::int(ds, tags::INSTANCE_NUMBER),
             frames,
             positions,
-            orientation: orientation_of(ds, 0),
+            orientation: geometry::orientation_of(ds, 0),
         },
-    })
-}
-
-fn fixed<const N: usize>(values: Option<Vec<f64>>) -> Option<[f64; N]> {
-    let values = values?;
-    let array: [f64; N] = values.get(..N)?.try_into().ok()?;
-    array.iter().all(|v| v.is_finite()).then_some(array)
-}
-
-/// ImagePositionPatient of a frame: top level, else the frame's Plane Position group.
-fn position_of(ds: &DataSet, frame: u32) -> Option<[f64; 3]> {
-    fixed(attrs::floats(ds, tags::IMAGE_POSITION_PATIENT)).or_else(|| {
-        let item = attrs::frame_macro(ds, frame, tags::PLANE_POSITION_SEQUENCE)?;
-        fixed(attrs::floats(item, tags::IMAGE_POSITION_PATIENT))
-    })
-}
-
-/// ImageOrientationPatient: top level, else the Plane Orientation group.
-fn orientation_of(ds: &DataSet, frame: u32) -> Option<[f64; 6]> {
-    fixed(attrs::floats(ds, tags::IMAGE_ORIENTATION_PATIENT)).or_else(|| {
-        let item = attrs::frame_macro(ds, frame, tags::PLANE_ORIENTATION_SEQUENCE)?;
-        fixed(attrs::floats(item, tags::IMAGE_ORIENTATION_PATIENT))
     })
 }
 

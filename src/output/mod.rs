@@ -10,8 +10,9 @@ use snafu::{ResultExt, Snafu};
 use crate::dicom::uid::{self, InvalidUid};
 
 pub use report::{
-    ExplanationReport, ModelReport, Quality, ReportError, SeriesPrediction, SeriesReport,
-    SliceReport, Status, StudyReport, SummaryReport, SupersededOutput,
+    ExplanationReport, MapFrameReport, ModelReport, ParametricMapReport, Quality, ReportError,
+    SeriesPrediction, SeriesReport, SliceReport, Status, StudyReport, SummaryReport,
+    SupersededOutput,
 };
 
 /// Every output path is built here, and only from valid DICOM UIDs (PS3.5 9.1, see
@@ -74,7 +75,14 @@ pub fn superseded_outputs(
                     &s.output_series_instance_uid,
                 )
             });
-            for (method, sop, output_series) in explanations.chain(summaries) {
+            let maps = model.parametric_maps.iter().map(|p| {
+                (
+                    p.method.as_str(),
+                    &p.output_sop_instance_uid,
+                    &p.output_series_instance_uid,
+                )
+            });
+            for (method, sop, output_series) in explanations.chain(summaries).chain(maps) {
                 if made.contains(sop.as_str()) {
                     continue;
                 }

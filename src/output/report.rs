@@ -122,6 +122,11 @@ impl SeriesReport {
                         .iter()
                         .map(|s| (s.output_file.as_path(), s.output_sop_instance_uid.as_str())),
                 )
+                .chain(
+                    m.parametric_maps
+                        .iter()
+                        .map(|p| (p.output_file.as_path(), p.output_sop_instance_uid.as_str())),
+                )
         })
     }
 }
@@ -153,6 +158,9 @@ pub struct ModelReport {
     /// The summary images written (one per slice explained by two or more methods).
     #[serde(default)]
     pub summaries: Vec<SummaryReport>,
+    /// The Parametric Maps written (`[output] formats` with `pmap`): one per method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parametric_maps: Vec<ParametricMapReport>,
     /// Set when the model failed on this series.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -242,6 +250,32 @@ pub struct ExplanationReport {
     pub seconds: f64,
     /// Plausibility and faithfulness.
     pub quality: Quality,
+}
+
+/// One Parametric Map: a method's maps of the explained slices of a series, a frame each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParametricMapReport {
+    /// Method name.
+    pub method: String,
+    /// The source slices, one per frame, in frame order.
+    pub frames: Vec<MapFrameReport>,
+    /// SOPInstanceUID of the map.
+    pub output_sop_instance_uid: String,
+    /// SeriesInstanceUID of the map.
+    pub output_series_instance_uid: String,
+    /// The file, relative to this report's folder.
+    pub output_file: PathBuf,
+}
+
+/// The source slice of a frame of a Parametric Map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapFrameReport {
+    /// Source SOPInstanceUID.
+    pub sop_instance_uid: String,
+    /// Source frame (0-based).
+    pub frame: u32,
+    /// The class the frame explains.
+    pub class: String,
 }
 
 /// One summary image: the slice and every method's map side by side.

@@ -9,7 +9,8 @@ use ndarray::{Array2, Array3, ArrayView3};
 use snafu::{ResultExt, Snafu};
 
 use super::{Engine, ResolvedPlan};
-use crate::config::{Rule, SlicePolicy};
+use crate::config::{OutputFormat, Rule, SlicePolicy};
+use crate::dicom::parametric_map::{self, MapFrame};
 use crate::dicom::scan::Series;
 use crate::dicom::secondary_capture::{
     self, Derivation, OverlayUids, Placement, Timestamp, WriteError,
@@ -21,8 +22,8 @@ use crate::model::Classifier;
 use crate::model::preprocess;
 use crate::output::report::Probabilities;
 use crate::output::{
-    self, ExplanationReport, ModelReport, Quality, ReportError, SeriesPrediction, SeriesReport,
-    SliceReport, SummaryReport,
+    self, ExplanationReport, MapFrameReport, ModelReport, ParametricMapReport, Quality,
+    ReportError, SeriesPrediction, SeriesReport, SliceReport, SummaryReport,
 };
 use crate::render::{self, ColourMap, Legend, RenderError, Style};
 
@@ -159,6 +160,7 @@ impl SeriesContext<'_> {
             slices: Vec::new(),
             explanations: Vec::new(),
             summaries: Vec::new(),
+            parametric_maps: Vec::new(),
             error: None,
         };
         let started = Instant::now();
@@ -216,6 +218,24 @@ impl SeriesContext<'_> {
         // every map first, so each can be compared with the other methods of its slice
         let mut computed = self.explain_slices(&run, &inputs, &chosen, errors);
         self.compare_methods(&mut computed);
+        let formats = &self.engine.settings.output.formats;
+        if formats.contains(&OutputFormat::Pmap) {
+            for method in &self.plan.methods {
+                // the method's maps, in the series' spatial order
+                let mut members: Vec<&Computed> = computed
+                    .iter()
+                    .filter(|c| c.method == method.name())
+                    .collect();
+                members.sort_by_key(|c| c.index);
+                let Some(first) = members.first() else {
+                    continue;
+                };
+                match self.deliver_map(&run, &members) {
+                    Ok(map) => report.parametric_maps.push(map),
+                    Err(error) => record(errors, &slices[first.index], &error),
+                }
+            }
+        }
         if self.engine.settings.output.summary {
             for members in by_slice(&computed).values().filter(|m| m.len() >= 2) {
                 let shown: Vec<&Computed> = members.iter().map(|&i| &computed[i]).collect();
@@ -517,6 +537,77 @@ impl SeriesContext<'_> {
             frame: slice.frame,
             class: label,
             methods,
+            output_sop_instance_uid: uids.instance,
+            output_series_instance_uid: uids.series,
+            output_file: relative,
+        })
+    }
+
+    /// Builds and writes the Parametric Map of one method's maps (`members`, in spatial
+    /// order) over the series; its entry of the report. Its SeriesNumber follows every
+    /// model's overlay series: base + 1 + models x overlay slots + the map's place (model,
+    /// then the method's place in [`crate::explain::METHOD_NAMES`]).
+    fn deliver_map(
+        &self,
+        run: &ModelRun<'_>,
+        members: &[&Computed],
+    ) -> Result<ParametricMapReport, OutputError> {
+        let manifest = run.model.manifest();
+        let first = members[0];
+        let method_index = explain::METHOD_NAMES
+            .iter()
+            .position(|m| *m == first.method)
+            .unwrap_or(0);
+        let at = run.at(&run.slices[first.index], &format!("{} map", first.method));
+        let derivation = Derivation {
+            model_name: manifest.name.clone(),
+            model_version: manifest.version.clone(),
+            model_sha256: Some(run.model.sha256().to_string()),
+            trained: manifest.trained,
+            method: first.method.to_string(),
+            parameters: first.map.parameters.to_string(),
+            target_layer: first.map.target_layer.clone(),
+            class_label: String::new(),
+            probability: f32::NAN,
+            colour_map: String::new(),
+            quality: None,
+        };
+        let frames: Vec<MapFrame<'_>> = members
+            .iter()
+            .map(|c| {
+                let slice = &run.slices[c.index];
+                MapFrame {
+                    source: slice.file.dataset(),
+                    source_frame: slice.frame,
+                    class_label: &manifest.labels[c.class],
+                    map: c.heat.view(),
+                }
+            })
+            .collect();
+        let overlay_slots = self.engine.models.len() * (explain::METHOD_NAMES.len() + 1);
+        let series_number = self.engine.settings.output.series_number_base
+            + 1
+            + (overlay_slots + run.model_index * explain::METHOD_NAMES.len() + method_index) as u32;
+        let (object, uids) =
+            parametric_map::build(&frames, &derivation, series_number, self.created)
+                .context(OverlaySnafu { at: &at })?;
+        let relative = output::overlay_relative_path(&uids.series, &uids.instance)
+            .context(OutputPathSnafu { at: &at })?;
+        secondary_capture::write_atomically(&object, &self.study_dir.join(&relative))
+            .context(OverlaySnafu { at: &at })?;
+        Ok(ParametricMapReport {
+            method: first.method.to_string(),
+            frames: members
+                .iter()
+                .map(|c| {
+                    let slice = &run.slices[c.index];
+                    MapFrameReport {
+                        sop_instance_uid: slice.sop_instance_uid.clone(),
+                        frame: slice.frame,
+                        class: manifest.labels[c.class].clone(),
+                    }
+                })
+                .collect(),
             output_sop_instance_uid: uids.instance,
             output_series_instance_uid: uids.series,
             output_file: relative,

@@ -277,14 +277,31 @@ pub fn study_uid_of(path: &Path) -> String {
         .to_string()
 }
 
+/// A file's SOPInstanceUID, `None` when it is not a DICOM file.
+pub fn sop_instance_uid_of(path: &Path) -> Option<String> {
+    let object = dicom_object::open_file(path).ok()?;
+    let uid = object
+        .element(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+        .ok()?
+        .to_str()
+        .ok()?;
+    Some(uid.trim_end_matches('\0').to_string())
+}
+
 /// The explanations a report.json names, over every series and model.
 pub fn explanations(report: &serde_json::Value) -> Vec<serde_json::Value> {
+    model_entries(report, "explanations")
+}
+
+/// The entries of list `key` of every model's report (`explanations`, `parametric_maps`),
+/// over every series.
+pub fn model_entries(report: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
     report["series"]
         .as_array()
         .into_iter()
         .flatten()
         .flat_map(|s| s["models"].as_array().cloned().unwrap_or_default())
-        .flat_map(|m| m["explanations"].as_array().cloned().unwrap_or_default())
+        .flat_map(|m| m[key].as_array().cloned().unwrap_or_default())
         .collect()
 }
 

@@ -23,7 +23,7 @@ use super::error::{ConfigError, Problem, ReadSnafu};
 use super::plan::{DEFAULT_TOP_K, ExplainPlan};
 use super::raw::{RawConfig, RawOutput};
 use super::rules::normalise;
-use super::settings::{ModelRef, OutputSettings, PredictionSettings, Settings};
+use super::settings::{ModelRef, OutputFormat, OutputSettings, PredictionSettings, Settings};
 use crate::explain::params::ParamProblem;
 
 impl Settings {
@@ -292,7 +292,45 @@ impl Validator<'_> {
             dir,
             series_number_base: u32::try_from(base).unwrap_or(9900),
             summary: raw.summary.unwrap_or(true),
+            formats: self.formats(raw.formats.as_deref()),
         }
+    }
+
+    /// `output.formats`: known names, no repeats, `sc` among them; `["sc"]` when absent.
+    fn formats(&mut self, names: Option<&[String]>) -> Vec<OutputFormat> {
+        let Some(names) = names else {
+            return vec![OutputFormat::Sc];
+        };
+        let mut formats = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let key = format!("output.formats[{i}]");
+            match OutputFormat::NAMES.iter().find(|(n, _)| n == name) {
+                Some((_, format)) if !formats.contains(format) => formats.push(*format),
+                Some(_) => self.bad(&key, Some(format!("{name:?}")), "listed twice"),
+                None if name == "sr" => self.bad(
+                    &key,
+                    Some(format!("{name:?}")),
+                    "the Structured Report is not built yet; use \"sc\" and \"pmap\"",
+                ),
+                None => {
+                    let known: Vec<&str> = OutputFormat::NAMES.iter().map(|(n, _)| *n).collect();
+                    self.bad(
+                        &key,
+                        Some(format!("{name:?}")),
+                        format!("unknown format; valid: {}", quoted(&known)),
+                    )
+                }
+            }
+        }
+        if !formats.contains(&OutputFormat::Sc) {
+            self.bad(
+                "output.formats",
+                None,
+                "must include \"sc\": the report's explanation entries are the overlays'",
+            );
+            formats.insert(0, OutputFormat::Sc);
+        }
+        formats
     }
 
     /// Range problems of parameters that serde read, keys under `section`.
