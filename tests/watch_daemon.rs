@@ -140,6 +140,12 @@ fn status(state: &Path) -> Value {
         .output()
         .expect("dicom-xai status");
     if !output.status.success() {
+        // shown with the test's output when a wait on the status times out
+        eprintln!(
+            "dicom-xai status failed ({:?}): {}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        );
         return Value::Null;
     }
     serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
