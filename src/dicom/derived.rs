@@ -325,16 +325,22 @@ pub(super) fn sequence(tag: Tag, items: Vec<InMemDicomObject>) -> DataElement<In
     DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
 }
 
+/// A code sequence item (CodeValue, CodingSchemeDesignator, CodeMeaning).
+pub(super) fn code_item(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
+    let mut item = InMemDicomObject::new_empty();
+    for (tag, vr, text) in [
+        (tags::CODE_VALUE, VR::SH, value),
+        (tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme),
+        (tags::CODE_MEANING, VR::LO, meaning),
+    ] {
+        item.put(DataElement::new(tag, vr, PrimitiveValue::from(text)));
+    }
+    item
+}
+
 /// The IHE AIR provenance item: this software as processing equipment, with the model.
 pub(super) fn contributing_equipment(d: &Derivation, created: &Timestamp) -> InMemDicomObject {
-    let mut purpose = InMemDicomObject::new_empty();
-    for (tag, vr, value) in [
-        (tags::CODE_VALUE, VR::SH, "109102"),
-        (tags::CODING_SCHEME_DESIGNATOR, VR::SH, "DCM"),
-        (tags::CODE_MEANING, VR::LO, "Processing Equipment"),
-    ] {
-        purpose.put(DataElement::new(tag, vr, PrimitiveValue::from(value)));
-    }
+    let purpose = code_item("109102", "DCM", "Processing Equipment");
     let mut item = InMemDicomObject::new_empty();
     item.put(sequence(
         tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,

@@ -12,6 +12,7 @@
 //! - [`derived`]: what every object derived from a slice shares (provenance, labels, patient
 //!   and study, references, writing whole).
 //! - [`parametric_map`]: the float Parametric Map of a method's maps over a series.
+//! - [`structured_report`]: the TID 1500 Structured Report of a study's findings.
 //! - [`secondary_capture`]: the overlay writer, with deterministic [`uid`]s.
 //! - [`inspect`]: the per-file summary behind `dicom-xai inspect`.
 //! - [`attrs`]: typed attribute reads, with enhanced multi-frame functional groups.
@@ -29,6 +30,7 @@ pub mod scan;
 pub mod secondary_capture;
 pub mod slices;
 pub mod store;
+pub mod structured_report;
 pub mod uid;
 pub mod voi;
 

@@ -21,8 +21,8 @@ use snafu::{OptionExt, ResultExt};
 use super::attrs::{self, DataSet};
 use super::derived::{
     Derivation, FramesSnafu, MAX_LO, MetaSnafu, MissingSourceSnafu, SINGLE_FRAME_CLASSES, SOFTWARE,
-    Timestamp, WriteError, contributing_equipment, copy_patient_and_study, file_meta, reference,
-    sequence, series_description,
+    Timestamp, WriteError, code_item, contributing_equipment, copy_patient_and_study, file_meta,
+    reference, sequence, series_description,
 };
 use super::geometry::SliceGeometry;
 use super::uid;
@@ -447,7 +447,7 @@ fn shared_groups(geometry: &SliceGeometry, derivation: &Derivation, peak: f32) -
     ));
     mapping.put(sequence(
         tags::MEASUREMENT_UNITS_CODE_SEQUENCE,
-        vec![code("{ratio}", "UCUM", "ratio")],
+        vec![code_item("{ratio}", "UCUM", "ratio")],
     ));
     let mut window = InMemDicomObject::new_empty();
     window.put(DataElement::new(
@@ -535,7 +535,7 @@ fn frame_groups(
     }
     source.put(sequence(
         tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
-        vec![code(
+        vec![code_item(
             "121322",
             "DCM",
             "Source image for image processing operation",
@@ -558,7 +558,7 @@ fn frame_groups(
     // the map is computed on the model input and resampled to the slice's grid
     derivation_item.put(sequence(
         tags::DERIVATION_CODE_SEQUENCE,
-        vec![code("113085", "DCM", "Spatial resampling")],
+        vec![code_item("113085", "DCM", "Spatial resampling")],
     ));
     derivation_item.put(sequence(tags::SOURCE_IMAGE_SEQUENCE, vec![source]));
     let mut content = InMemDicomObject::new_empty();
@@ -575,27 +575,6 @@ fn frame_groups(
     ));
     groups.put(sequence(tags::FRAME_CONTENT_SEQUENCE, vec![content]));
     groups
-}
-
-/// A code item (CodeValue, CodingSchemeDesignator, CodeMeaning).
-fn code(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
-    let mut item = InMemDicomObject::new_empty();
-    item.put(DataElement::new(
-        tags::CODE_VALUE,
-        VR::SH,
-        PrimitiveValue::from(value),
-    ));
-    item.put(DataElement::new(
-        tags::CODING_SCHEME_DESIGNATOR,
-        VR::SH,
-        PrimitiveValue::from(scheme),
-    ));
-    item.put(DataElement::new(
-        tags::CODE_MEANING,
-        VR::LO,
-        PrimitiveValue::from(meaning),
-    ));
-    item
 }
 
 /// ContentLabel of a method's map: a code string (capitals, digits, space, underscore) of at
