@@ -303,7 +303,7 @@ pub(super) fn derivation_description(d: &Derivation) -> String {
             .unwrap_or_default()
     );
     // DerivationDescription is ST: at most 1024 characters
-    text.chars().take(1024).collect()
+    truncate(&text, 1024)
 }
 
 pub(super) fn reference(class_uid: &str, instance_uid: &str) -> InMemDicomObject {
@@ -323,6 +323,31 @@ pub(super) fn reference(class_uid: &str, instance_uid: &str) -> InMemDicomObject
 
 pub(super) fn sequence(tag: Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObject> {
     DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+}
+
+/// A DS value: `value` with at most `max_decimals` decimals, fewer when the 16 characters
+/// of a DS need it, trailing zeros dropped; 0 for a value that is not finite.
+pub(super) fn decimal_string(value: f64, max_decimals: usize) -> String {
+    if !value.is_finite() {
+        return "0".into();
+    }
+    for precision in (0..=max_decimals).rev() {
+        let text = format!("{value:.precision$}");
+        let text = if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        };
+        if text.len() <= 16 {
+            return if text == "-0" { "0".into() } else { text };
+        }
+    }
+    format!("{value:.3e}")
+}
+
+/// The first `characters` characters of `text` (LO, SH and ST values have a length limit).
+pub(super) fn truncate(text: &str, characters: usize) -> String {
+    text.chars().take(characters).collect()
 }
 
 /// A code sequence item (CodeValue, CodingSchemeDesignator, CodeMeaning).
@@ -346,7 +371,7 @@ pub(super) fn contributing_equipment(d: &Derivation, created: &Timestamp) -> InM
         tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
         vec![purpose],
     ));
-    let model_name: String = d.model_name.chars().take(MAX_LO).collect();
+    let model_name = truncate(&d.model_name, MAX_LO);
     let versions = PrimitiveValue::Strs(
         [format!("model {}", d.model_version), SOFTWARE.to_string()]
             .into_iter()
@@ -432,5 +457,18 @@ mod tests {
             assert!(text.ends_with(NOT_FOR_DIAGNOSTIC_USE), "{text}");
             assert_eq!(text.contains(UNTRAINED), !trained, "{text}");
         }
+    }
+
+    #[test]
+    fn decimals_fit_a_ds() {
+        assert_eq!(decimal_string(0.5, 10), "0.5");
+        let long = decimal_string(-120.123456789012, 10);
+        assert!(long.len() <= 16, "{long}");
+        assert!((long.parse::<f64>().expect("a number") + 120.123456789012).abs() < 1e-8);
+        assert_eq!(decimal_string(-0.0, 10), "0");
+        assert_eq!(decimal_string(1.0, 10), "1");
+        // a figure of the report, from its f32: no float noise past the decimals kept
+        assert_eq!(decimal_string(f64::from(0.81_f32), 6), "0.81");
+        assert_eq!(decimal_string(f64::NAN, 6), "0");
     }
 }

@@ -21,8 +21,8 @@ use snafu::{OptionExt, ResultExt};
 use super::attrs::{self, DataSet};
 use super::derived::{
     Derivation, FramesSnafu, MAX_LO, MetaSnafu, MissingSourceSnafu, SINGLE_FRAME_CLASSES, SOFTWARE,
-    Timestamp, WriteError, code_item, contributing_equipment, copy_patient_and_study, file_meta,
-    reference, sequence, series_description,
+    Timestamp, WriteError, code_item, contributing_equipment, copy_patient_and_study,
+    decimal_string, file_meta, reference, sequence, series_description, truncate,
 };
 use super::geometry::SliceGeometry;
 use super::uid;
@@ -34,6 +34,10 @@ pub const SOP_CLASS: &str = uids::PARAMETRIC_MAP_STORAGE;
 /// of slices, its pixel contrast no arithmetic of the source's (dciodvfy knows `NONE`, not
 /// the newer `QUANTITY`).
 const IMAGE_TYPE: [&str; 4] = ["DERIVED", "PRIMARY", "VOLUME", "NONE"];
+
+/// Decimals kept in a map's DS values (positions, spacings, cosines, window), where the 16
+/// characters of a DS allow.
+const GEOMETRY_DECIMALS: usize = 10;
 
 /// Orientations of two frames that differ by less than this (direction cosines) are the same.
 const SAME_ORIENTATION: f64 = 1e-4;
@@ -390,7 +394,7 @@ pub fn build(
 /// What every frame shares: pixel measures, orientation, the value mapping, a window over
 /// the whole map, the frame type.
 fn shared_groups(geometry: &SliceGeometry, derivation: &Derivation, peak: f32) -> InMemDicomObject {
-    let decimal = |v: f64| format_decimal(v);
+    let decimal = |v: f64| decimal_string(v, GEOMETRY_DECIMALS);
     let mut measures = InMemDicomObject::new_empty();
     measures.put(DataElement::new(
         tags::PIXEL_SPACING,
@@ -521,7 +525,7 @@ fn frame_groups(
             geometry
                 .position
                 .iter()
-                .map(|v| format_decimal(*v))
+                .map(|v| decimal_string(*v, GEOMETRY_DECIMALS))
                 .collect(),
         ),
     ));
@@ -593,26 +597,6 @@ pub fn content_label(method: &str) -> String {
     }
 }
 
-/// A DS value: at most 16 characters, as precise as fits.
-fn format_decimal(value: f64) -> String {
-    for precision in (0..=10).rev() {
-        let text = format!("{value:.precision$}");
-        let text = if text.contains('.') {
-            text.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            text
-        };
-        if text.len() <= 16 {
-            return if text == "-0" { "0".into() } else { text };
-        }
-    }
-    format!("{value:.3e}")
-}
-
-fn truncate(text: &str, characters: usize) -> String {
-    text.chars().take(characters).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,15 +606,5 @@ mod tests {
         assert_eq!(content_label("attn-grad"), "ATTN_GRAD");
         assert_eq!(content_label("gradcampp"), "GRADCAMPP");
         assert_eq!(content_label(""), "MAP");
-    }
-
-    #[test]
-    fn decimals_fit_a_ds() {
-        assert_eq!(format_decimal(0.5), "0.5");
-        let long = format_decimal(-120.123456789012);
-        assert!(long.len() <= 16, "{long}");
-        assert!((long.parse::<f64>().expect("a number") + 120.123456789012).abs() < 1e-8);
-        assert_eq!(format_decimal(-0.0), "0");
-        assert_eq!(format_decimal(1.0), "1");
     }
 }

@@ -21,7 +21,7 @@ use snafu::{OptionExt, ResultExt};
 use super::attrs::{self, DataSet};
 use super::derived::{
     self, MAX_LO, MetaSnafu, MissingSourceSnafu, NOT_FOR_DIAGNOSTIC_USE, SOFTWARE, Timestamp,
-    WriteError, copy_patient_and_study, file_meta, reference, sequence,
+    WriteError, copy_patient_and_study, decimal_string, file_meta, reference, sequence, truncate,
 };
 use super::uid;
 
@@ -30,6 +30,9 @@ pub const SOP_CLASS: &str = uids::COMPREHENSIVE3_DSR_STORAGE;
 
 /// The private coding scheme of labels, methods and flags without a standard code.
 pub const PRIVATE_SCHEME: &str = "99DXAI";
+
+/// Decimals kept in a NUM (probabilities, fractions, curve areas).
+const FIGURE_DECIMALS: usize = 6;
 
 /// A coded concept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +59,7 @@ impl Code {
     /// characters), the meaning `meaning`.
     pub fn private(name: &str, meaning: &str) -> Code {
         Code::new(
-            &name.chars().take(16).collect::<String>(),
+            &truncate(name, 16),
             PRIVATE_SCHEME,
             &truncate(meaning, MAX_LO),
         )
@@ -622,7 +625,7 @@ fn num(name: &Code, value: f32) -> InMemDicomObject {
     measured.put(DataElement::new(
         tags::NUMERIC_VALUE,
         VR::DS,
-        PrimitiveValue::from(decimal(value)),
+        PrimitiveValue::from(decimal_string(f64::from(value), FIGURE_DECIMALS)),
     ));
     measured.put(sequence(
         tags::MEASUREMENT_UNITS_CODE_SEQUENCE,
@@ -639,22 +642,4 @@ fn image(relationship: &str, name: Option<&Code>, image: &Referenced) -> InMemDi
         vec![reference(&image.class_uid, &image.instance_uid)],
     ));
     item
-}
-
-/// A DS of at most 16 characters.
-fn decimal(value: f32) -> String {
-    if !value.is_finite() {
-        return "0".into();
-    }
-    let text = format!("{value:.6}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text.is_empty() || text == "-" {
-        "0".into()
-    } else {
-        text.to_string()
-    }
-}
-
-fn truncate(text: &str, characters: usize) -> String {
-    text.chars().take(characters).collect()
 }
