@@ -133,6 +133,11 @@ fn compare_with_pytorch(variant: &str, arch: &str) -> Value {
         serde_json::json!([""]),
         "{variant}: only default-domain operators"
     );
+    assert_eq!(
+        report["cuda_refused"],
+        serde_json::json!([]),
+        "{variant}: nodes the CUDA provider refuses (they would run on the CPU)"
+    );
     assert!(
         report["missing"].as_array().is_some_and(Vec::is_empty),
         "{variant}: outputs missing from the gradient model: {}",

@@ -386,6 +386,25 @@ fn conv_any_group_stride_pad_dilation() {
 }
 
 #[test]
+fn conv_strided_stems_whose_transposed_pads_differ() {
+    // DenseNet's and ResNet's stem (7x7, stride 2, pad 3 on an even size): the transposed
+    // convolution needs one row fewer at the end than at the start; it is written with
+    // symmetric pads and output_padding, the form ONNX Runtime's CUDA provider runs
+    each_trial("Conv", F32_TOLERANCE, |rng, trial| {
+        let size = [12, 13, 16, 10][trial as usize % 4];
+        let (k, pad) = if trial % 2 == 0 { (7, 3) } else { (3, 1) };
+        let x = [1, 2, size, size + 2];
+        let w = [3, 2, k, k];
+        OpCase::new(format!("x {x:?} k{k} s2 p{pad}"), "Conv", F32)
+            .operand(Operand::Wrt(rng.normal_array(&x)))
+            .operand(Operand::Constant(rng.normal_array(&w)))
+            .attribute(AttributeProto::ints("kernel_shape", [k as i64, k as i64]))
+            .attribute(AttributeProto::ints("strides", [2, 2]))
+            .attribute(AttributeProto::ints("pads", [pad, pad, pad, pad]))
+    });
+}
+
+#[test]
 fn conv_stride_one_as_a_flipped_convolution() {
     // stride 1 takes the Conv path (pads up to the kernel's extent) or, with larger pads,
     // falls back to ConvTranspose

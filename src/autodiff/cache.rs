@@ -19,7 +19,7 @@ use crate::runtime::Runtime;
 use crate::runtime::checksum::{hex, sha256_file};
 
 /// Changes whenever the transform's output for the same request may change.
-pub const TRANSFORM_REVISION: &str = concat!(env!("CARGO_PKG_VERSION"), "+autodiff.2");
+pub const TRANSFORM_REVISION: &str = concat!(env!("CARGO_PKG_VERSION"), "+autodiff.3");
 
 /// A folder of gradient models.
 #[derive(Debug, Clone)]

@@ -8,7 +8,9 @@ Prints one JSON object: for each compared npz key (logits, grad_input, feature,
 grad_feature, attention_<b>, grad_attention_<b>) the ONNX output it was compared with and
 rel_l2 = |ours - ref|_2 / |ref|_2, cosine, max_abs and ref_norm. Keys whose tensors the
 model does not output are listed under "missing". Also: "checker" ("ok" or onnx.checker's
-full-check message), the operator "domains" used and the default-domain "opset".
+full-check message), the operator "domains" used, the default-domain "opset", and
+"cuda_refused": the nodes ONNX Runtime's CUDA provider does not run (ConvTranspose with
+asymmetric pads), which would put part of the gradient model on the CPU.
 """
 from __future__ import annotations
 
@@ -48,6 +50,14 @@ def main(model_path: str, reference_path: str) -> int:
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         checker = str(error)
     domains = sorted({node.domain for node in proto.graph.node})
+    cuda_refused = []
+    for node in proto.graph.node:
+        if node.op_type != "ConvTranspose":
+            continue
+        pads = next((list(a.ints) for a in node.attribute if a.name == "pads"), [])
+        half = len(pads) // 2
+        if pads[:half] != pads[half:]:
+            cuda_refused.append(f"{node.name} pads {pads}")
     opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     del proto
     options = ort.SessionOptions()
@@ -66,7 +76,7 @@ def main(model_path: str, reference_path: str) -> int:
         for key, value in zip(keys, values)
     }
     print(json.dumps({"compared": result, "missing": missing, "checker": checker,
-                      "domains": domains, "opset": opset}))
+                      "domains": domains, "opset": opset, "cuda_refused": cuda_refused}))
     return 0
 
 

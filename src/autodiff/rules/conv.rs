@@ -126,7 +126,12 @@ pub(crate) fn conv_pads(
 
 /// The transposed convolution that maps a gradient of size `output` back onto an input of
 /// size `input`: begin pads unchanged; the end pad shrinks by the rows never read, or
-/// `output_padding` adds them back.
+/// `output_padding` adds them back. Pads come out symmetric wherever `output_padding` can
+/// make up the difference (it must stay under the stride): ONNX Runtime's CUDA provider
+/// refuses a ConvTranspose with asymmetric pads (DenseNet's 7x7 stride-2 stem on 224 pixels
+/// needs 3 rows before and 2 after), and runs it on the CPU with copies around it. An end pad
+/// raised by k with k more rows of `output_padding` crops the same rows: both count from the
+/// end of the full transposed output.
 pub(crate) fn transpose_pads(
     input: &[i64],
     output: &[i64],
@@ -139,8 +144,14 @@ pub(crate) fn transpose_pads(
     let mut output_padding = Vec::with_capacity(input.len());
     for i in 0..input.len() {
         let t = strides[i] * (output[i] - 1) + extent(i) - begin[i] - input[i];
-        end.push(t.max(0));
-        output_padding.push((-t).max(0));
+        let (mut end_pad, mut padding) = (t.max(0), (-t).max(0));
+        let missing = begin[i] - end_pad;
+        if missing > 0 && padding + missing < strides[i] {
+            end_pad += missing;
+            padding += missing;
+        }
+        end.push(end_pad);
+        output_padding.push(padding);
     }
     pads.extend(end);
     (pads, output_padding)
