@@ -99,9 +99,38 @@ fn maps_are_valid_on_their_slices_and_equal_explains_maps() {
     let study = common::generate_study_seeded("ordering", 7);
     let config = write_config(work.path(), r#"["sc", "pmap", "sr"]"#);
     let out = work.path().join("out");
-    run(&config, &out, &study.root);
+    let timed = dicom_xai(&[
+        "run".as_ref(),
+        "--timings".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        study.root.as_os_str(),
+    ]);
+    succeeded(&timed);
     let report = report_of(&out);
     assert_eq!(report["status"], "ok", "{report}");
+    // where the seconds went: every stage in report.json and in the printed table
+    let table = String::from_utf8_lossy(&timed.stdout);
+    for stage in [
+        "decode",
+        "classify",
+        "explain.gradcam",
+        "explain.saliency",
+        "render",
+        "write",
+        "parametric-map",
+        "structured-report",
+    ] {
+        let seconds = report["timings"][stage].as_f64();
+        assert!(seconds.is_some_and(|s| s >= 0.0), "{stage}: {report}");
+        assert!(table.contains(stage), "{stage} not in the table:\n{table}");
+    }
+    assert!(
+        table.contains("load (runtime, models)") && table.contains("total"),
+        "{table}"
+    );
     let structured_report = check_structured_report(&out, &report);
     let maps = maps_of(&report);
     let methods: BTreeSet<&str> = maps.iter().filter_map(|m| m["method"].as_str()).collect();

@@ -73,6 +73,11 @@ pub struct StudyReport {
     /// after a rerun's merge, so it holds every series the report holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub structured_report: Option<StructuredReportOutput>,
+    /// Wall-clock seconds of this run per stage (`decode`, `classify`, `explain.<method>`,
+    /// `render`, `write`, `parametric-map`, `summary`, `structured-report`); a rerun's are
+    /// the rerun's own.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub timings: std::collections::BTreeMap<String, f64>,
 }
 
 /// The study's Structured Report as written.

@@ -15,9 +15,11 @@
 mod findings;
 mod image;
 mod series;
+mod timings;
 
 pub use findings::FindingsWriter;
 pub use image::{ExplainRequest, explain_image, manifest_for};
+pub use timings::StageTimes;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -125,6 +127,8 @@ pub struct RunSummary {
     pub file_issues: Vec<FileIssue>,
     /// The reports written.
     pub reports: Vec<PathBuf>,
+    /// Seconds per stage over every study (report.json's `timings` summed).
+    pub timings: std::collections::BTreeMap<String, f64>,
 }
 
 /// How a run that did not stop ended; the front end turns it into its exit status.
@@ -317,7 +321,14 @@ impl Engine {
             keep_other_series,
         };
         let finish = |report: &mut StudyReport| match &self.findings {
-            Some(writer) => writer.write(report, out),
+            Some(writer) => {
+                let started = std::time::Instant::now();
+                let errors = writer.write(report, out);
+                report
+                    .timings
+                    .insert("structured-report".into(), started.elapsed().as_secs_f64());
+                errors
+            }
             None => Vec::new(),
         };
         output::replace_and_write(out, report, replacing, finish, |_| Vec::new())
@@ -345,6 +356,7 @@ impl Engine {
             software: concat!("dicom-xai ", env!("CARGO_PKG_VERSION")).to_string(),
             superseded: Vec::new(),
             structured_report: None,
+            timings: Default::default(),
         };
         let study_dir = match output::study_dir(out, &study.uid) {
             Ok(dir) => dir,
@@ -359,6 +371,7 @@ impl Engine {
                 return report;
             }
         };
+        let times = StageTimes::default();
         for series in &study.series {
             let taken = self
                 .settings
@@ -372,6 +385,7 @@ impl Engine {
                         plan,
                         study_dir: &study_dir,
                         created: &created,
+                        times: &times,
                     };
                     let series_report = context.process(series, &mut report.errors);
                     report.series.push(series_report);
@@ -395,6 +409,7 @@ impl Engine {
                 }
             }
         }
+        report.timings = times.into_map();
         report.settle_status();
         tracing::info!(
             status = ?report.status,
@@ -474,6 +489,7 @@ pub fn run(
     progress.stage("studies", scanned.studies.len());
     for study in &scanned.studies {
         let (report, path) = engine.process_study(study, out, Vec::new())?;
+        timings::accumulate(&mut summary.timings, &report.timings);
         summary.reports.push(path);
         summary.studies += 1;
         if report.status != Status::Ok {

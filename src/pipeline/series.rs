@@ -53,6 +53,8 @@ pub struct SeriesContext<'a> {
     pub study_dir: &'a Path,
     /// When the outputs are created.
     pub created: &'a Timestamp,
+    /// Seconds per stage of the study.
+    pub times: &'a super::StageTimes,
 }
 
 /// One model's classification of a series: what its explanations, overlays and summary
@@ -93,7 +95,9 @@ impl SeriesContext<'_> {
         let span = tracing::info_span!("series", uid = %series.uid, rule = %self.rule.name);
         let _entered = span.enter();
         let mut failures = Vec::new();
-        let slices = slices::load(series, &mut failures);
+        let slices = self
+            .times
+            .time("decode", || slices::load(series, &mut failures));
         errors.extend(failures.into_iter().map(ReportError::from));
         let mut report = SeriesReport {
             series_instance_uid: series.uid.clone(),
@@ -171,7 +175,10 @@ impl SeriesContext<'_> {
             .map(|s| preprocess::model_input(s.grey.view(), &manifest.input))
             .collect();
         let views: Vec<ArrayView3<f32>> = inputs.iter().map(|i| i.view()).collect();
-        let probabilities = match model.predict(preprocess::batch(&views).view()) {
+        let predicted = self.times.time("classify", || {
+            model.predict(preprocess::batch(&views).view())
+        });
+        let probabilities = match predicted {
             Ok(p) => p,
             Err(error) => {
                 let message = format!("series {}: {error}", series.uid);
@@ -233,7 +240,10 @@ impl SeriesContext<'_> {
                 let Some(first) = members.first() else {
                     continue;
                 };
-                match self.deliver_map(&run, &members) {
+                match self
+                    .times
+                    .time("parametric-map", || self.deliver_map(&run, &members))
+                {
                     Ok(map) => report.parametric_maps.push(map),
                     Err(error) => record(errors, &slices[first.index], &error),
                 }
@@ -243,7 +253,10 @@ impl SeriesContext<'_> {
             for members in by_slice(&computed).values().filter(|m| m.len() >= 2) {
                 let shown: Vec<&Computed> = members.iter().map(|&i| &computed[i]).collect();
                 let slice = &slices[shown[0].index];
-                match self.deliver_summary(&run, &shown) {
+                match self
+                    .times
+                    .time("summary", || self.deliver_summary(&run, &shown))
+                {
                     Ok(summary) => report.summaries.push(summary),
                     Err(error) => record(errors, slice, &error),
                 }
@@ -329,17 +342,22 @@ impl SeriesContext<'_> {
     ) -> Result<Computed, OutputError> {
         let started = Instant::now();
         let class = run.predicted[index];
-        let assessed = quality::explain_and_assess(
-            run.model,
-            method,
-            input.view(),
-            class,
-            mask,
-            &self.engine.quality_policy(),
-        )
-        .context(ExplainSnafu {
-            at: run.at(&run.slices[index], method.name()),
-        })?;
+        let stage = format!("explain.{}", method.name());
+        let assessed = self
+            .times
+            .time(&stage, || {
+                quality::explain_and_assess(
+                    run.model,
+                    method,
+                    input.view(),
+                    class,
+                    mask,
+                    &self.engine.quality_policy(),
+                )
+            })
+            .context(ExplainSnafu {
+                at: run.at(&run.slices[index], method.name()),
+            })?;
         Ok(Computed {
             method: method.name(),
             index,
@@ -391,14 +409,18 @@ impl SeriesContext<'_> {
             probability,
             notes: computed.quality.legend_notes(),
         };
-        let image = render::render_overlay(
-            slice.grey.view(),
-            computed.heat.view(),
-            &run.style,
-            &legend,
-            &self.engine.font,
-        )
-        .context(RenderSnafu { at: &at })?;
+        let image = self
+            .times
+            .time("render", || {
+                render::render_overlay(
+                    slice.grey.view(),
+                    computed.heat.view(),
+                    &run.style,
+                    &legend,
+                    &self.engine.font,
+                )
+            })
+            .context(RenderSnafu { at: &at })?;
         let derivation = Derivation {
             model_name: manifest.name.clone(),
             model_version: manifest.version.clone(),
@@ -416,8 +438,9 @@ impl SeriesContext<'_> {
             .iter()
             .position(|m| *m == computed.method)
             .unwrap_or(0);
-        let (uids, relative) =
-            self.write_overlay(run, &image, &derivation, slice, method_index, &at)?;
+        let (uids, relative) = self.times.time("write", || {
+            self.write_overlay(run, &image, &derivation, slice, method_index, &at)
+        })?;
         Ok(ExplanationReport {
             method: computed.method.to_string(),
             sop_instance_uid: slice.sop_instance_uid.clone(),
