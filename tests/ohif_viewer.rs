@@ -157,7 +157,7 @@ fn a_parametric_map_is_fused_over_its_source_series_in_ohif() {
     let dist = common::asset("ohif/dist");
     assert!(
         dist.join("index.html").exists(),
-        "OHIF is missing: run `make setup` (scripts/fetch_ohif.py)"
+        "OHIF is missing: run `make setup` (scripts/fetch_ohif.py, which needs npm)"
     );
     let work = tempfile::tempdir().expect("temporary folder");
     let study = common::generate_study_seeded("demo", 11);
@@ -235,6 +235,7 @@ fn a_parametric_map_is_fused_over_its_source_series_in_ohif() {
     let summary = json!({
         "error": seen["error"], "console": seen["console"], "proxy_errors": seen["proxy_errors"],
         "frame": seen["frame"], "actors": seen["actors"], "seconds": seen["seconds"],
+        "notifications": seen["notifications"],
         "failure_screenshot": seen["failure_screenshot"],
     });
     eprintln!("OHIF: {summary:#}");
@@ -242,6 +243,20 @@ fn a_parametric_map_is_fused_over_its_source_series_in_ohif() {
     assert_eq!(
         seen["map_modality"], "PMAP",
         "OHIF read the map as a Parametric Map"
+    );
+    let exceptions: Vec<&Value> = seen["console"]
+        .as_array()
+        .expect("console")
+        .iter()
+        .filter(|line| line.as_str().is_some_and(|l| l.starts_with("exception")))
+        .collect();
+    assert!(exceptions.is_empty(), "OHIF threw: {exceptions:#?}");
+    // OHIF's own notice that it shows the map's values times 100, and no error
+    let notifications = &seen["notifications"];
+    assert!(
+        notifications.to_string().contains("multiplied by 100")
+            && !notifications.to_string().contains("went wrong"),
+        "OHIF's notifications: {notifications}"
     );
     assert!(
         seen["frame"]["off_mm"].as_f64().expect("offset") < 0.5,

@@ -7,10 +7,10 @@ its source series (tests/ohif_viewer.rs).
 
 Serves OHIF's `dist/` on a free loopback port with an app-config.js of its own, and proxies
 /dicom-web/ to Orthanc from the same origin (no CORS). Chromium is driven through the
-DevTools protocol over a pipe (--remote-debugging-pipe: no websocket, no port). In the page,
-OHIF's own services (`window.services`, set by its cornerstone extension) put the map's
-display set in the viewport, the way a double click on its thumbnail does; OHIF then shows
-the source volume with the map fused over it.
+DevTools protocol over a pipe (--remote-debugging-pipe: no websocket, no port). A double
+click on the map's thumbnail in OHIF's study browser puts it in the viewport, and OHIF shows
+the source volume with the map fused over it; OHIF's own services (`window.services`, set by
+its cornerstone extension) then tell when the map is loaded and where points land.
 
 Writes DIR/fused.png, and DIR/unfused.png (the same viewport and camera with the map's actor
 hidden), and prints one JSON object: where sample points of the map's frame on the shown
@@ -291,6 +291,31 @@ class Browser:
         raise TimeoutError(f"{what}: not within {limit:.0f} s (last error: {last_error}); "
                            f"console: {self.console[-10:]}")
 
+    def double_click(self, x: float, y: float):
+        for count in (1, 2):
+            for kind in ("mousePressed", "mouseReleased"):
+                self.call("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y,
+                                                       "button": "left", "clickCount": count})
+
+    def open_series(self, description: str):
+        """Double-clicks the series' thumbnail, as a reader does to view it."""
+        x, y = self.wait_for(THUMBNAIL.replace("DESCRIPTION", json.dumps(description)),
+                             f"a thumbnail of {description!r}", 20)
+        self.double_click(x, y)
+
+    def wait_for_toasts(self, limit: float) -> list[str]:
+        """Waits until OHIF's notifications are gone (they would cover the viewport); what
+        they said."""
+        said: list[str] = []
+        until = min(time.monotonic() + limit, self.deadline)
+        while time.monotonic() < until:
+            now = self.evaluate(TOASTS)
+            said.extend(t for t in now if t not in said)
+            if not now:
+                return said
+            time.sleep(0.25)
+        raise TimeoutError(f"OHIF's notifications stayed on screen: {said}")
+
     def screenshot(self, path: Path):
         data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
         path.write_bytes(base64.b64decode(data))
@@ -334,10 +359,21 @@ def in_viewport(body: str) -> str:
             f" {body} }})()")
 
 
-SHOW = in_viewport("""
-  s.viewportGridService.setDisplaySetsForViewport({viewportId,
-    displaySetInstanceUIDs: [DISPLAY_SET]});
-  return viewportId;""")
+# the first series drawn in its stack viewport: switching the viewport before that races
+# OHIF's own image loading (a "viewport has been destroyed" exception and an error toast)
+STACK_DRAWN = in_viewport("""
+  return !!(viewport && viewport.getCurrentImageId && viewport.getCurrentImageId()
+            && viewport.getImageData && viewport.getImageData());""")
+
+# the centre of a series' thumbnail in OHIF's study browser
+THUMBNAIL = """(() => {
+  const item = [...document.querySelectorAll('[data-cy^="study-browser-thumbnail"]')]
+    .find(t => t.textContent.includes(DESCRIPTION));
+  if (!item) return null;
+  item.scrollIntoView({block: 'center'});
+  const r = item.getBoundingClientRect();
+  return [r.left + r.width / 2, r.top + r.height / 2];
+})()"""
 
 # the map's volume loaded, and both volumes on the viewport's actors
 FUSED = in_viewport("""
@@ -355,6 +391,9 @@ SKIP_TOUR = """(() => {
   if (skip) skip.click();
   return !document.querySelector('.shepherd-element');
 })()"""
+
+# OHIF's notifications (toasts) on screen now
+TOASTS = "[...document.querySelectorAll('[data-sonner-toast]')].map(t => t.textContent)"
 
 FRAMES = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))"
 
@@ -418,10 +457,13 @@ def main() -> None:
         pmap = next(d for d in sets if d["series"] == map_series)
         report["map_modality"] = pmap["modality"]
         browser.wait_for(SKIP_TOUR, "the onboarding tour skipped", 10)
+        browser.wait_for(STACK_DRAWN, "the first series drawn", 30)
+        time.sleep(0.5)
         uid = json.dumps(pmap["uid"])
-        browser.evaluate(SHOW.replace("DISPLAY_SET", uid))
+        browser.open_series(pmap["description"])
         report["actors"] = browser.wait_for(FUSED.replace("DISPLAY_SET", uid),
                                             "the map fused over its source volume", 60)
+        report["notifications"] = browser.wait_for_toasts(20)
 
         # a slice with both much map and much zero on it, brought into view
         camera = browser.evaluate(CAMERA)
@@ -468,13 +510,14 @@ def main() -> None:
         unfused = args.out / "unfused.png"
         browser.screenshot(unfused)
         report["screenshots"] = {"fused": str(fused), "unfused": str(unfused)}
+        report["notifications"] += browser.evaluate(TOASTS)
         report["text"] = browser.evaluate("document.body.innerText")
 
         if args.sr_series:
             sr = next((d for d in sets if d["series"] == args.sr_series), None)
             report["sr_display_set"] = sr
             if sr is not None:
-                browser.evaluate(SHOW.replace("DISPLAY_SET", json.dumps(sr["uid"])))
+                browser.open_series(sr["description"])
                 time.sleep(3.0)
                 for _ in range(3):
                     browser.evaluate(FRAMES)
