@@ -48,11 +48,12 @@ fn onnxruntime() -> PathBuf {
 fn site_config(dir: &Path, top_k: usize) -> PathBuf {
     let manifest = common::root().join("onnx/manifests/vgg16-kaggle.toml");
     let explain = format!("methods = [\"gradcam\"]\nslices = \"top-k\"\ntop_k = {top_k}");
-    write_site_config(dir, &manifest, &explain)
+    write_site_config(dir, &manifest, &explain, r#"["sc"]"#)
 }
 
-/// Writes `dir/site.toml`: the model of `manifest`, `[explain]` as given, every MR series.
-fn write_site_config(dir: &Path, manifest: &Path, explain: &str) -> PathBuf {
+/// Writes `dir/site.toml`: the model of `manifest`, `[explain]` and `[output] formats` as
+/// given, every MR series.
+fn write_site_config(dir: &Path, manifest: &Path, explain: &str, formats: &str) -> PathBuf {
     let text = format!(
         r#"
 [runtime]
@@ -65,6 +66,7 @@ manifest = "{manifest}"
 
 [output]
 dir = "{unused}"
+formats = {formats}
 
 [quality]
 faithfulness_steps = 0
@@ -161,8 +163,9 @@ fn series_of(orthanc: &Orthanc, study: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// One of our output series: overlays, summaries and maps (OT) or the Structured Report (SR).
 fn is_overlay(series: &Value) -> bool {
-    series["MainDicomTags"]["Modality"] == "OT"
+    ["OT", "SR"].contains(&series["MainDicomTags"]["Modality"].as_str().unwrap_or(""))
         && series["MainDicomTags"]["SeriesDescription"]
             .as_str()
             .is_some_and(|d| d.contains(MARKER))
@@ -707,7 +710,7 @@ fn a_broken_configuration_leaves_orthanc_running() {
     }
 }
 
-/// The SOPInstanceUIDs of our overlays in a study, as Orthanc holds them.
+/// The SOPInstanceUIDs of our outputs in a study, as Orthanc holds them.
 fn overlay_sop_uids(orthanc: &Orthanc, study: &str) -> BTreeSet<String> {
     overlays(orthanc, study)
         .into_values()
@@ -721,7 +724,7 @@ fn overlay_sop_uids(orthanc: &Orthanc, study: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn a_new_model_or_changed_parameters_replace_the_overlays_in_orthanc() {
+fn a_new_model_or_changed_parameters_replace_the_outputs_in_orthanc() {
     let _turn = take_turn();
     let work = tempfile::tempdir().expect("temporary folder");
     let model = work.path().join("model");
@@ -732,7 +735,7 @@ fn a_new_model_or_changed_parameters_replace_the_overlays_in_orthanc() {
             "methods = [\"occlusion\"]\nslices = \"top-k\"\ntop_k = 1\n\n\
              [methods.occlusion]\npatch = {patch}\nstride = {patch}\nbaseline = \"mean\""
         );
-        write_site_config(work.path(), &manifest, &explain)
+        write_site_config(work.path(), &manifest, &explain, r#"["sc", "pmap", "sr"]"#)
     };
     let out = work.path().join("out");
     let storage = work.path().join("storage");
@@ -768,9 +771,17 @@ fn a_new_model_or_changed_parameters_replace_the_overlays_in_orthanc() {
     let orthanc = start(&site);
     let (study, _) = upload(&orthanc, &[common::asset("pydicom/MR_small.dcm")]);
     finished(&orthanc, &study, 1);
-    let first = common::explanation_output_uids(&report_of(&orthanc, &study));
-    assert!(!first.is_empty());
-    assert_eq!(overlay_sop_uids(&orthanc, &study), first);
+    let report = report_of(&orthanc, &study);
+    let first = common::output_uids(&report);
+    // an overlay, a Parametric Map and the Structured Report, all stored in Orthanc
+    assert_eq!(first.len(), 3, "{report}");
+    assert!(report["structured_report"].is_object(), "{report}");
+    assert_eq!(
+        overlay_sop_uids(&orthanc, &study),
+        first,
+        "{report}\n{:?}",
+        series_of(&orthanc, &study)
+    );
     let (status, _, log) = orthanc.stop(Duration::from_secs(60));
     assert!(status.success(), "{}", tail(&log, 40));
 
@@ -791,7 +802,7 @@ fn a_new_model_or_changed_parameters_replace_the_overlays_in_orthanc() {
         assert!(answer.status < 300, "process: {}", answer.status);
         finished(&orthanc, &study, 1);
         let report = report_of(&orthanc, &study);
-        let current = common::explanation_output_uids(&report);
+        let current = common::output_uids(&report);
         assert!(current.is_disjoint(&previous), "{change}: new UIDs");
         assert_eq!(
             common::superseded_uids(&report),
@@ -801,7 +812,7 @@ fn a_new_model_or_changed_parameters_replace_the_overlays_in_orthanc() {
         assert_eq!(
             overlay_sop_uids(&orthanc, &study),
             current,
-            "{change}: Orthanc holds only the current overlays"
+            "{change}: Orthanc holds only the current outputs"
         );
         assert_eq!(
             common::overlay_file_uids(&out),

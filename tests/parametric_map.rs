@@ -1,9 +1,11 @@
-//! Parametric Maps (`[output] formats = ["sc", "pmap"]`) end to end with the trained
-//! DenseNet169: every slice of a generated axial series (instances stored shuffled) explained
-//! by Grad-CAM and saliency; each map passes dciodvfy and is read back by pydicom and highdicom
-//! (`tests/support/check_parametric_map.py`), its frames on their source slices' positions
-//! (1e-3 mm) in the series' spatial order, its values equal to what `dicom-xai explain`
-//! writes for the same slice; report.json names it; a rerun replaces rather than adds.
+//! Parametric Maps and the Structured Report (`[output] formats = ["sc", "pmap", "sr"]`) end
+//! to end with the trained DenseNet169: every slice of a generated axial series (instances
+//! stored shuffled) explained by Grad-CAM and saliency; each map passes dciodvfy and is read
+//! back by pydicom and highdicom (`tests/support/check_parametric_map.py`), its frames on
+//! their source slices' positions (1e-3 mm) in the series' spatial order, its values equal to
+//! what `dicom-xai explain` writes for the same slice; the study's Structured Report passes
+//! dciodvfy and highdicom reads back report.json's findings, values, flags and references
+//! (`tests/support/check_structured_report.py`); a rerun replaces rather than adds.
 
 mod common;
 
@@ -94,11 +96,12 @@ fn run(config: &Path, out: &Path, study: &Path) {
 fn maps_are_valid_on_their_slices_and_equal_explains_maps() {
     let work = tempfile::tempdir().expect("temporary folder");
     let study = common::generate_study_seeded("ordering", 7);
-    let config = write_config(work.path(), r#"["sc", "pmap"]"#);
+    let config = write_config(work.path(), r#"["sc", "pmap", "sr"]"#);
     let out = work.path().join("out");
     run(&config, &out, &study.root);
     let report = report_of(&out);
     assert_eq!(report["status"], "ok", "{report}");
+    let structured_report = check_structured_report(&out, &report);
     let maps = maps_of(&report);
     let methods: BTreeSet<&str> = maps.iter().filter_map(|m| m["method"].as_str()).collect();
     assert_eq!(methods, METHODS.into_iter().collect(), "{report}");
@@ -147,18 +150,28 @@ fn maps_are_valid_on_their_slices_and_equal_explains_maps() {
         println!("{}: {measured}", map["method"]);
     }
 
-    // a rerun writes the same maps again, and nothing beside them
+    // a rerun writes the same maps and report again, and nothing beside them
     let before = common::overlay_file_uids(&study_dir);
+    assert!(before.contains(&structured_report), "{before:?}");
     run(&config, &out, &study.root);
     assert_eq!(common::overlay_file_uids(&study_dir), before);
-    assert_eq!(maps_of(&report_of(&out)).len(), METHODS.len());
+    let rerun = report_of(&out);
+    assert_eq!(maps_of(&rerun).len(), METHODS.len());
+    assert_eq!(
+        rerun["structured_report"]["output_sop_instance_uid"],
+        structured_report.as_str()
+    );
 
-    // without pmap the maps of the earlier run are superseded and removed
+    // without pmap and sr the maps and the report of the earlier run are superseded and
+    // removed
     let sc_only = write_config(work.path(), r#"["sc"]"#);
     run(&sc_only, &out, &study.root);
     let report = report_of(&out);
     assert!(maps_of(&report).is_empty(), "{report}");
+    assert!(report.get("structured_report").is_none(), "{report}");
     let removed = common::superseded_uids(&report);
+    assert!(removed.contains(&structured_report), "{report}");
+    assert!(!common::overlay_file_uids(&study_dir).contains(&structured_report));
     for map in &maps {
         let uid = map["output_sop_instance_uid"].as_str().expect("UID");
         assert!(removed.contains(uid), "{uid} superseded: {report}");
@@ -166,12 +179,86 @@ fn maps_are_valid_on_their_slices_and_equal_explains_maps() {
     }
 }
 
+/// The study's Structured Report against report.json: valid, and highdicom reads back the
+/// series call, the deciding slice's probabilities, and each explanation's figures, flags,
+/// source slice and outputs (overlay and map). Its SOPInstanceUID.
+fn check_structured_report(out: &Path, report: &Value) -> String {
+    let entry = &report["structured_report"];
+    let study_dir = out.join(report["study_instance_uid"].as_str().expect("study UID"));
+    let file = study_dir.join(entry["output_file"].as_str().expect("the report's file"));
+    common::assert_no_dciodvfy_errors(&file);
+    let checked = common::run_support_script("check_structured_report.py", &[file.as_os_str()]);
+    let read: Value = serde_json::from_slice(&checked.stdout).expect("the check's JSON");
+    let sop = entry["output_sop_instance_uid"].as_str().expect("SOP UID");
+    assert_eq!(read["sop_instance_uid"], sop);
+    let close = |read: &Value, written: &Value| {
+        let (a, b) = (
+            read.as_f64().expect("read"),
+            written.as_f64().expect("written"),
+        );
+        assert!((a - b).abs() < 1e-6, "{a} read, {b} in report.json");
+    };
+    let mut groups = read["groups"].as_array().expect("groups").iter();
+    let model = &report["series"][0]["models"][0];
+    let series_group = groups.next().expect("the series group");
+    let prediction = &model["series_prediction"];
+    assert_eq!(series_group["finding"], prediction["label"], "{read}");
+    let deciding = model["slices"]
+        .as_array()
+        .expect("slices")
+        .iter()
+        .find(|s| s["sop_instance_uid"] == prediction["decided_by"]["sop_instance_uid"])
+        .expect("the deciding slice");
+    let probabilities = deciding["probabilities"]
+        .as_object()
+        .expect("probabilities");
+    let measured = series_group["measurements"].as_array().expect("values");
+    assert_eq!(measured.len(), probabilities.len());
+    for (value, (label, p)) in measured.iter().zip(probabilities) {
+        assert_eq!(value["name"], format!("Probability of {label}"));
+        close(&value["value"], p);
+    }
+    let maps = maps_of(report);
+    let explanations = model["explanations"].as_array().expect("explanations");
+    for explanation in explanations {
+        let group = groups.next().expect("a group per explanation");
+        assert_eq!(group["finding"], explanation["class"]);
+        let quality = &explanation["quality"];
+        close(
+            &group["measurements"][0]["value"],
+            &quality["in_brain_fraction"],
+        );
+        assert_eq!(
+            group["qualitative"].as_array().map(Vec::len),
+            quality["flags"].as_array().map(Vec::len),
+            "{group}"
+        );
+        assert_eq!(group["source_images"][0], explanation["sop_instance_uid"]);
+        let map = maps
+            .iter()
+            .find(|m| m["method"] == explanation["method"])
+            .expect("the method's map");
+        let outputs = [
+            &explanation["output_sop_instance_uid"],
+            &map["output_sop_instance_uid"],
+        ];
+        assert_eq!(
+            group["outputs"].as_array().expect("outputs"),
+            &outputs.map(Value::clone)
+        );
+    }
+    assert!(
+        groups.next().is_none(),
+        "no group beyond report.json's: {read}"
+    );
+    sop.to_string()
+}
+
 #[test]
 fn formats_are_checked() {
     let work = tempfile::tempdir().expect("temporary folder");
     for (formats, words) in [
         (r#"["pmap"]"#, "must include \"sc\""),
-        (r#"["sc", "sr"]"#, "not built yet"),
         (r#"["sc", "png"]"#, "unknown format"),
         (r#"["sc", "sc"]"#, "listed twice"),
     ] {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use dicom_xai::config::Settings;
 use dicom_xai::dicom::scan::Study;
 use dicom_xai::output::{ReportError, StudyReport};
-use dicom_xai::pipeline::{Engine, Overrides};
+use dicom_xai::pipeline::{Engine, FindingsWriter, Overrides};
 
 use crate::error::{
     AbandonedSnafu, EngineEndedSnafu, JobError, NoEngineSnafu, PipelinePanickedSnafu,
@@ -30,7 +30,16 @@ struct Request {
     study: Study,
     out: PathBuf,
     errors: Vec<ReportError>,
-    reply: Sender<Result<StudyReport, JobError>>,
+    reply: Sender<Result<PipelineOutput, JobError>>,
+}
+
+/// A study's report as the pipeline made it (before any merge with an earlier report), and
+/// what writes the study's Structured Report once the worker has merged it.
+pub struct PipelineOutput {
+    /// The report of the series processed.
+    pub report: StudyReport,
+    /// Present when `[output] formats` lists `sr`.
+    pub findings: Option<FindingsWriter>,
 }
 
 /// The worker's side: hands studies to the engine thread.
@@ -80,8 +89,9 @@ fn serve(settings: Settings, overrides: Overrides, jobs: &Jobs, requests: Receiv
             errors,
             reply,
         } = request;
-        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            engine.study_report(&study, &out, errors)
+        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| PipelineOutput {
+            report: engine.study_report(&study, &out, errors),
+            findings: engine.findings_writer().cloned(),
         }))
         .map_err(|panic| {
             PipelinePanickedSnafu {
@@ -121,7 +131,7 @@ impl Client {
         errors: Vec<ReportError>,
         jobs: &Jobs,
         grace: Duration,
-    ) -> Result<StudyReport, JobError> {
+    ) -> Result<PipelineOutput, JobError> {
         let uid = study.uid.clone();
         let (reply, answer) = mpsc::channel();
         self.requests

@@ -150,12 +150,15 @@ impl Worker {
             });
         let downloaded: usize = study_data.series.iter().map(|s| s.instances.len()).sum();
         self.check_stop(study)?;
-        let mut report =
-            self.engine
-                .process(study_data, self.out.clone(), errors, &self.jobs, self.grace)?;
+        let engine::PipelineOutput {
+            mut report,
+            findings,
+        } = self
+            .engine
+            .process(study_data, self.out.clone(), errors, &self.jobs, self.grace)?;
         drop(incoming);
 
-        let (stored, store_errors) = self.store_overlays(study, &uid, &report);
+        let (stored, store_errors) = self.store_overlays(study, &uid, report.outputs());
         report.errors.extend(store_errors);
         let redone: BTreeSet<String> = changed.iter().map(|s| s.uid.clone()).collect();
         // what an earlier run wrote for the redone series and this one did not make again
@@ -166,13 +169,27 @@ impl Worker {
             redone: &redone,
             keep_other_series: rerun,
         };
+        // the study's Structured Report is made from the merged report, then stored
+        let mut stored_report = 0;
+        let finish = |report: &mut StudyReport| {
+            let Some(writer) = &findings else {
+                return Vec::new();
+            };
+            let mut errors = writer.write(report, &self.out);
+            let written = report.structured_report_output();
+            let (count, store_errors) = self.store_overlays(study, &uid, written);
+            stored_report = count;
+            errors.extend(store_errors);
+            errors
+        };
         let (report, report_path) =
-            output::replace_and_write(&self.out, report, replacing, |superseded| {
+            output::replace_and_write(&self.out, report, replacing, finish, |superseded| {
                 let (count, errors) = remove_superseded_overlays(study, superseded);
                 removed = count;
                 errors
             })
             .context(WriteReportSnafu)?;
+        let stored = stored + stored_report;
         self.jobs.mark_processed(
             study,
             changed
@@ -274,13 +291,13 @@ impl Worker {
         Ok((found, errors))
     }
 
-    /// Stores every overlay and summary of `report` in Orthanc; how many are there now,
-    /// and an error per overlay Orthanc refused.
-    fn store_overlays(
+    /// Stores `outputs` (paths relative to the study folder, SOP Instance UIDs) in Orthanc;
+    /// how many are there now, and an error per output Orthanc refused.
+    fn store_overlays<'a>(
         &self,
         study: &str,
         uid: &str,
-        report: &StudyReport,
+        outputs: impl Iterator<Item = (&'a Path, &'a str)>,
     ) -> (usize, Vec<ReportError>) {
         let study_dir = match output::study_dir(&self.out, uid) {
             Ok(dir) => dir,
@@ -297,7 +314,7 @@ impl Worker {
         };
         let mut stored = 0;
         let mut errors = Vec::new();
-        for (file, sop) in report.outputs() {
+        for (file, sop) in outputs {
             let path = study_dir.join(file);
             let result = std::fs::read(&path)
                 .context(ReadOverlaySnafu)

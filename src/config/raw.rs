@@ -130,7 +130,7 @@ pub struct RawOutput {
     pub series_number_base: Option<i64>,
     /// Whether a summary image is written for slices explained by several methods.
     pub summary: Option<bool>,
-    /// What is written: `"sc"`, `"pmap"` (`"sr"` is planned).
+    /// What is written: `"sc"`, `"pmap"`, `"sr"`.
     pub formats: Option<Vec<String>>,
 }
 

@@ -628,5 +628,10 @@ mod tests {
         assert!(!is_own_overlay(
             &series("MR", "NOT FOR DIAGNOSTIC USE", None).header
         ));
+        let findings = series("SR", "XAI findings - NOT FOR DIAGNOSTIC USE", None);
+        assert!(is_own_overlay(&findings.header));
+        assert!(!is_own_overlay(
+            &series("SR", "radiology report", None).header
+        ));
     }
 }

@@ -203,18 +203,24 @@ pub enum OutputFormat {
     /// `pmap`: one float Parametric Map per source series, model and method, for viewers
     /// that fuse maps over the series.
     Pmap,
+    /// `sr`: one TID 1500 Structured Report per study, the findings as coded values.
+    Sr,
 }
 
 impl OutputFormat {
     /// Every format, by the name configurations use.
-    pub const NAMES: [(&'static str, OutputFormat); 2] =
-        [("sc", OutputFormat::Sc), ("pmap", OutputFormat::Pmap)];
+    pub const NAMES: [(&'static str, OutputFormat); 3] = [
+        ("sc", OutputFormat::Sc),
+        ("pmap", OutputFormat::Pmap),
+        ("sr", OutputFormat::Sr),
+    ];
 
     /// The name configurations use.
     pub fn name(self) -> &'static str {
         match self {
             OutputFormat::Sc => "sc",
             OutputFormat::Pmap => "pmap",
+            OutputFormat::Sr => "sr",
         }
     }
 }

@@ -21,17 +21,18 @@ use super::uid;
 /// The banner every overlay carries, in SeriesDescription and burned into the pixels.
 pub const NOT_FOR_DIAGNOSTIC_USE: &str = "NOT FOR DIAGNOSTIC USE";
 
-/// Whether a series is one of our own overlays (Modality OT, SeriesDescription containing
-/// "NOT FOR DIAGNOSTIC USE", in any case): such series never match a rule.
+/// Whether a series is one of our own outputs (Modality OT for overlays, summaries and maps,
+/// SR for the Structured Report; SeriesDescription containing "NOT FOR DIAGNOSTIC USE", in
+/// any case): such series never match a rule, and their arrival makes no work.
 pub fn is_own_overlay(header: &SeriesHeader) -> bool {
-    header
-        .modality
+    header.modality.as_deref().is_some_and(|m| {
+        ["OT", "SR"]
+            .iter()
+            .any(|o| m.trim().eq_ignore_ascii_case(o))
+    }) && header
+        .description
         .as_deref()
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("OT"))
-        && header
-            .description
-            .as_deref()
-            .is_some_and(|d| d.to_uppercase().contains(NOT_FOR_DIAGNOSTIC_USE))
+        .is_some_and(|d| d.to_uppercase().contains(NOT_FOR_DIAGNOSTIC_USE))
 }
 
 /// The label of overlays made by a model with untrained (demo) weights.
@@ -200,23 +201,26 @@ impl Timestamp {
     }
 }
 
-/// The SeriesDescription of an overlay series: names method and model, says UNTRAINED when
-/// the weights are, and always ends with NOT FOR DIAGNOSTIC USE (within the 64 characters of
-/// an LO, shortening the model name if it must).
-pub fn series_description(derivation: &Derivation) -> String {
+/// The SeriesDescription of a derived series: `kind` (`XAI` for overlays, `XAI map` for
+/// Parametric Maps), method and model, UNTRAINED when the weights are, and always ending with
+/// NOT FOR DIAGNOSTIC USE (within the 64 characters of an LO, shortening the model name if it
+/// must).
+pub fn series_description(derivation: &Derivation, kind: &str) -> String {
     let untrained = if derivation.trained {
         String::new()
     } else {
         format!(" {UNTRAINED}")
     };
+    // the model name is what gives way: the label must survive, or the series would not be
+    // recognised as ours
     let fixed = format!(
-        "XAI {} {untrained} - {NOT_FOR_DIAGNOSTIC_USE}",
+        "{kind} {} {untrained} - {NOT_FOR_DIAGNOSTIC_USE}",
         derivation.method
     );
     let room = MAX_LO.saturating_sub(fixed.len());
     let model: String = derivation.model_name.chars().take(room).collect();
     format!(
-        "XAI {} {model}{untrained} - {NOT_FOR_DIAGNOSTIC_USE}",
+        "{kind} {} {model}{untrained} - {NOT_FOR_DIAGNOSTIC_USE}",
         derivation.method
     )
     .chars()
@@ -451,11 +455,18 @@ mod tests {
 
     #[test]
     fn series_description_always_fits_and_warns() {
-        for (model, trained) in [("densenet169", true), (&"x".repeat(200)[..], false)] {
-            let text = series_description(&derivation(model, trained));
-            assert!(text.len() <= MAX_LO, "{text}");
-            assert!(text.ends_with(NOT_FOR_DIAGNOSTIC_USE), "{text}");
-            assert_eq!(text.contains(UNTRAINED), !trained, "{text}");
+        for (model, trained) in [
+            ("densenet169", true),
+            ("toy-known-answer", false),
+            (&"x".repeat(200)[..], false),
+        ] {
+            for kind in ["XAI", "XAI map"] {
+                let text = series_description(&derivation(model, trained), kind);
+                assert!(text.len() <= MAX_LO, "{text}");
+                assert!(text.starts_with(kind), "{text}");
+                assert!(text.ends_with(NOT_FOR_DIAGNOSTIC_USE), "{text}");
+                assert_eq!(text.contains(UNTRAINED), !trained, "{text}");
+            }
         }
     }
 

@@ -200,7 +200,7 @@ pub fn build(
         VR::IS,
         text(&series_number.to_string()),
     );
-    let description = series_description(derivation).replacen("XAI ", "XAI map ", 1);
+    let description = series_description(derivation, "XAI map");
     put(
         tags::SERIES_DESCRIPTION,
         VR::LO,

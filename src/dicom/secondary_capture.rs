@@ -168,7 +168,7 @@ pub fn build(
     put(
         tags::SERIES_DESCRIPTION,
         VR::LO,
-        series_description(derivation).into(),
+        series_description(derivation, "XAI").into(),
     );
     // a brain is an unpaired part: stating it spares viewers (and dciodvfy) a Laterality
     let body_part =

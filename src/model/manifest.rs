@@ -3,6 +3,7 @@
 //! so a typo cannot silently change preprocessing) and validated; errors name the manifest
 //! file and the key.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -113,6 +114,9 @@ pub struct Manifest {
     pub labels: Vec<String>,
     /// False for untrained (demo) weights: overlays and reports say UNTRAINED.
     pub trained: bool,
+    /// Standard codes of labels (`[model] label_codes`), for the Structured Report; a label
+    /// without one is coded in this software's private scheme.
+    pub label_codes: BTreeMap<String, LabelCode>,
     /// Input.
     pub input: InputSpec,
     /// Output.
@@ -141,6 +145,21 @@ struct RawModel {
     /// Absent means untrained: a manifest must say so to be shown as trained.
     #[serde(default)]
     trained: bool,
+    /// `label = ["SCHEME", "value", "meaning"]`.
+    #[serde(default)]
+    label_codes: BTreeMap<String, [String; 3]>,
+}
+
+/// A coded concept for a label: `[model] label_codes = { glioma = ["SCT", "<code>",
+/// "<meaning>"] }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelCode {
+    /// CodingSchemeDesignator (`SCT` for SNOMED CT), at most 16 characters.
+    pub scheme: String,
+    /// CodeValue, at most 16 characters.
+    pub value: String,
+    /// CodeMeaning, at most 64 characters.
+    pub meaning: String,
 }
 
 /// `version = "3"` and `version = 3` are both common.
@@ -286,6 +305,38 @@ impl Manifest {
                 "required when explain.feature_tensor is set".into(),
             ));
         }
+        let mut label_codes = BTreeMap::new();
+        for (label, [scheme, value, meaning]) in model.label_codes {
+            let key = format!("model.label_codes.{label}");
+            if !model.labels.contains(&label) {
+                return Err(error(
+                    &key,
+                    format!("{label:?} is not one of model.labels {:?}", model.labels),
+                ));
+            }
+            for (part, text, most) in [("scheme", &scheme, 16), ("value", &value, 16)] {
+                if text.trim().is_empty() || text.len() > most || text.contains('\\') {
+                    return Err(error(
+                        &key,
+                        format!("code {part} {text:?}: 1 to {most} characters, no backslash"),
+                    ));
+                }
+            }
+            if meaning.trim().is_empty() || meaning.chars().count() > 64 {
+                return Err(error(
+                    &key,
+                    format!("code meaning {meaning:?}: 1 to 64 characters"),
+                ));
+            }
+            label_codes.insert(
+                label,
+                LabelCode {
+                    scheme,
+                    value,
+                    meaning,
+                },
+            );
+        }
         Ok(Manifest {
             path: path.to_path_buf(),
             name,
@@ -294,6 +345,7 @@ impl Manifest {
             sha256,
             labels: model.labels,
             trained: model.trained,
+            label_codes,
             input: InputSpec {
                 name: input.name,
                 layout: input.layout,
@@ -378,6 +430,47 @@ std = [0.229, 0.224, 0.225]"#;
         );
         let said = parse(&manifest_text("trained = true", GOOD_INPUT)).expect("valid");
         assert!(said.trained);
+    }
+
+    #[test]
+    fn label_codes_are_read_and_checked() {
+        let codes = r#"label_codes = { glioma = ["SCT", "123456", "Glioma"] }"#;
+        let m = parse(&manifest_text(codes, GOOD_INPUT)).expect("valid");
+        assert_eq!(
+            m.label_codes.get("glioma"),
+            Some(&LabelCode {
+                scheme: "SCT".into(),
+                value: "123456".into(),
+                meaning: "Glioma".into()
+            })
+        );
+        assert!(!m.label_codes.contains_key("pituitary"));
+        for (bad, why) in [
+            (
+                r#"label_codes = { astrocytoma = ["SCT", "1", "A"] }"#,
+                "not one of",
+            ),
+            (r#"label_codes = { glioma = ["", "1", "A"] }"#, "scheme"),
+            (
+                r#"label_codes = { glioma = ["SCT", "12345678901234567", "A"] }"#,
+                "value",
+            ),
+            (r#"label_codes = { glioma = ["SCT", "1", ""] }"#, "meaning"),
+        ] {
+            let error = parse(&manifest_text(bad, GOOD_INPUT)).expect_err(bad);
+            assert_eq!(
+                error.key,
+                "model.label_codes.glioma".replace(
+                    "glioma",
+                    if why == "not one of" {
+                        "astrocytoma"
+                    } else {
+                        "glioma"
+                    },
+                )
+            );
+            assert!(error.message.contains(why), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -16,5 +16,5 @@ pub mod probe;
 mod probing;
 
 pub use classifier::{Classifier, ModelError};
-pub use manifest::Manifest;
+pub use manifest::{LabelCode, Manifest};
 pub use probe::{Probe, ProbeRun};

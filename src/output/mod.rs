@@ -11,9 +11,12 @@ use crate::dicom::uid::{self, InvalidUid};
 
 pub use report::{
     ExplanationReport, MapFrameReport, ModelReport, ParametricMapReport, Quality, ReportError,
-    SeriesPrediction, SeriesReport, SliceReport, Status, StudyReport, SummaryReport,
-    SupersededOutput,
+    SeriesPrediction, SeriesReport, SliceAt, SliceReport, Status, StructuredReportOutput,
+    StudyReport, SummaryReport, SupersededOutput,
 };
+
+/// The method name of the study's Structured Report in `superseded` entries.
+pub const STRUCTURED_REPORT: &str = "structured-report";
 
 /// Every output path is built here, and only from valid DICOM UIDs (PS3.5 9.1, see
 /// [`uid::check`]): `base/<uid>/<uid>...`, the last with `extension` when given. UIDs come
@@ -129,39 +132,63 @@ pub enum WriteReportError {
     },
 }
 
-/// Writes `report` as `<out>/<StudyInstanceUID>/report.json` over what an earlier run left:
-/// the earlier outputs of the redone series that this run did not make again are removed
-/// from the folder, and by `remove_elsewhere` from wherever else they were stored (the
-/// plugin's Orthanc), and listed in `report.superseded`; failures to remove join the
-/// errors; with `keep_other_series` the earlier report's other series are kept
-/// ([`StudyReport::keep_previous`]); the status is settled once over all of it. An earlier
-/// report that cannot be read is replaced (with a warning). The report as written and its
-/// path.
+/// Writes `report` as `<out>/<StudyInstanceUID>/report.json` over what an earlier run left.
+/// With `keep_other_series` the earlier report's other series are kept
+/// ([`StudyReport::keep_previous`]); then `finish` adds what is made from the whole report
+/// (the study's Structured Report), its failures joining the errors. The earlier outputs
+/// this run did not make again (of the redone series, and a Structured Report whose content
+/// changed) are removed from the folder, and by `remove_elsewhere` from wherever else they
+/// were stored (the plugin's Orthanc), and listed in `report.superseded`; failures to remove
+/// join the errors; the status is settled once over all of it. An earlier report that
+/// cannot be read is replaced (with a warning). The report as written and its path.
 pub fn replace_and_write(
     out: &Path,
     mut report: StudyReport,
     replacing: Replacing<'_>,
+    finish: impl FnOnce(&mut StudyReport) -> Vec<ReportError>,
     remove_elsewhere: impl FnOnce(&[SupersededOutput]) -> Vec<ReportError>,
 ) -> Result<(StudyReport, PathBuf), WriteReportError> {
     let study_dir = study_dir(out, &report.study_instance_uid).context(StudyUidSnafu)?;
     let path = study_dir.join("report.json");
-    if let Some(previous) = read_previous(&path) {
-        let superseded = superseded_outputs(&previous, &report, replacing.redone);
+    let previous = read_previous(&path);
+    let mut superseded = previous
+        .as_ref()
+        .map(|previous| superseded_outputs(previous, &report, replacing.redone))
+        .unwrap_or_default();
+    let previous_report = previous
+        .as_ref()
+        .and_then(|previous| previous.structured_report.clone());
+    if let Some(previous) = previous.filter(|_| replacing.keep_other_series) {
+        report.keep_previous(previous, replacing.redone);
+    }
+    let failed = finish(&mut report);
+    report.errors.extend(failed);
+    if let Some(old) = previous_report {
+        let made_again = report
+            .structured_report
+            .as_ref()
+            .is_some_and(|new| new.output_sop_instance_uid == old.output_sop_instance_uid);
+        if !made_again {
+            superseded.push(SupersededOutput {
+                series_instance_uid: report.study_instance_uid.clone(),
+                method: STRUCTURED_REPORT.to_string(),
+                output_sop_instance_uid: old.output_sop_instance_uid,
+                output_series_instance_uid: old.output_series_instance_uid,
+            });
+        }
+    }
+    if !superseded.is_empty() {
         report
             .errors
             .extend(remove_superseded(&study_dir, &superseded));
         report.errors.extend(remove_elsewhere(&superseded));
-        if !superseded.is_empty() {
-            tracing::info!(
-                removed = superseded.len(),
-                "outputs of an earlier run replaced (other model, parameters, software or slices)"
-            );
-        }
-        report.superseded = superseded;
-        if replacing.keep_other_series {
-            report.keep_previous(previous, replacing.redone);
-        }
+        tracing::info!(
+            removed = superseded.len(),
+            "outputs of an earlier run replaced (other model, parameters, software, slices \
+             or findings)"
+        );
     }
+    report.superseded = superseded;
     report.settle_status();
     let bytes = serde_json::to_vec_pretty(&report).map_err(|e| WriteReportError::WriteReport {
         path: path.clone(),

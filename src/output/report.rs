@@ -69,17 +69,34 @@ pub struct StudyReport {
     /// [`crate::output::superseded_outputs`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<SupersededOutput>,
+    /// The study's Structured Report (`[output] formats` with `sr`), made from this report
+    /// after a rerun's merge, so it holds every series the report holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured_report: Option<StructuredReportOutput>,
+}
+
+/// The study's Structured Report as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StructuredReportOutput {
+    /// Its SOPInstanceUID.
+    pub output_sop_instance_uid: String,
+    /// Its SeriesInstanceUID.
+    pub output_series_instance_uid: String,
+    /// Its path relative to the study folder.
+    pub output_file: PathBuf,
 }
 
 /// An output an earlier run wrote that this run replaced: its source series was redone and
 /// its UID was not made again (other model bytes, method parameters or software version, or
 /// another slice explained), so it was removed from the output folder (and, by the Orthanc
-/// plugin, from Orthanc).
+/// plugin, from Orthanc). The study's Structured Report is replaced whenever its content
+/// changes: its entry names the study and the method `structured-report`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SupersededOutput {
-    /// SeriesInstanceUID of the source series.
+    /// SeriesInstanceUID of the source series (StudyInstanceUID for the Structured Report).
     pub series_instance_uid: String,
-    /// The method (`summary` for a summary image).
+    /// The method (`summary` for a summary image, `structured-report` for the study's
+    /// Structured Report).
     pub method: String,
     /// SOPInstanceUID of the output removed.
     pub output_sop_instance_uid: String,
@@ -105,6 +122,10 @@ pub struct SeriesReport {
     pub rule: String,
     /// Slices in the series (frames of all instances).
     pub slice_count: usize,
+    /// SOPClassUID of its instances (what the Structured Report's references name); empty
+    /// in reports written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sop_class_uid: String,
     /// Per model.
     pub models: Vec<ModelReport>,
 }
@@ -140,6 +161,9 @@ pub struct ModelReport {
     pub version: String,
     /// False for untrained (demo) weights.
     pub trained: bool,
+    /// SHA-256 of the model's ONNX file (empty in reports written before it was recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sha256: String,
     /// The execution provider its forward session ran on.
     pub provider: String,
     /// The execution provider of every session used: `forward` and each derived model
@@ -173,6 +197,19 @@ pub struct SeriesPrediction {
     pub label: String,
     /// Its probability (see the pipeline's documentation of the series rule).
     pub probability: f32,
+    /// The slice the call rests on: the one with the highest probability of a tumour
+    /// class (absent in reports written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<SliceAt>,
+}
+
+/// A slice: an instance and its frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceAt {
+    /// SOPInstanceUID.
+    pub sop_instance_uid: String,
+    /// Frame index within the instance (0 for single-frame images).
+    pub frame: u32,
 }
 
 /// One slice's prediction.
@@ -368,10 +405,21 @@ impl Quality {
 }
 
 impl StudyReport {
-    /// Every output file the report names (overlays and summary images): its path
-    /// relative to the study folder and its SOPInstanceUID.
+    /// Every output file the report names (overlays, summary images, Parametric Maps and
+    /// the Structured Report): its path relative to the study folder and its SOPInstanceUID.
     pub fn outputs(&self) -> impl Iterator<Item = (&std::path::Path, &str)> {
-        self.series.iter().flat_map(SeriesReport::outputs)
+        self.series
+            .iter()
+            .flat_map(SeriesReport::outputs)
+            .chain(self.structured_report_output())
+    }
+
+    /// The study's Structured Report, when written: its path relative to the study folder
+    /// and its SOPInstanceUID.
+    pub fn structured_report_output(&self) -> impl Iterator<Item = (&std::path::Path, &str)> {
+        self.structured_report
+            .iter()
+            .map(|r| (r.output_file.as_path(), r.output_sop_instance_uid.as_str()))
     }
 
     /// Keeps what `previous` (the study's earlier report) says of the series this report

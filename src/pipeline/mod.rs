@@ -12,9 +12,11 @@
 //! the model looked at even when it says "notumor". Each slice is explained for its own
 //! predicted class.
 
+mod findings;
 mod image;
 mod series;
 
+pub use findings::FindingsWriter;
 pub use image::{ExplainRequest, explain_image, manifest_for};
 
 use std::collections::{BTreeSet, HashMap};
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use snafu::{ResultExt, Snafu};
 
-use crate::config::{ExecutionProviderKind, Settings};
+use crate::config::{ExecutionProviderKind, OutputFormat, Settings};
 use crate::dicom::scan::{self, Disposition, FileIssue, Study};
 use crate::dicom::secondary_capture::Timestamp;
 use crate::explain::MethodSet;
@@ -101,6 +103,8 @@ pub struct Engine {
     font: Font,
     /// Each rule's plan, by rule name.
     plans: HashMap<String, ResolvedPlan>,
+    /// The study's Structured Report, when `[output] formats` lists `sr`.
+    findings: Option<FindingsWriter>,
 }
 
 /// A rule's plan resolved once, when the engine is built: the loaded models it runs (indices
@@ -242,17 +246,29 @@ impl Engine {
                 .map_err(|e| configuration(format!("rule {}: {e}", rule.name)))?;
             plans.insert(rule.name.clone(), plan);
         }
+        let findings = settings
+            .output
+            .formats
+            .contains(&OutputFormat::Sr)
+            .then(|| FindingsWriter::new(&models, settings.output.series_number_base));
         Ok(Engine {
             settings,
             models,
             font,
             plans,
+            findings,
         })
     }
 
     /// The site settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// What writes the study's Structured Report, when `[output] formats` lists `sr`: given
+    /// to [`output::replace_and_write`] by a front end that merges reports itself.
+    pub fn findings_writer(&self) -> Option<&FindingsWriter> {
+        self.findings.as_ref()
     }
 
     /// The quality checks as the site configures them.
@@ -300,7 +316,12 @@ impl Engine {
             redone: &redone,
             keep_other_series,
         };
-        output::replace_and_write(out, report, replacing, |_| Vec::new()).context(ReportSnafu)
+        let finish = |report: &mut StudyReport| match &self.findings {
+            Some(writer) => writer.write(report, out),
+            None => Vec::new(),
+        };
+        output::replace_and_write(out, report, replacing, finish, |_| Vec::new())
+            .context(ReportSnafu)
     }
 
     /// Processes one study into `out/<StudyInstanceUID>/` (the overlays), returning its
@@ -323,6 +344,7 @@ impl Engine {
             skipped_series: Vec::new(),
             software: concat!("dicom-xai ", env!("CARGO_PKG_VERSION")).to_string(),
             superseded: Vec::new(),
+            structured_report: None,
         };
         let study_dir = match output::study_dir(out, &study.uid) {
             Ok(dir) => dir,

@@ -23,7 +23,7 @@ use crate::model::preprocess;
 use crate::output::report::Probabilities;
 use crate::output::{
     self, ExplanationReport, MapFrameReport, ModelReport, ParametricMapReport, Quality,
-    ReportError, SeriesPrediction, SeriesReport, SliceReport, SummaryReport,
+    ReportError, SeriesPrediction, SeriesReport, SliceAt, SliceReport, SummaryReport,
 };
 use crate::render::{self, ColourMap, Legend, RenderError, Style};
 
@@ -99,6 +99,7 @@ impl SeriesContext<'_> {
             series_instance_uid: series.uid.clone(),
             rule: self.rule.name.clone(),
             slice_count: series.slices.len(),
+            sop_class_uid: series.header.sop_class_uid.clone(),
             models: Vec::new(),
         };
         if slices.is_empty() {
@@ -153,6 +154,7 @@ impl SeriesContext<'_> {
             model: manifest.name.clone(),
             version: manifest.version.clone(),
             trained: manifest.trained,
+            sha256: model.sha256().to_string(),
             provider: model.provider().to_string(),
             providers: Default::default(),
             warnings: Vec::new(),
@@ -194,7 +196,8 @@ impl SeriesContext<'_> {
             .map(|row| crate::model::classifier::argmax(row.iter().copied()))
             .collect();
         report.slices = slice_reports(slices, labels, &probabilities, &predicted);
-        report.series_prediction = Some(self.series_prediction(&probabilities, no_tumour, labels));
+        report.series_prediction =
+            Some(self.series_prediction(slices, &probabilities, no_tumour, labels));
         let chosen = chosen_slices(&probabilities, no_tumour, self.rule.plan.slices);
         let colour_map = match ColourMap::by_name(&self.rule.plan.colour_map) {
             Ok(map) => map,
@@ -283,36 +286,35 @@ impl SeriesContext<'_> {
 
     fn series_prediction(
         &self,
+        slices: &[LoadedSlice],
         probabilities: &Array2<f32>,
         no_tumour: Option<usize>,
         labels: &[String],
     ) -> SeriesPrediction {
-        let mut best: Option<(usize, f32)> = None;
-        for row in probabilities.outer_iter() {
+        // (slice, class, probability) of the most probable tumour class on any slice
+        let mut best: Option<(usize, usize, f32)> = None;
+        for (index, row) in probabilities.outer_iter().enumerate() {
             for (class, p) in row.iter().enumerate() {
-                if Some(class) != no_tumour && best.is_none_or(|(_, q)| *p > q) {
-                    best = Some((class, *p));
+                if Some(class) != no_tumour && best.is_none_or(|(_, _, q)| *p > q) {
+                    best = Some((index, class, *p));
                 }
             }
         }
+        let decided_by = best.map(|(index, _, _)| SliceAt {
+            sop_instance_uid: slices[index].sop_instance_uid.clone(),
+            frame: slices[index].frame,
+        });
         let threshold = self.engine.settings.prediction.tumour_threshold;
-        match (best, no_tumour) {
-            (Some((class, p)), _) if p >= threshold => SeriesPrediction {
-                label: labels[class].clone(),
-                probability: p,
-            },
-            (best, Some(none)) => SeriesPrediction {
-                label: labels[none].clone(),
-                probability: 1.0 - best.map_or(0.0, |(_, p)| p),
-            },
+        let (label, probability) = match (best, no_tumour) {
+            (Some((_, class, p)), _) if p >= threshold => (class, p),
+            (best, Some(none)) => (none, 1.0 - best.map_or(0.0, |(_, _, p)| p)),
             // a model without a "notumor" label: its most probable class anywhere
-            (best, None) => {
-                let (class, p) = best.unwrap_or((0, 0.0));
-                SeriesPrediction {
-                    label: labels[class].clone(),
-                    probability: p,
-                }
-            }
+            (best, None) => best.map_or((0, 0.0), |(_, class, p)| (class, p)),
+        };
+        SeriesPrediction {
+            label: labels[label].clone(),
+            probability,
+            decided_by,
         }
     }
 

@@ -219,7 +219,8 @@ fn run_study(
     let (report, report_path) = processed.context(PipelineSnafu)?;
     let status = report.status.name().to_string();
 
-    // what this run made: a rerun's report also holds the series it kept
+    // what this run made: a rerun's report also holds the series it kept; the study's
+    // Structured Report is made again from the whole report
     let outputs: Vec<(PathBuf, String)> = report
         .series
         .iter()
@@ -230,6 +231,7 @@ fn run_study(
                 .any(|redone| redone.uid == s.series_instance_uid)
         })
         .flat_map(|s| s.outputs())
+        .chain(report.structured_report_output())
         .map(|(file, sop)| (file.to_path_buf(), sop.to_string()))
         .collect();
     let mut deliveries = Vec::new();

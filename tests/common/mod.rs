@@ -313,6 +313,17 @@ pub fn explanation_output_uids(report: &serde_json::Value) -> std::collections::
         .collect()
 }
 
+/// Every output SOPInstanceUID a report.json names: overlays, summaries, Parametric Maps
+/// and the study's Structured Report.
+pub fn output_uids(report: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    ["explanations", "summaries", "parametric_maps"]
+        .into_iter()
+        .flat_map(|key| model_entries(report, key))
+        .chain(std::iter::once(report["structured_report"].clone()))
+        .filter_map(|e| e["output_sop_instance_uid"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// The output SOPInstanceUIDs a report.json lists as superseded.
 pub fn superseded_uids(report: &serde_json::Value) -> std::collections::BTreeSet<String> {
     report["superseded"]

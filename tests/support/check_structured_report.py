@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Reads a Structured Report written by dicom-xai with highdicom as a TID 1500 Measurement
 Report and prints its groups: tracking identifier, finding, measurements (name, value, unit),
-qualitative evaluations and source images, as JSON. Fails when highdicom refuses it.
+qualitative evaluations, source images and the outputs it names (`99DXAI XAI-OUTPUT`
+images), as JSON. Fails when highdicom refuses it.
 
 Usage: check_structured_report.py SR.dcm
 """
@@ -30,6 +31,13 @@ def main() -> None:
             "measurements": measurements,
             "qualitative": qualitative,
             "source_images": [i.referenced_sop_instance_uid for i in group.source_images],
+            "outputs": [
+                item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+                # the group is a template of one item: its container
+                for item in group[0].ContentSequence
+                if item.ValueType == "IMAGE"
+                and item.ConceptNameCodeSequence[0].CodeValue == "XAI-OUTPUT"
+            ],
         })
     print(json.dumps({"sop_instance_uid": ds.SOPInstanceUID, "groups": groups}))
 

@@ -307,11 +307,6 @@ impl Validator<'_> {
             match OutputFormat::NAMES.iter().find(|(n, _)| n == name) {
                 Some((_, format)) if !formats.contains(format) => formats.push(*format),
                 Some(_) => self.bad(&key, Some(format!("{name:?}")), "listed twice"),
-                None if name == "sr" => self.bad(
-                    &key,
-                    Some(format!("{name:?}")),
-                    "the Structured Report is not built yet; use \"sc\" and \"pmap\"",
-                ),
                 None => {
                     let known: Vec<&str> = OutputFormat::NAMES.iter().map(|(n, _)| *n).collect();
                     self.bad(
