@@ -7,6 +7,9 @@
 //! frame on the shown slice are placed on the screenshot by the viewport's own
 //! world-to-canvas transform, in a fused picture and in the same viewport with the map's
 //! layer hidden (`tests/support/ohif_viewer.py` drives the browser; the verdict is here).
+//! The study's Structured Report is opened too: OHIF's parser must read the class
+//! probabilities report.json holds (see `structured_report_in_ohif` for what its viewport
+//! does with them).
 //!
 //! Screenshots are kept in `target/test-artefacts/ohif/`; `DICOM_XAI_UPDATE_DOCS=1` also
 //! copies the fused one to `docs/ohif-pmap.png`.
@@ -42,7 +45,7 @@ manifest = "{}"
 [output]
 dir = "unused"
 summary = false
-formats = ["sc", "pmap"]
+formats = ["sc", "pmap", "sr"]
 
 [quality]
 faithfulness_steps = 0
@@ -192,8 +195,17 @@ fn a_parametric_map_is_fused_over_its_source_series_in_ohif() {
     let map_file = out
         .join(study_uid)
         .join(maps[0]["output_file"].as_str().expect("output file"));
+    let sr = &report["structured_report"];
+    let sr_file = out.join(study_uid).join(
+        sr["output_file"]
+            .as_str()
+            .expect("the Structured Report's file"),
+    );
+    let sr_series = sr["output_series_instance_uid"]
+        .as_str()
+        .expect("the Structured Report's series");
 
-    // Orthanc with DICOMweb: the source series and the map
+    // Orthanc with DICOMweb: the source series, the map and the Structured Report
     let dicomweb = Path::new(orthanc::DICOMWEB);
     assert!(
         dicomweb.exists(),
@@ -201,7 +213,7 @@ fn a_parametric_map_is_fused_over_its_source_series_in_ohif() {
         orthanc::DICOMWEB
     );
     let server = orthanc::Orthanc::start(&[dicomweb], 60, json!({}));
-    for file in study.dicom_files().iter().chain([&map_file]) {
+    for file in study.dicom_files().iter().chain([&map_file, &sr_file]) {
         let answer = server.store(file);
         assert_eq!(answer["Status"], "Success", "{}: {answer}", file.display());
     }
@@ -221,6 +233,8 @@ fn a_parametric_map_is_fused_over_its_source_series_in_ohif() {
             source_series.as_ref(),
             "--map".as_ref(),
             map_file.as_os_str(),
+            "--sr-series".as_ref(),
+            sr_series.as_ref(),
             "--out".as_ref(),
             artefacts.as_os_str(),
         ],
@@ -235,7 +249,7 @@ fn a_parametric_map_is_fused_over_its_source_series_in_ohif() {
     let summary = json!({
         "error": seen["error"], "console": seen["console"], "proxy_errors": seen["proxy_errors"],
         "frame": seen["frame"], "actors": seen["actors"], "seconds": seen["seconds"],
-        "notifications": seen["notifications"],
+        "notifications": seen["notifications"], "sr_notifications": seen["sr_notifications"],
         "failure_screenshot": seen["failure_screenshot"],
     });
     eprintln!("OHIF: {summary:#}");
@@ -376,6 +390,8 @@ fn a_parametric_map_is_fused_over_its_source_series_in_ohif() {
         "too few slices whose map differs to tell the slice shown"
     );
 
+    structured_report_in_ohif(&seen, &report);
+
     if std::env::var_os("DICOM_XAI_UPDATE_DOCS").is_some() {
         std::fs::copy(
             seen["screenshots"]["fused"].as_str().expect("fused"),
@@ -383,4 +399,89 @@ fn a_parametric_map_is_fused_over_its_source_series_in_ohif() {
         )
         .expect("docs");
     }
+}
+
+/// The Structured Report as OHIF reads it: its parser (OHIF's cornerstone-dicom-sr
+/// extension) must find the series' measurement group with every class probability of
+/// report.json, the predicted class's the highest. Its viewport must show the predicted
+/// class, or fail as OHIF 3.13.2 does on every TID 1500 measurement group without image
+/// coordinates (ours are classifications of whole slices): a TypeError reading
+/// `coords[0].ReferencedSOPSequence` in `_checkIfCanAddMeasurementsToDisplaySet`. Any other
+/// outcome fails.
+fn structured_report_in_ohif(seen: &Value, report: &Value) {
+    let read = &seen["sr_read"];
+    assert_eq!(
+        read["imaging_measurement_report"], true,
+        "OHIF reads a TID 1500 Measurement Report: {read}"
+    );
+    let model = &report["series"][0]["models"][0];
+    let prediction = &model["series_prediction"];
+    let predicted = prediction["label"].as_str().expect("predicted class");
+    let written = common::deciding_probabilities(model);
+    let group = read["measurements"]
+        .as_array()
+        .expect("measurements")
+        .iter()
+        .find(|m| {
+            m["labels"]
+                .as_array()
+                .is_some_and(|l| l.len() == written.len())
+        })
+        .unwrap_or_else(|| panic!("no group with {} probabilities: {read}", written.len()));
+    let mut shown = Vec::new();
+    for label in group["labels"].as_array().expect("labels") {
+        let name = label[0].as_str().expect("label");
+        // OHIF writes the value with 2 decimals before its unit, and nothing for a zero
+        let text = label[1].as_str().expect("value");
+        let (number, unit) = text.split_once(' ').unwrap_or(("", text));
+        assert_eq!(unit, "{ratio}", "{label}");
+        let value: f64 = if number.is_empty() {
+            0.0
+        } else {
+            number
+                .parse()
+                .unwrap_or_else(|_| panic!("a number: {label}"))
+        };
+        shown.push((name.to_string(), value));
+    }
+    for (class, p) in written {
+        let name = format!("Probability of {class}");
+        let (_, value) = shown
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("OHIF does not read {name:?}: {group}"));
+        let p = p.as_f64().expect("probability");
+        assert!(
+            (value - p).abs() < 0.006,
+            "{name}: {value} in OHIF, {p} in report.json"
+        );
+    }
+    let highest = shown
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("a probability");
+    assert_eq!(
+        highest.0,
+        format!("Probability of {predicted}"),
+        "the predicted class has the highest probability: {group}"
+    );
+
+    let text = seen["sr_text"].as_str().unwrap_or_default();
+    let details = seen["sr_error_details"].as_str().unwrap_or_default();
+    let known_failure = details.contains("_checkIfCanAddMeasurementsToDisplaySet")
+        && details.contains("ReferencedSOPSequence");
+    let viewport_text = text.split("XAI findings").last().unwrap_or_default();
+    assert!(
+        viewport_text.contains(predicted) || known_failure,
+        "OHIF shows neither the predicted class {predicted:?} nor its known failure:\n\
+         {text}\n{details}"
+    );
+    eprintln!(
+        "the Structured Report in OHIF's viewport: {}",
+        if known_failure {
+            "OHIF 3.13.2's TypeError on measurement groups without image coordinates"
+        } else {
+            "the predicted class shown"
+        }
+    );
 }

@@ -392,6 +392,26 @@ SKIP_TOUR = """(() => {
   return !document.querySelector('.shepherd-element');
 })()"""
 
+# the Structured Report's display set once OHIF has loaded it
+SR_READ = """(() => {
+  const d = window.services.displaySetService.getDisplaySetByUID(DISPLAY_SET);
+  if (!d || !d.isLoaded) return null;
+  return {imaging_measurement_report: !!d.isImagingMeasurementReport,
+          rehydratable: !!d.isRehydratable,
+          measurements: (d.measurements || []).map(m => ({
+            tracking: m.TrackingIdentifier, coordinates: (m.coords || []).length,
+            labels: (m.labels || []).map(l => [l.label, l.value])}))};
+})()"""
+
+# the text behind an error notice's "Show Details" (OHIF's own account of an error)
+SHOW_DETAILS = """new Promise(resolve => {
+  const button = [...document.querySelectorAll('button')]
+    .find(b => b.textContent.trim() === 'Show Details');
+  if (!button) return resolve(null);
+  button.click();
+  setTimeout(() => resolve(document.body.innerText), 500);
+})"""
+
 # OHIF's notifications (toasts) on screen now
 TOASTS = "[...document.querySelectorAll('[data-sonner-toast]')].map(t => t.textContent)"
 
@@ -514,17 +534,21 @@ def main() -> None:
         report["text"] = browser.evaluate("document.body.innerText")
 
         if args.sr_series:
-            sr = next((d for d in sets if d["series"] == args.sr_series), None)
+            sr = next(d for d in sets if d["series"] == args.sr_series)
             report["sr_display_set"] = sr
-            if sr is not None:
-                browser.open_series(sr["description"])
-                time.sleep(3.0)
-                for _ in range(3):
-                    browser.evaluate(FRAMES)
-                shot = args.out / "sr.png"
-                browser.screenshot(shot)
-                report["screenshots"]["sr"] = str(shot)
-                report["sr_text"] = browser.evaluate("document.body.innerText")
+            browser.open_series(sr["description"])
+            # what OHIF's SR parser made of the report: its measurement groups and labels
+            report["sr_read"] = browser.wait_for(SR_READ.replace("DISPLAY_SET", json.dumps(
+                sr["uid"])), "OHIF loads the Structured Report", 30)
+            time.sleep(2.0)  # the SR viewport draws, or says why not
+            for _ in range(3):
+                browser.evaluate(FRAMES)
+            shot = args.out / "sr.png"
+            browser.screenshot(shot)
+            report["screenshots"]["sr"] = str(shot)
+            report["sr_notifications"] = browser.evaluate(TOASTS)
+            report["sr_error_details"] = browser.evaluate(SHOW_DETAILS)
+            report["sr_text"] = browser.evaluate("document.body.innerText")
     except Exception as error:  # noqa: BLE001 - reported whole to the test, with a picture
         report["error"] = f"{type(error).__name__}: {error}"
         try:
