@@ -222,7 +222,9 @@ class Browser:
                 continue
             chunk = os.read(self.reader, 1 << 20)
             if not chunk:
-                raise EOFError("Chromium closed its DevTools pipe (it exited)")
+                self.log.flush()
+                log = (Path(self.profile.name) / "chromium.log").read_text(errors="replace")
+                raise EOFError(f"Chromium closed its DevTools pipe (it exited): {log[-2000:]}")
             self.buffer += chunk
         raw, self.buffer = self.buffer.split(b"\0", 1)
         return json.loads(raw)
@@ -454,6 +456,8 @@ def main() -> None:
     parser.add_argument("--sr-series")
     parser.add_argument("--timeout", type=float, default=90.0)
     args = parser.parse_args()
+    # a SIGTERM runs the clean-up below too: Chromium is in a session of its own
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     started = time.monotonic()
     deadline = started + args.timeout
     args.out.mkdir(parents=True, exist_ok=True)
