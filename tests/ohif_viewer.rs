@@ -156,7 +156,7 @@ fn median(mut values: Vec<i32>) -> i32 {
 }
 
 #[test]
-fn a_parametric_map_is_fused_over_its_source_series_in_ohif() {
+fn ohif_fuses_the_map_over_its_series_and_reads_the_structured_report() {
     let dist = common::asset("ohif/dist");
     assert!(
         dist.join("index.html").exists(),
