@@ -3,7 +3,8 @@
 //! stored shuffled) explained by Grad-CAM and saliency; each map passes dciodvfy and is read
 //! back by pydicom and highdicom (`tests/support/check_parametric_map.py`), its frames on
 //! their source slices' positions (1e-3 mm) in the series' spatial order, its values equal to
-//! what `dicom-xai explain` writes for the same slice; the study's Structured Report passes
+//! what `dicom-xai explain` writes for the same slice, and dcmqi rebuilds it as a volume with
+//! every frame in place and every value unchanged; the study's Structured Report passes
 //! dciodvfy and highdicom reads back report.json's findings, values, flags and references
 //! (`tests/support/check_structured_report.py`); a rerun replaces rather than adds.
 
@@ -148,6 +149,21 @@ fn maps_are_valid_on_their_slices_and_equal_explains_maps() {
             serde_json::from_slice(&checked.stdout).expect("the check's measurements");
         assert_eq!(measured["compared_with_explain"], 3, "{measured}");
         println!("{}: {measured}", map["method"]);
+
+        // dcmqi rebuilds the volume: every frame in its place, values unchanged, no warning
+        let converted = tempfile::tempdir().expect("temporary folder");
+        let checked = common::run_support_script(
+            "check_dcmqi.py",
+            &[file.as_os_str(), converted.path().as_os_str()],
+        );
+        let volume: Value = serde_json::from_slice(&checked.stdout).expect("dcmqi's volume");
+        assert_eq!(volume["frames_matched"], frames.len(), "{volume}");
+        assert_eq!(volume["sizes"][2], frames.len(), "{volume}");
+        assert!(
+            volume["max_difference"].as_f64().is_some_and(|d| d < 1e-7),
+            "{volume}"
+        );
+        assert_eq!(volume["warnings"], serde_json::json!([]), "{volume}");
     }
 
     // a rerun writes the same maps and report again, and nothing beside them

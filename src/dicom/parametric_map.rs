@@ -343,7 +343,12 @@ pub fn build(
     // Multi-frame Functional Groups
     ds.put(sequence(
         tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
-        vec![shared_groups(reference_geometry, derivation, peak)],
+        vec![shared_groups(
+            reference_geometry,
+            even_spacing(sources.iter().map(|(_, _, g)| g)),
+            derivation,
+            peak,
+        )],
     ));
     let per_frame = frames
         .iter()
@@ -391,9 +396,31 @@ pub fn build(
     Ok((object, uids))
 }
 
-/// What every frame shares: pixel measures, orientation, the value mapping, a window over
-/// the whole map, the frame type.
-fn shared_groups(geometry: &SliceGeometry, derivation: &Derivation, peak: f32) -> InMemDicomObject {
+/// The distance between neighbouring frames along the slice normal when every gap is the same
+/// (within 1e-3 mm): SpacingBetweenSlices, which readers that rebuild a volume (dcmqi) take
+/// over SliceThickness, and which differs from it when the series has gaps.
+fn even_spacing<'a>(geometries: impl Iterator<Item = &'a SliceGeometry>) -> Option<f64> {
+    let geometries: Vec<&SliceGeometry> = geometries.collect();
+    let first = geometries.first()?;
+    let [rx, ry, rz, cx, cy, cz] = first.orientation;
+    let normal = [ry * cz - rz * cy, rz * cx - rx * cz, rx * cy - ry * cx];
+    let along = |g: &SliceGeometry| -> f64 { (0..3).map(|i| g.position[i] * normal[i]).sum() };
+    let gaps: Vec<f64> = geometries
+        .windows(2)
+        .map(|pair| (along(pair[1]) - along(pair[0])).abs())
+        .collect();
+    let gap = *gaps.first()?;
+    (gap > 1e-3 && gaps.iter().all(|g| (g - gap).abs() < 1e-3)).then_some(gap)
+}
+
+/// What every frame shares: pixel measures (SpacingBetweenSlices when `spacing` is known),
+/// orientation, the value mapping, a window over the whole map, the frame type.
+fn shared_groups(
+    geometry: &SliceGeometry,
+    spacing: Option<f64>,
+    derivation: &Derivation,
+    peak: f32,
+) -> InMemDicomObject {
     let decimal = |v: f64| decimal_string(v, GEOMETRY_DECIMALS);
     let mut measures = InMemDicomObject::new_empty();
     measures.put(DataElement::new(
@@ -407,6 +434,13 @@ fn shared_groups(geometry: &SliceGeometry, derivation: &Derivation, peak: f32) -
         VR::DS,
         PrimitiveValue::from(decimal(geometry.slice_thickness.unwrap_or(1.0))),
     ));
+    if let Some(spacing) = spacing {
+        measures.put(DataElement::new(
+            tags::SPACING_BETWEEN_SLICES,
+            VR::DS,
+            PrimitiveValue::from(decimal(spacing)),
+        ));
+    }
     let mut orientation = InMemDicomObject::new_empty();
     orientation.put(DataElement::new(
         tags::IMAGE_ORIENTATION_PATIENT,
@@ -487,6 +521,19 @@ fn shared_groups(geometry: &SliceGeometry, derivation: &Derivation, peak: f32) -
     ));
     let mut groups = InMemDicomObject::new_empty();
     groups.put(sequence(tags::PIXEL_MEASURES_SEQUENCE, vec![measures]));
+    // Frame Anatomy: readers that rebuild a volume (dcmqi) expect it; the maps are of heads
+    // (SNOMED CT 69536005, as PS3.16 maps BodyPartExamined HEAD), a midline structure
+    let mut anatomy = InMemDicomObject::new_empty();
+    anatomy.put(sequence(
+        tags::ANATOMIC_REGION_SEQUENCE,
+        vec![code_item("69536005", "SCT", "Head")],
+    ));
+    anatomy.put(DataElement::new(
+        tags::FRAME_LATERALITY,
+        VR::CS,
+        PrimitiveValue::from("U"),
+    ));
+    groups.put(sequence(tags::FRAME_ANATOMY_SEQUENCE, vec![anatomy]));
     groups.put(sequence(
         tags::PLANE_ORIENTATION_SEQUENCE,
         vec![orientation],
