@@ -44,6 +44,7 @@ $(VENV)/.requirements-installed-gpu$(GPU): requirements.txt
 
 assets: venv
 	@$(PYTHON) scripts/fetch_assets.py
+	@$(PYTHON) scripts/fetch_ohif.py
 
 ## models: DenseNet169 and ViT-B/16 exported by onnx/export.py: the test variants (random
 ## weights, UNTRAINED) into assets/models/, and the mission models `make run` uses into models/

@@ -248,18 +248,10 @@ fn check_structured_report(out: &Path, report: &Value) -> String {
     let series_group = groups.next().expect("the series group");
     let prediction = &model["series_prediction"];
     assert_eq!(series_group["finding"], prediction["label"], "{read}");
-    let deciding = model["slices"]
-        .as_array()
-        .expect("slices")
-        .iter()
-        .find(|s| s["sop_instance_uid"] == prediction["decided_by"]["sop_instance_uid"])
-        .expect("the deciding slice");
-    let probabilities = deciding["probabilities"]
-        .as_object()
-        .expect("probabilities");
+    let probabilities = common::deciding_probabilities(model);
     let measured = series_group["measurements"].as_array().expect("values");
     assert_eq!(measured.len(), probabilities.len());
-    for (value, (label, p)) in measured.iter().zip(probabilities) {
+    for (value, (label, p)) in measured.iter().zip(&probabilities) {
         assert_eq!(value["name"], format!("Probability of {label}"));
         close(&value["value"], p);
     }

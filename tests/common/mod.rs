@@ -324,6 +324,23 @@ pub fn output_uids(report: &serde_json::Value) -> std::collections::BTreeSet<Str
         .collect()
 }
 
+/// The class probabilities (label order) of the slice a model's series call rests on
+/// (`series_prediction.decided_by`), from a model entry of report.json.
+pub fn deciding_probabilities(
+    model: &serde_json::Value,
+) -> serde_json::Map<String, serde_json::Value> {
+    let decided_by = &model["series_prediction"]["decided_by"]["sop_instance_uid"];
+    model["slices"]
+        .as_array()
+        .expect("slices")
+        .iter()
+        .find(|s| s["sop_instance_uid"] == *decided_by)
+        .expect("the deciding slice")["probabilities"]
+        .as_object()
+        .expect("probabilities")
+        .clone()
+}
+
 /// The output SOPInstanceUIDs a report.json lists as superseded.
 pub fn superseded_uids(report: &serde_json::Value) -> std::collections::BTreeSet<String> {
     report["superseded"]
