@@ -69,6 +69,10 @@ pub struct StudyReport {
     /// [`crate::output::superseded_outputs`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<SupersededOutput>,
+    /// The work-queue job that wrote this report (docs/design.md section 14): a worker that
+    /// finds its job's id here has nothing left to do. Absent outside the work queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 /// An output an earlier run wrote that this run replaced: its source series was redone and
