@@ -590,3 +590,33 @@ fn the_broker_stopped_mid_run_and_restarted_loses_nothing_and_repeats_nothing() 
     }
     assert_eq!(watcher.terminate(), 0, "{}", watcher.log());
 }
+
+#[test]
+fn a_watcher_with_a_broker_refuses_to_move_inputs_the_workers_still_need() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let model = work.path().join("model");
+    common::run_support_script("make_toy_model.py", &[model.as_os_str()]);
+    let config = work.path().join("site.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[models]]\nmanifest = \"{}\"\n\n[[rules]]\nname = \"mr\"\n[rules.select]\n\
+             modality = [\"MR\"]\n\n[watch]\ndrop = \"{}\"\nstate = \"{}\"\n\
+             after = \"move\"\narchive = \"{}\"\n",
+            model.join("toy.toml").display(),
+            work.path().join("drop").display(),
+            work.path().join("state").display(),
+            work.path().join("archive").display(),
+        ),
+    )
+    .expect("config");
+    let output = common::binary()
+        .args(["watch", "--config"])
+        .arg(&config)
+        .args(["--broker", "amqp://127.0.0.1:1/%2f"])
+        .output()
+        .expect("dicom-xai watch");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("after must be \"keep\""), "{stderr}");
+}

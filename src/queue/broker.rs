@@ -319,3 +319,26 @@ impl Broker {
         let _ = block_on(self.connection.close(200, "bye"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_messages_and_only_amqp_urls_are_taken() {
+        assert_eq!(
+            redacted("amqp://user:secret@broker:5672/%2f"),
+            "amqp://broker:5672/%2f"
+        );
+        assert_eq!(
+            redacted("amqp://broker:5672/site"),
+            "amqp://broker:5672/site"
+        );
+        let refused = Broker::connect("amqps://user:secret@broker:5671/%2f")
+            .err()
+            .expect("amqps is refused");
+        let message = refused.to_string();
+        assert!(message.contains("only amqp://"), "{message}");
+        assert!(!message.contains("secret"), "{message}");
+    }
+}

@@ -878,4 +878,45 @@ mod tests {
         let rows = journal.studies().expect("studies");
         assert_eq!(rows[0].reason.as_deref(), Some("disk full"));
     }
+
+    #[test]
+    fn a_published_study_waits_for_the_confirm_and_reopens_on_a_late_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut journal = Journal::open(dir.path()).expect("open");
+        let a = dir.path().join("a.dcm");
+        journal
+            .record_file(&a, 1, 1, &instance("7", "7.1", "7.1.1"))
+            .expect("record");
+        journal.enqueue("7").expect("enqueue");
+        assert!(journal.claim().expect("claim").is_some());
+        // the broker was away: queued again, the attempt not counted
+        journal
+            .requeue("7", "broker down", Duration::ZERO)
+            .expect("requeue");
+        let row = &journal.studies().expect("studies")[0];
+        assert_eq!((row.state, row.attempts), (StudyState::Queued, 0));
+        assert_eq!(
+            journal.study_instances("7").expect("instances"),
+            vec![(a.clone(), "7.1.1".to_string())]
+        );
+        assert!(journal.claim().expect("claim").is_some());
+        journal
+            .published("7", std::slice::from_ref(&a))
+            .expect("published");
+        let row = &journal.studies().expect("studies")[0];
+        assert_eq!((row.state, row.runs), (StudyState::Published, 1));
+        assert_eq!(row.reason, None);
+        journal
+            .record_file(
+                &dir.path().join("b.dcm"),
+                1,
+                1,
+                &instance("7", "7.2", "7.2.1"),
+            )
+            .expect("record");
+        assert_eq!(
+            journal.studies().expect("studies")[0].state,
+            StudyState::Settling
+        );
+    }
 }

@@ -28,6 +28,10 @@
 //!   with back-off where a retry can help, and the rest goes on. Input files are never
 //!   modified; they are moved or deleted only when the site asks (`after`).
 //!
+//! With a [`Dispatch`] (`watch --broker`, the `queue` module's publisher), settled studies
+//! are not processed here: the dispatcher thread (`dispatch.rs`) hands each over and the
+//! journal records it as `published` once the receiver holds it.
+//!
 //! Operations: SIGTERM/SIGINT stop taking work, let the studies in hand finish and exit 0;
 //! SIGHUP or a change of the configuration file reloads it (an invalid file is rejected
 //! and the running configuration kept); `dicom-xai status --state DIR` lists the journal;
