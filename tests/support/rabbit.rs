@@ -33,6 +33,7 @@ impl Rabbit {
         let dir = work.join("rabbit");
         std::fs::create_dir_all(&dir).expect("broker folder");
         std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("plugins file");
+        std::fs::write(dir.join("rabbitmq-env.conf"), "").expect("env file");
         let mut rabbit = Rabbit {
             node: format!(
                 "dicom-xai-test-{}-{}@localhost",
@@ -74,6 +75,11 @@ impl Rabbit {
                 self.dir.join("enabled_plugins"),
             )
             .env("RABBITMQ_PID_FILE", self.dir.join("pid"))
+            // nothing of the machine's own broker set-up: its env file, configuration,
+            // and the Erlang cookie in the real home folder
+            .env("RABBITMQ_CONF_ENV_FILE", self.dir.join("rabbitmq-env.conf"))
+            .env("RABBITMQ_CONFIG_FILE", self.dir.join("rabbitmq"))
+            .env("HOME", &self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
