@@ -332,6 +332,7 @@ fn twenty_studies_three_workers_each_processed_exactly_once_as_run_would() {
 
     let status = site.status();
     assert_eq!(status["counts"]["published"], 20, "{status:#}");
+    assert_eq!(status["jobs_waiting"], 0, "{status:#}");
     assert_eq!(status["dead_jobs"], Value::Array(vec![]), "{status:#}");
     let mut job_ids = BTreeSet::new();
     for uid in &uids {
@@ -462,6 +463,27 @@ fn a_worker_killed_before_its_ack_has_its_job_redelivered_and_rewritten_with_the
         "nothing rewritten for the duplicate"
     );
     assert_eq!(second.terminate(), 0, "{}", second.log());
+
+    // SIGTERM with a job in hand: the job finishes and is acknowledged, then the worker exits
+    let (mut third, _) = site.worker("worker-stopping", Some("3"));
+    let late = site.drop_studies("two", 1, 1);
+    wait_for(
+        "the job in the third worker's hands",
+        Duration::from_secs(60),
+        &[&watcher, &third],
+        || third.log().contains("pausing before the acknowledgement"),
+    );
+    assert_eq!(third.terminate(), 0, "{}", third.log());
+    assert!(third.log().contains("job done"), "{}", third.log());
+    assert!(
+        site.report(&late[0])
+            .is_some_and(|r| r["job_id"].is_string())
+    );
+    let status = site.status();
+    assert_eq!(
+        status["jobs_waiting"], 0,
+        "acknowledged, not returned: {status:#}"
+    );
     assert_eq!(watcher.terminate(), 0, "{}", watcher.log());
 }
 
@@ -532,6 +554,7 @@ fn a_poison_job_ends_in_the_dead_letter_queue_and_the_others_are_done() {
         text.contains("dead jobs (1)") && text.contains("1.2.3.4.5"),
         "{text}"
     );
+    assert!(text.contains("jobs waiting for a worker: 0"), "{text}");
     for worker in [&mut a, &mut b] {
         assert_eq!(worker.terminate(), 0, "{}", worker.log());
     }
@@ -575,6 +598,7 @@ fn the_broker_stopped_mid_run_and_restarted_loses_nothing_and_repeats_nothing() 
     assert_eq!(total(&ports, "failed"), 0);
     let status = site.status();
     assert_eq!(status["counts"]["published"], 12, "{status:#}");
+    assert_eq!(status["jobs_waiting"], 0, "{status:#}");
     assert_eq!(status["dead_jobs"], Value::Array(vec![]));
     for uid in &uids {
         let report = site.report(uid).expect("report");

@@ -80,9 +80,11 @@ pub struct StatusArgs {
 pub fn status(args: &StatusArgs) -> u8 {
     let dead = match &args.broker {
         Some(url) => match crate::queue::Broker::connect(url).and_then(|broker| {
-            let dead = broker.dead_jobs();
+            let listed = broker
+                .counts()
+                .and_then(|(waiting, _)| Ok((waiting, broker.dead_jobs()?)));
             broker.close();
-            dead
+            listed
         }) {
             Ok(dead) => Some(dead),
             Err(error) => {
@@ -103,7 +105,8 @@ pub fn status(args: &StatusArgs) -> u8 {
         let mut value = journal
             .as_ref()
             .map_or_else(|| serde_json::json!({}), JournalSummary::json);
-        if let Some(dead) = &dead {
+        if let Some((waiting, dead)) = &dead {
+            value["jobs_waiting"] = serde_json::json!(waiting);
             value["dead_jobs"] = serde_json::json!(dead);
         }
         println!("{value}");
@@ -112,7 +115,8 @@ pub fn status(args: &StatusArgs) -> u8 {
     if let Some(summary) = &journal {
         summary.print();
     }
-    if let Some(dead) = &dead {
+    if let Some((waiting, dead)) = &dead {
+        println!("jobs waiting for a worker: {waiting}");
         println!("dead jobs ({})", dead.len());
         for job in dead {
             println!(

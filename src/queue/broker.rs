@@ -125,6 +125,19 @@ fn dead_queue_arguments() -> FieldTable {
     arguments
 }
 
+/// Declares both queues (idempotent with the same arguments); their ready message counts.
+fn declare(channel: &Channel) -> Result<(u32, u32), BrokerError> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let jobs = block_on(channel.queue_declare(QUEUE, durable, queue_arguments()))
+        .context(DeclareSnafu { queue: QUEUE })?;
+    let dead = block_on(channel.queue_declare(DEAD_QUEUE, durable, dead_queue_arguments()))
+        .context(DeclareSnafu { queue: DEAD_QUEUE })?;
+    Ok((jobs.message_count(), dead.message_count()))
+}
+
 /// An integer header of a message, whatever integer type the broker chose.
 fn integer_header(properties: &BasicProperties, name: &str) -> Option<i64> {
     let value = properties.headers().as_ref()?.inner().get(name)?;
@@ -171,14 +184,7 @@ impl Broker {
         let channel = block_on(connection.create_channel()).context(ChannelSnafu {
             what: "open a channel",
         })?;
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        block_on(channel.queue_declare(QUEUE, durable, queue_arguments()))
-            .context(DeclareSnafu { queue: QUEUE })?;
-        block_on(channel.queue_declare(DEAD_QUEUE, durable, dead_queue_arguments()))
-            .context(DeclareSnafu { queue: DEAD_QUEUE })?;
+        declare(&channel)?;
         block_on(channel.confirm_select(ConfirmSelectOptions::default())).context(
             ChannelSnafu {
                 what: "turn publisher confirms on",
@@ -188,6 +194,12 @@ impl Broker {
             connection,
             channel,
         })
+    }
+
+    /// Jobs ready on [`QUEUE`] (waiting for a worker; not those in a worker's hands) and
+    /// jobs on [`DEAD_QUEUE`].
+    pub fn counts(&self) -> Result<(u32, u32), BrokerError> {
+        declare(&self.channel)
     }
 
     /// Whether the connection and its channel are still up.
