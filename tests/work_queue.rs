@@ -507,6 +507,10 @@ fn a_poison_job_ends_in_the_dead_letter_queue_and_the_others_are_done() {
     broker
         .publish(QUEUE, &poison.to_bytes(), &poison.job_id, None)
         .expect("publish the poison job");
+    // and a message that is not a job at all: dead at its first delivery
+    broker
+        .publish(QUEUE, b"not a job", "garbage", None)
+        .expect("publish garbage");
     broker.close();
     let uids = site.drop_studies("good", 3, 0);
     let ports = [port_a, port_b];
@@ -518,16 +522,30 @@ fn a_poison_job_ends_in_the_dead_letter_queue_and_the_others_are_done() {
             total(&ports, "done") == 3
                 && site.status()["dead_jobs"]
                     .as_array()
-                    .is_some_and(|d| d.len() == 1)
+                    .is_some_and(|d| d.len() == 2)
         },
     );
     assert_eq!(
         total(&ports, "failed"),
-        u64::from(dicom_xai::queue::DELIVERY_LIMIT),
-        "tried DELIVERY_LIMIT times"
+        u64::from(dicom_xai::queue::DELIVERY_LIMIT) + 1,
+        "the poison job tried DELIVERY_LIMIT times, the garbage once"
     );
     let status = site.status();
-    let dead = &status["dead_jobs"][0];
+    let dead_jobs = status["dead_jobs"].as_array().expect("dead jobs");
+    let garbage = dead_jobs
+        .iter()
+        .find(|d| d["job_id"] == "garbage")
+        .expect("the garbage is dead");
+    assert!(
+        garbage["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("not a job")),
+        "{garbage:#}"
+    );
+    let dead = dead_jobs
+        .iter()
+        .find(|d| d["job_id"] != "garbage")
+        .expect("the poison job is dead");
     assert_eq!(dead["job_id"], poison.job_id.as_str(), "{status:#}");
     assert_eq!(dead["study_instance_uid"], "1.2.3.4.5");
     let error = dead["error"].as_str().expect("error");
@@ -536,7 +554,7 @@ fn a_poison_job_ends_in_the_dead_letter_queue_and_the_others_are_done() {
         "{error}"
     );
     // listing the dead jobs leaves them there
-    assert_eq!(site.status()["dead_jobs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(site.status()["dead_jobs"].as_array().map(Vec::len), Some(2));
     for uid in &uids {
         assert_eq!(site.report(uid).expect("report")["status"], "ok");
     }
@@ -551,7 +569,7 @@ fn a_poison_job_ends_in_the_dead_letter_queue_and_the_others_are_done() {
         .expect("status");
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
-        text.contains("dead jobs (1)") && text.contains("1.2.3.4.5"),
+        text.contains("dead jobs (2)") && text.contains("1.2.3.4.5"),
         "{text}"
     );
     assert!(text.contains("jobs waiting for a worker: 0"), "{text}");

@@ -4,8 +4,8 @@
 //! configured output folder, flushes the report to disk, and only then acknowledges.
 //!
 //! A job whose report already names it is acknowledged without work. A job that fails is
-//! returned to the queue; on its [`super::DELIVERY_LIMIT`]-th attempt it is published to
-//! [`super::DEAD_QUEUE`] with its error instead. A failed job (a panic included) is never
+//! returned to the queue; on its [`super::DELIVERY_LIMIT`]-th attempt (at once for a message
+//! that is not a job) it is published to [`super::DEAD_QUEUE`] with its error instead. A failed job (a panic included) is never
 //! fatal to the worker. When the connection is lost the worker connects again with
 //! back-off; SIGTERM or SIGINT let the job in hand finish (and be acknowledged), then the
 //! worker exits.
@@ -209,7 +209,14 @@ impl Worker {
         let job = Job::from_bytes(&delivery.data).context(BadMessageSnafu);
         let (job_id, study) = match &job {
             Ok(job) => (job.job_id.clone(), job.study_instance_uid.clone()),
-            Err(_) => ("?".to_string(), "?".to_string()),
+            Err(_) => (
+                delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map_or_else(|| "?".to_string(), |id| id.as_str().to_string()),
+                "?".to_string(),
+            ),
         };
         let span = tracing::info_span!("job", job = %job_id, study = %study, attempt);
         let _entered = span.enter();
@@ -240,7 +247,10 @@ impl Worker {
             }
             Err(error) => {
                 self.metrics.job_finished(JobOutcome::Failed, seconds);
-                if attempt >= DELIVERY_LIMIT {
+                // a message that is not a job never will be: dead at once
+                let last =
+                    attempt >= DELIVERY_LIMIT || matches!(error, JobError::BadMessage { .. });
+                if last {
                     tracing::error!("job failed on its last attempt, dead-lettered: {error}");
                     let message = error.to_string();
                     match broker.publish(DEAD_QUEUE, &delivery.data, &job_id, Some(&message)) {
