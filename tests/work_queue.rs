@@ -634,7 +634,7 @@ fn the_broker_stopped_mid_run_and_restarted_loses_nothing_and_repeats_nothing() 
 }
 
 #[test]
-fn a_watcher_with_a_broker_refuses_to_move_inputs_the_workers_still_need() {
+fn a_watcher_with_a_broker_keeps_inputs_in_place_and_worker_metrics_stay_on_loopback() {
     let work = tempfile::tempdir().expect("tempdir");
     let model = work.path().join("model");
     common::run_support_script("make_toy_model.py", &[model.as_os_str()]);
@@ -661,4 +661,19 @@ fn a_watcher_with_a_broker_refuses_to_move_inputs_the_workers_still_need() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("after must be \"keep\""), "{stderr}");
+    // and a worker's metrics stay on the loopback address, as the daemon's do
+    let output = common::binary()
+        .args(["worker", "--config"])
+        .arg(&config)
+        .args([
+            "--broker",
+            "amqp://127.0.0.1:1/%2f",
+            "--metrics",
+            "0.0.0.0:9101",
+        ])
+        .output()
+        .expect("dicom-xai worker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("loopback address only"), "{stderr}");
 }

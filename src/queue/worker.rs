@@ -132,6 +132,15 @@ pub fn run_worker(options: &WorkerOptions) -> Result<(), WorkerError> {
         std::slice::from_ref(&settings.watch.drop),
     );
     let out = settings.output.dir.clone();
+    if let Some(address) = options.metrics.filter(|a| !a.ip().is_loopback()) {
+        return ConfigurationSnafu {
+            message: format!(
+                "--metrics {address}: the metrics endpoint listens on the loopback address \
+                 only (127.0.0.1:PORT)"
+            ),
+        }
+        .fail();
+    }
     let address = options.metrics.or(settings.watch.metrics);
     std::fs::create_dir_all(&out).context(SetupSnafu {
         what: out.display().to_string(),
