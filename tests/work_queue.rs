@@ -388,45 +388,69 @@ fn twenty_studies_three_workers_each_processed_exactly_once_as_run_would() {
 fn a_worker_killed_before_its_ack_has_its_job_redelivered_and_rewritten_with_the_same_uids() {
     let _turn = take_turn();
     let site = Site::new();
-    // the first worker writes the outputs and the report, then waits before acknowledging
-    let (mut first, _) = site.worker("worker-paused", Some("120"));
     let mut watcher = site.watcher();
-    let uids = site.drop_studies("one", 1, 0);
-    let uid = &uids[0];
-    let study_dir = site.path("out").join(uid);
+    // a worker that writes a study's outputs and report, then is killed before its ack
+    let killed_before_ack = |name: &str, folder: &str, index: usize| {
+        let (mut paused, _) = site.worker(name, Some("120"));
+        let uid = site.drop_studies(folder, 1, index).remove(0);
+        wait_for(
+            "the report of the paused worker",
+            Duration::from_secs(60),
+            &[&watcher, &paused],
+            || {
+                site.report(&uid).is_some()
+                    && paused.log().contains("pausing before the acknowledgement")
+            },
+        );
+        let job_id = site.report(&uid).expect("report")["job_id"]
+            .as_str()
+            .expect("job id")
+            .to_string();
+        paused.kill_9();
+        let study_dir = site.path("out").join(&uid);
+        (uid, job_id, study_dir)
+    };
+    let names = |files: &[(String, std::time::SystemTime)]| {
+        files.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+    };
+
+    // killed after its report was written: the redelivered job is acknowledged without work
+    let (_, _, study_dir) = killed_before_ack("worker-paused-1", "one", 0);
+    let before = overlay_files(&study_dir);
+    assert_eq!(before.len(), 1, "{before:?}");
+    let (mut second, port) = site.worker("worker-second", None);
     wait_for(
-        "the report of the paused worker",
+        "the redelivered job skipped",
         Duration::from_secs(60),
-        &[&watcher, &first],
-        || site.report(uid).is_some() && first.log().contains("pausing before the acknowledgement"),
+        &[&watcher, &second],
+        || jobs(port, "skipped") == 1,
     );
-    let report = site.report(uid).expect("report");
-    let job_id = report["job_id"].as_str().expect("job id").to_string();
-    first.kill_9();
-    // as when the kill lands before the report is renamed into place: outputs, no report
+    assert_eq!(jobs(port, "done"), 0);
+    assert_eq!(overlay_files(&study_dir), before, "nothing written again");
+    assert_eq!(second.terminate(), 0, "{}", second.log());
+
+    // killed before the report was renamed into place (outputs written, no report): the
+    // redelivered job is processed again and rewrites the same files
+    let (uid, job_id, study_dir) = killed_before_ack("worker-paused-2", "two", 1);
     std::fs::remove_file(study_dir.join("report.json")).expect("remove report");
     let before = overlay_files(&study_dir);
     assert_eq!(before.len(), 1, "{before:?}");
     std::thread::sleep(Duration::from_millis(1100)); // a later mtime for rewritten files
-
-    let (mut second, port) = site.worker("worker-second", None);
+    let (mut third, port) = site.worker("worker-third", None);
     wait_for(
-        "the redelivered job",
+        "the redelivered job done",
         Duration::from_secs(60),
-        &[&watcher, &second],
+        &[&watcher, &third],
         || jobs(port, "done") == 1,
     );
     let after = overlay_files(&study_dir);
-    let names = |files: &[(String, std::time::SystemTime)]| {
-        files.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
-    };
     assert_eq!(
         names(&after),
         names(&before),
         "the same UIDs, nothing added"
     );
     assert!(after[0].1 > before[0].1, "the overlay was written again");
-    let report = site.report(uid).expect("report rewritten");
+    let report = site.report(&uid).expect("report rewritten");
     assert_eq!(report["job_id"], job_id.as_str());
     assert_eq!(
         common::explanation_output_uids(&report),
@@ -435,46 +459,24 @@ fn a_worker_killed_before_its_ack_has_its_job_redelivered_and_rewritten_with_the
             .map(|n| n.trim_end_matches(".dcm").to_string())
             .collect()
     );
-
-    // the same job once more (a duplicate delivery): acknowledged without work
-    let broker = Broker::connect(&site.rabbit.url()).expect("broker");
-    let duplicate = Job {
-        job_id: job_id.clone(),
-        study_instance_uid: uid.clone(),
-        files: common::files_under(&site.path("drop")),
-        sop_instance_uids: Vec::new(),
-        models: Vec::new(),
-        config_digest: String::new(),
-    };
-    broker
-        .publish(QUEUE, &duplicate.to_bytes(), &job_id, None)
-        .expect("publish the duplicate");
-    broker.close();
-    wait_for(
-        "the duplicate skipped",
-        Duration::from_secs(30),
-        &[&second],
-        || jobs(port, "skipped") == 1,
-    );
-    assert_eq!(jobs(port, "done"), 1);
-    assert_eq!(
-        overlay_files(&study_dir),
-        after,
-        "nothing rewritten for the duplicate"
-    );
-    assert_eq!(second.terminate(), 0, "{}", second.log());
+    assert_eq!(jobs(port, "skipped"), 0);
+    assert_eq!(third.terminate(), 0, "{}", third.log());
 
     // SIGTERM with a job in hand: the job finishes and is acknowledged, then the worker exits
-    let (mut third, _) = site.worker("worker-stopping", Some("3"));
-    let late = site.drop_studies("two", 1, 1);
+    let (mut stopping, _) = site.worker("worker-stopping", Some("3"));
+    let late = site.drop_studies("three", 1, 2);
     wait_for(
-        "the job in the third worker's hands",
+        "the job in the stopping worker's hands",
         Duration::from_secs(60),
-        &[&watcher, &third],
-        || third.log().contains("pausing before the acknowledgement"),
+        &[&watcher, &stopping],
+        || {
+            stopping
+                .log()
+                .contains("pausing before the acknowledgement")
+        },
     );
-    assert_eq!(third.terminate(), 0, "{}", third.log());
-    assert!(third.log().contains("job done"), "{}", third.log());
+    assert_eq!(stopping.terminate(), 0, "{}", stopping.log());
+    assert!(stopping.log().contains("job done"), "{}", stopping.log());
     assert!(
         site.report(&late[0])
             .is_some_and(|r| r["job_id"].is_string())
@@ -484,6 +486,7 @@ fn a_worker_killed_before_its_ack_has_its_job_redelivered_and_rewritten_with_the
         status["jobs_waiting"], 0,
         "acknowledged, not returned: {status:#}"
     );
+    assert_eq!(status["counts"]["published"], 3, "{status:#}");
     assert_eq!(watcher.terminate(), 0, "{}", watcher.log());
 }
 
