@@ -68,7 +68,8 @@ pub struct StatusArgs {
     /// The daemon's state folder (holding journal.sqlite).
     #[arg(long, value_name = "DIR", required_unless_present = "broker")]
     state: Option<PathBuf>,
-    /// The work queue's broker: list the dead jobs too (`amqp://HOST:PORT/VHOST`).
+    /// The work queue's broker: the jobs waiting and the dead jobs too
+    /// (`amqp://HOST:PORT/VHOST`).
     #[arg(long, value_name = "URL")]
     broker: Option<String>,
     /// One JSON object instead of text.
@@ -78,7 +79,7 @@ pub struct StatusArgs {
 
 /// Runs `status`; returns the exit code.
 pub fn status(args: &StatusArgs) -> u8 {
-    let dead = match &args.broker {
+    let queue = match &args.broker {
         Some(url) => match crate::queue::Broker::connect(url).and_then(|broker| {
             let listed = broker
                 .counts()
@@ -86,7 +87,7 @@ pub fn status(args: &StatusArgs) -> u8 {
             broker.close();
             listed
         }) {
-            Ok(dead) => Some(dead),
+            Ok(listed) => Some(listed),
             Err(error) => {
                 eprintln!("error: {error}");
                 return super::EXIT_FATAL;
@@ -105,7 +106,7 @@ pub fn status(args: &StatusArgs) -> u8 {
         let mut value = journal
             .as_ref()
             .map_or_else(|| serde_json::json!({}), JournalSummary::json);
-        if let Some((waiting, dead)) = &dead {
+        if let Some((waiting, dead)) = &queue {
             value["jobs_waiting"] = serde_json::json!(waiting);
             value["dead_jobs"] = serde_json::json!(dead);
         }
@@ -115,7 +116,7 @@ pub fn status(args: &StatusArgs) -> u8 {
     if let Some(summary) = &journal {
         summary.print();
     }
-    if let Some((waiting, dead)) = &dead {
+    if let Some((waiting, dead)) = &queue {
         println!("jobs waiting for a worker: {waiting}");
         println!("dead jobs ({})", dead.len());
         for job in dead {

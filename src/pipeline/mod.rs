@@ -483,9 +483,9 @@ pub fn run(
 }
 
 /// The study `uid` made of `files` (headers read; the pixels are decoded later): what the
-/// daemon's workers and the work queue's workers process. A file that cannot be read, or
-/// that belongs to another study, is an error of the report; the study is empty when none
-/// can be read.
+/// daemon's workers and the work queue's workers process. A file that cannot be read is an
+/// error of the report; files of another study are left out; the study has no series when
+/// none of its files can be read.
 pub fn read_study<'a>(
     uid: &str,
     files: impl IntoIterator<Item = &'a Path>,
