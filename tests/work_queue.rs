@@ -382,6 +382,16 @@ fn twenty_studies_three_workers_each_processed_exactly_once_as_run_would() {
         assert_eq!(worker.terminate(), 0, "{}", worker.log());
     }
     assert_eq!(watcher.terminate(), 0, "{}", watcher.log());
+    // UIDs in the logs, never the patients' names or IDs (make_burst.py: BURST^NNNN, BURSTNNNN)
+    for process in [&a, &b, &c, &watcher] {
+        let log = process.log();
+        assert!(log.contains("job"), "{log}");
+        assert!(
+            !log.contains("BURST"),
+            "patient data in {}",
+            process.log.display()
+        );
+    }
 }
 
 #[test]
