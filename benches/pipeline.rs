@@ -21,7 +21,8 @@
 //! Sections (`BENCH_ONLY=<section>`, several separated by commas): `decode`, `forward`,
 //! `gradient`, `method`, `sae` (training throughput and the `sae` method per slice),
 //! `end-to-end` (the `make run` job and the peer comparison), `peer` (the peer comparison
-//! alone), `daemon`.
+//! alone), `daemon`, `queue` (studies per hour through the work queue with 1, 2 and 3
+//! workers: a RabbitMQ of its own, the known-answer model of `make_toy_model.py`).
 //! `BENCH_PEER_RUNS` (default 3) sets the timed runs of each side after one warm-up each.
 //!
 //! `pipeline memory-probe MODEL.onnx BATCH [gradient]` (used by the suite itself) runs one
@@ -46,6 +47,9 @@ use ndarray::{Array2, Array3, ArrayD, ArrayView3, IxDyn};
 use ort::session::Session;
 use ort::value::Tensor;
 use serde_json::json;
+
+#[path = "../tests/support/rabbit.rs"]
+mod rabbit;
 
 struct Row {
     name: String,
@@ -588,6 +592,9 @@ fn main() {
     if wanted("daemon") {
         daemon_rows(&mut rows);
     }
+    if wanted("queue") {
+        queue_rows(&mut rows);
+    }
     finish(&rows, extra);
 }
 
@@ -781,6 +788,141 @@ settle = "{settle}s"
             peer: None,
         });
     }
+}
+
+/// The work queue (docs/design.md section 14) on this machine: `watch --broker` and 1, 2
+/// then 3 `dicom-xai worker`s on a RabbitMQ of the bench's own, with the known-answer model
+/// of `make_toy_model.py` (occlusion on the one slice), a burst of 30 single-slice studies
+/// each time; studies per hour from the burst to its last report.
+fn queue_rows(rows: &mut Vec<Row>) {
+    const STUDIES: usize = 30;
+    let work = tempfile::tempdir().expect("temp dir");
+    let python = root().join(".venv/bin/python");
+    let model = work.path().join("model");
+    let made = Command::new(&python)
+        .arg(root().join("tests/support/make_toy_model.py"))
+        .arg(&model)
+        .status()
+        .expect("python");
+    assert!(made.success(), "make_toy_model.py failed");
+    let mut broker = rabbit::Rabbit::start(work.path());
+    let url = broker.url();
+    for workers in 1..=3usize {
+        let run = work.path().join(format!("workers-{workers}"));
+        let (drop, out, state) = (run.join("drop"), run.join("out"), run.join("state"));
+        std::fs::create_dir_all(&drop).expect("drop");
+        let config = run.join("site.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[runtime]
+intra_threads = 1
+[[models]]
+manifest = "{manifest}"
+[output]
+dir = "{out}"
+[quality]
+faithfulness_steps = 0
+[explain]
+methods = ["occlusion"]
+slices = "top-k"
+top_k = 1
+[[rules]]
+name = "brain-mr"
+[rules.select]
+modality = ["MR"]
+[watch]
+drop = "{drop}"
+state = "{state}"
+stable = "300ms"
+settle = "1s"
+"#,
+                manifest = model.join("toy.toml").display(),
+                out = out.display(),
+                drop = drop.display(),
+                state = state.display(),
+            ),
+        )
+        .expect("config");
+        let staging = run.join("staging");
+        let made = Command::new(&python)
+            .arg(root().join("tests/support/make_burst.py"))
+            .arg("--source")
+            .arg(root().join("assets/pydicom/MR_small.dcm"))
+            .arg("--out")
+            .arg(&staging)
+            .args(["--count", &STUDIES.to_string()])
+            .status()
+            .expect("python");
+        assert!(made.success(), "make_burst.py failed");
+        let spawn = |command: &str, log: &str| {
+            Command::new(env!("CARGO_BIN_EXE_dicom-xai"))
+                .arg("--log-file")
+                .arg(run.join(log))
+                .args([command, "--config"])
+                .arg(&config)
+                .args(["--broker", &url])
+                .env("DICOM_XAI_CACHE", work.path().join("cache"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("dicom-xai")
+        };
+        let mut children: Vec<_> = (0..workers)
+            .map(|i| spawn("worker", &format!("worker-{i}.log")))
+            .collect();
+        // the models loaded and every worker consuming before the clock starts
+        let ready = Instant::now();
+        while (0..workers).any(|i| {
+            !std::fs::read_to_string(run.join(format!("worker-{i}.log")))
+                .unwrap_or_default()
+                .contains("consuming jobs")
+        }) {
+            assert!(
+                ready.elapsed() < Duration::from_secs(300),
+                "workers not ready"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        children.push(spawn("watch", "watcher.log"));
+        std::thread::sleep(Duration::from_secs(3));
+        let started = Instant::now();
+        std::fs::rename(&staging, drop.join("burst")).expect("burst into the drop folder");
+        let reports = || {
+            std::fs::read_dir(&out)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter(|e| e.path().join("report.json").is_file())
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        while reports() < STUDIES {
+            assert!(
+                started.elapsed() < Duration::from_secs(900),
+                "the work queue took too long"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        for child in &mut children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+        let name = format!("queue-toy-{STUDIES}-studies-{workers}-workers");
+        eprintln!("{name}: {:.0} studies/h", STUDIES as f64 * 3600.0 / seconds);
+        rows.push(Row {
+            name,
+            unit: "studies/h",
+            ours: STUDIES as f64 * 3600.0 / seconds,
+            runs: 1,
+            peer: None,
+        });
+    }
+    broker.stop();
 }
 
 /// Whether the section whose rows contain `section` runs (`BENCH_ONLY`).

@@ -54,6 +54,8 @@
 //! - [`audit`]: the models and methods over a labelled image set (`audit.json`,
 //!   `audit.html`).
 //! - [`watch`]: the daemon: drop folder, job journal, workers, delivery, metrics.
+//! - [`queue`]: the work queue on RabbitMQ: the daemon publishes settled studies as jobs
+//!   (`watch --broker`), workers on other machines process them (`worker`).
 //! - [`cli`]: the command-line interface (`main.rs` only calls [`cli::main`]); it maps
 //!   outcomes and errors to exit codes.
 //!
@@ -100,6 +102,7 @@ pub mod onnx;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
+pub mod queue;
 pub mod render;
 pub mod runtime;
 pub mod sae;

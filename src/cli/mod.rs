@@ -14,6 +14,7 @@ mod rules_cmd;
 mod run_cmd;
 mod sae_cmd;
 mod watch_cmd;
+mod worker_cmd;
 
 use std::process::ExitCode;
 
@@ -97,7 +98,11 @@ enum Command {
     /// The daemon: process every new study in the drop folder once, deliver the outputs,
     /// keep a journal; SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the configuration.
     Watch(watch_cmd::WatchArgs),
-    /// What the daemon's journal holds: studies by state, unusable files, deliveries.
+    /// A work-queue worker: process the jobs that `watch --broker` publishes, one at a time;
+    /// SIGTERM/SIGINT finish the job in hand and stop.
+    Worker(worker_cmd::WorkerArgs),
+    /// What the daemon's journal holds: studies by state, unusable files, deliveries; with
+    /// --broker, the work queue's dead jobs.
     Status(watch_cmd::StatusArgs),
     /// Explain one image (DICOM, PNG or JPEG) with one model and one method: heatmap.npy,
     /// overlay.png and explain.json in the output folder.
@@ -126,6 +131,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Run(args) => run_cmd::run(&args),
         Command::Watch(args) => watch_cmd::run(&args),
+        Command::Worker(args) => worker_cmd::run(&args),
         Command::Status(args) => watch_cmd::status(&args),
         Command::Explain(args) => explain_cmd::run(&args),
         Command::Grad(args) => grad_cmd::run(&args),

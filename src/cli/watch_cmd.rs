@@ -1,4 +1,5 @@
-//! `dicom-xai watch`: the daemon, and `dicom-xai status`: what its journal holds.
+//! `dicom-xai watch`: the daemon, and `dicom-xai status`: what its journal holds and, with
+//! a broker, the dead jobs of the work queue.
 
 use std::path::PathBuf;
 
@@ -30,6 +31,10 @@ pub struct WatchArgs {
     /// Methods to use instead of the rules' (comma-separated).
     #[arg(long, value_name = "M,N", value_delimiter = ',', num_args = 1)]
     methods: Option<Vec<String>>,
+    /// Publish each settled study as a job on this RabbitMQ broker instead of processing
+    /// it here (`amqp://HOST:PORT/VHOST`; `dicom-xai worker` processes them).
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
 }
 
 /// Runs `watch` until SIGTERM/SIGINT; returns the exit code.
@@ -44,7 +49,11 @@ pub fn run(args: &WatchArgs) -> u8 {
             methods: non_empty(&args.methods),
         },
     };
-    match watch::watch(&options) {
+    let dispatch = args
+        .broker
+        .as_deref()
+        .map(|url| Box::new(crate::queue::Publisher::new(url)) as Box<dyn watch::Dispatch>);
+    match watch::watch(&options, dispatch) {
         Ok(()) => super::EXIT_OK,
         Err(error) => {
             eprintln!("error: {error}");
@@ -57,8 +66,12 @@ pub fn run(args: &WatchArgs) -> u8 {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The daemon's state folder (holding journal.sqlite).
-    #[arg(long, value_name = "DIR")]
-    state: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "broker")]
+    state: Option<PathBuf>,
+    /// The work queue's broker: the jobs waiting and the dead jobs too
+    /// (`amqp://HOST:PORT/VHOST`).
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -66,79 +79,138 @@ pub struct StatusArgs {
 
 /// Runs `status`; returns the exit code.
 pub fn status(args: &StatusArgs) -> u8 {
-    if !args.state.join(crate::watch::journal::FILE_NAME).is_file() {
-        eprintln!(
-            "error: {}: no journal here (is this the state folder of dicom-xai watch?)",
-            args.state.display()
-        );
-        return super::EXIT_USAGE;
-    }
-    let journal = match Journal::open_read_only(&args.state) {
-        Ok(journal) => journal,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return super::EXIT_FATAL;
-        }
+    let queue = match &args.broker {
+        Some(url) => match crate::queue::Broker::connect(url).and_then(|broker| {
+            let listed = broker
+                .counts()
+                .and_then(|(waiting, _)| Ok((waiting, broker.dead_jobs()?)));
+            broker.close();
+            listed
+        }) {
+            Ok(listed) => Some(listed),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return super::EXIT_FATAL;
+            }
+        },
+        None => None,
     };
-    let gathered = journal.studies().and_then(|studies| {
-        Ok((
-            studies,
-            journal.problem_files()?,
-            journal.delivery_counts()?,
-        ))
-    });
-    let (studies, problems, deliveries) = match gathered {
-        Ok(all) => all,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return super::EXIT_FATAL;
-        }
+    let journal = match &args.state {
+        Some(state) => match journal_summary(state) {
+            Ok(summary) => Some(summary),
+            Err(code) => return code,
+        },
+        None => None,
     };
     if args.json {
-        let value = serde_json::json!({
+        let mut value = journal
+            .as_ref()
+            .map_or_else(|| serde_json::json!({}), JournalSummary::json);
+        if let Some((waiting, dead)) = &queue {
+            value["jobs_waiting"] = serde_json::json!(waiting);
+            value["dead_jobs"] = serde_json::json!(dead);
+        }
+        println!("{value}");
+        return super::EXIT_OK;
+    }
+    if let Some(summary) = &journal {
+        summary.print();
+    }
+    if let Some((waiting, dead)) = &queue {
+        println!("jobs waiting for a worker: {waiting}");
+        println!("dead jobs ({})", dead.len());
+        for job in dead {
+            println!(
+                "  {}  job {}: {}",
+                job.study_instance_uid.as_deref().unwrap_or("?"),
+                job.job_id.as_deref().unwrap_or("?"),
+                job.error
+            );
+        }
+    }
+    super::EXIT_OK
+}
+
+/// What the journal holds.
+struct JournalSummary {
+    studies: Vec<crate::watch::journal::StudyRow>,
+    problems: Vec<(String, String, String)>,
+    deliveries: Vec<(String, String, u64)>,
+}
+
+/// Reads the journal in `state`; the exit code when it cannot.
+fn journal_summary(state: &std::path::Path) -> Result<JournalSummary, u8> {
+    if !state.join(crate::watch::journal::FILE_NAME).is_file() {
+        eprintln!(
+            "error: {}: no journal here (is this the state folder of dicom-xai watch?)",
+            state.display()
+        );
+        return Err(super::EXIT_USAGE);
+    }
+    let journal = Journal::open_read_only(state).map_err(|error| {
+        eprintln!("error: {error}");
+        super::EXIT_FATAL
+    })?;
+    let gathered = journal.studies().and_then(|studies| {
+        Ok(JournalSummary {
+            studies,
+            problems: journal.problem_files()?,
+            deliveries: journal.delivery_counts()?,
+        })
+    });
+    gathered.map_err(|error| {
+        eprintln!("error: {error}");
+        super::EXIT_FATAL
+    })
+}
+
+impl JournalSummary {
+    fn json(&self) -> serde_json::Value {
+        let studies = &self.studies;
+        serde_json::json!({
             "studies": studies,
             "counts": StudyState::ALL.iter().map(|s| {
                 (s.name().to_string(),
                  serde_json::Value::from(studies.iter().filter(|r| r.state == *s).count()))
             }).collect::<serde_json::Map<_, _>>(),
-            "problem_files": problems.iter().map(|(path, kind, reason)| {
+            "problem_files": self.problems.iter().map(|(path, kind, reason)| {
                 serde_json::json!({"file": path, "kind": kind, "reason": reason})
             }).collect::<Vec<_>>(),
-            "deliveries": deliveries.iter().map(|(destination, state, n)| {
+            "deliveries": self.deliveries.iter().map(|(destination, state, n)| {
                 serde_json::json!({"destination": destination, "state": state, "count": n})
             }).collect::<Vec<_>>(),
-        });
-        println!("{value}");
-        return super::EXIT_OK;
+        })
     }
-    for state in StudyState::ALL {
-        let rows: Vec<_> = studies.iter().filter(|r| r.state == state).collect();
-        println!("{} ({})", state.name(), rows.len());
-        for row in rows {
-            let mut line = format!("  {}  {} files", row.uid, row.files);
-            if let Some(status) = &row.status {
-                line += &format!(", report {status}");
+
+    fn print(&self) {
+        for state in StudyState::ALL {
+            let rows: Vec<_> = self.studies.iter().filter(|r| r.state == state).collect();
+            println!("{} ({})", state.name(), rows.len());
+            for row in rows {
+                let mut line = format!("  {}  {} files", row.uid, row.files);
+                if let Some(status) = &row.status {
+                    line += &format!(", report {status}");
+                }
+                if let Some(seconds) = row.seconds {
+                    line += &format!(", {seconds:.1} s");
+                }
+                if row.attempts > 0 && state != StudyState::Done {
+                    line += &format!(", attempt {}", row.attempts);
+                }
+                if let Some(reason) = &row.reason {
+                    line += &format!(": {reason}");
+                }
+                println!("{line}");
             }
-            if let Some(seconds) = row.seconds {
-                line += &format!(", {seconds:.1} s");
+        }
+        if !self.problems.is_empty() {
+            println!("files not used ({})", self.problems.len());
+            for (path, kind, reason) in &self.problems {
+                println!("  {kind}: {path}: {reason}");
             }
-            if row.attempts > 0 && state != StudyState::Done {
-                line += &format!(", attempt {}", row.attempts);
-            }
-            if let Some(reason) = &row.reason {
-                line += &format!(": {reason}");
-            }
-            println!("{line}");
+        }
+        for (destination, state, n) in &self.deliveries {
+            println!("deliveries to {destination}: {n} {state}");
         }
     }
-    if !problems.is_empty() {
-        println!("files not used ({})", problems.len());
-        for (path, kind, reason) in &problems {
-            println!("  {kind}: {path}: {reason}");
-        }
-    }
-    for (destination, state, n) in &deliveries {
-        println!("deliveries to {destination}: {n} {state}");
-    }
-    super::EXIT_OK
 }

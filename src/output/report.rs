@@ -78,6 +78,10 @@ pub struct StudyReport {
     /// the rerun's own.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub timings: std::collections::BTreeMap<String, f64>,
+    /// The work-queue job that wrote this report (docs/design.md section 14): a worker that
+    /// finds its job's id here has nothing left to do. Absent outside the work queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 /// The study's Structured Report as written.

@@ -275,6 +275,11 @@ impl Engine {
         self.findings.as_ref()
     }
 
+    /// The loaded models, in the configuration's order.
+    pub fn models(&self) -> &[Classifier] {
+        &self.models
+    }
+
     /// The quality checks as the site configures them.
     pub fn quality_policy(&self) -> crate::explain::quality::QualityPolicy {
         self.settings.quality
@@ -290,7 +295,18 @@ impl Engine {
         out: &Path,
         file_errors: Vec<ReportError>,
     ) -> Result<(StudyReport, PathBuf), RunError> {
-        self.process_and_write(study, out, file_errors, false)
+        self.process_and_write(study, out, file_errors, false, None)
+    }
+
+    /// [`Engine::process_study`] for a work-queue job: the report also records `job_id`.
+    pub fn process_job(
+        &self,
+        study: &Study,
+        out: &Path,
+        file_errors: Vec<ReportError>,
+        job_id: &str,
+    ) -> Result<(StudyReport, PathBuf), RunError> {
+        self.process_and_write(study, out, file_errors, false, Some(job_id))
     }
 
     /// Processes the new or changed series of a study (`study` holds only those) into
@@ -303,7 +319,7 @@ impl Engine {
         out: &Path,
         file_errors: Vec<ReportError>,
     ) -> Result<(StudyReport, PathBuf), RunError> {
-        self.process_and_write(study, out, file_errors, true)
+        self.process_and_write(study, out, file_errors, true, None)
     }
 
     /// The study's series processed and its report written over the earlier one.
@@ -313,8 +329,10 @@ impl Engine {
         out: &Path,
         file_errors: Vec<ReportError>,
         keep_other_series: bool,
+        job_id: Option<&str>,
     ) -> Result<(StudyReport, PathBuf), RunError> {
-        let report = self.study_report(study, out, file_errors);
+        let mut report = self.study_report(study, out, file_errors);
+        report.job_id = job_id.map(str::to_string);
         let redone: BTreeSet<String> = study.series.iter().map(|s| s.uid.clone()).collect();
         let replacing = output::Replacing {
             redone: &redone,
@@ -357,6 +375,7 @@ impl Engine {
             superseded: Vec::new(),
             structured_report: None,
             timings: Default::default(),
+            job_id: None,
         };
         let study_dir = match output::study_dir(out, &study.uid) {
             Ok(dir) => dir,
@@ -499,4 +518,33 @@ pub fn run(
     }
     progress.finish();
     Ok(summary)
+}
+
+/// The study `uid` made of `files` (headers read; the pixels are decoded later): what the
+/// daemon's workers and the work queue's workers process. A file that cannot be read is an
+/// error of the report; files of another study are left out; the study has no series when
+/// none of its files can be read.
+pub fn read_study<'a>(
+    uid: &str,
+    files: impl IntoIterator<Item = &'a Path>,
+) -> (Study, Vec<ReportError>) {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for path in files {
+        match scan::read_instance(path) {
+            Ok(instance) => found.push(instance),
+            Err(issue) => errors.push(ReportError {
+                file: path.display().to_string(),
+                message: issue.message,
+            }),
+        }
+    }
+    let study = scan::group(found)
+        .into_iter()
+        .find(|study| study.uid == uid)
+        .unwrap_or(Study {
+            uid: uid.to_string(),
+            series: Vec::new(),
+        });
+    (study, errors)
 }

@@ -11,6 +11,12 @@
 //! running at start-up (the daemon died mid-study) --> queued (redone from the start)
 //! ```
 //!
+//! With a broker (`watch --broker`), a claimed study is not processed here but published as
+//! a work-queue job: `running` then means "published, confirm awaited", and the broker's
+//! confirm makes it `published` (a late file reopens it like `done`). A publish that fails
+//! (broker down) puts it back to `queued`, and so does a restart: a job whose confirm never
+//! came is published again.
+//!
 //! Each claim counts an attempt, so a run cut short by a crash counts too: a study that
 //! kills the daemon is not retried for ever.
 //!
@@ -84,6 +90,8 @@ pub enum StudyState {
     Done,
     /// Gave up after the configured attempts, or nothing in it could be processed.
     Failed,
+    /// Handed to the work queue: the broker confirmed the job (`watch --broker`).
+    Published,
 }
 
 impl StudyState {
@@ -95,6 +103,7 @@ impl StudyState {
             StudyState::Running => "running",
             StudyState::Done => "done",
             StudyState::Failed => "failed",
+            StudyState::Published => "published",
         }
     }
 
@@ -104,15 +113,17 @@ impl StudyState {
             "queued" => StudyState::Queued,
             "running" => StudyState::Running,
             "done" => StudyState::Done,
+            "published" => StudyState::Published,
             _ => StudyState::Failed,
         }
     }
 
     /// Every state, in the order `status` lists them.
-    pub const ALL: [StudyState; 5] = [
+    pub const ALL: [StudyState; 6] = [
         StudyState::Settling,
         StudyState::Queued,
         StudyState::Running,
+        StudyState::Published,
         StudyState::Done,
         StudyState::Failed,
     ];
@@ -330,11 +341,11 @@ impl Journal {
                     "INSERT INTO studies (uid, state, first_seen, last_change)
                      VALUES (?1, 'settling', ?2, ?2)
                      ON CONFLICT (uid) DO UPDATE SET last_change = ?2,
-                        first_seen = CASE WHEN state IN ('done', 'failed') THEN ?2
+                        first_seen = CASE WHEN state IN ('done', 'failed', 'published') THEN ?2
                                           ELSE first_seen END,
-                        attempts = CASE WHEN state IN ('done', 'failed') THEN 0
+                        attempts = CASE WHEN state IN ('done', 'failed', 'published') THEN 0
                                         ELSE attempts END,
-                        state = CASE WHEN state IN ('done', 'failed') THEN 'settling'
+                        state = CASE WHEN state IN ('done', 'failed', 'published') THEN 'settling'
                                      ELSE state END",
                     params![study, now],
                 )?;
@@ -417,6 +428,63 @@ impl Journal {
             .map_err(|e| self.fail(e))
     }
 
+    /// The study's DICOM instances: (path, SOPInstanceUID), by path.
+    pub fn study_instances(&self, uid: &str) -> Result<Vec<(PathBuf, String)>, JournalError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT path, sop_uid FROM files
+                 WHERE study_uid = ?1 AND kind = 'instance' ORDER BY path",
+            )
+            .map_err(|e| self.fail(e))?;
+        statement
+            .query_map(params![uid], |row| {
+                Ok((PathBuf::from(row.get::<_, String>(0)?), row.get(1)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The broker confirmed the study's job: the files it named are processed (a late file
+    /// reopens the study), the study is published (or settles again when a file arrived
+    /// meanwhile).
+    pub fn published(&mut self, uid: &str, covered: &[PathBuf]) -> Result<(), JournalError> {
+        let path = self.path.clone();
+        let fail = |source| JournalError {
+            path: path.clone(),
+            source,
+        };
+        let transaction = self.connection.transaction().map_err(fail)?;
+        let result = (|| {
+            mark_processed(&transaction, covered)?;
+            transaction.execute(
+                "UPDATE studies SET finished = ?2, reason = NULL, runs = runs + 1, attempts = 0,
+                    state = CASE WHEN EXISTS (SELECT 1 FROM files WHERE study_uid = ?1
+                                   AND kind = 'instance' AND processed = 0)
+                                 THEN 'settling' ELSE 'published' END
+                 WHERE uid = ?1",
+                params![uid, now()],
+            )?;
+            Ok::<(), rusqlite::Error>(())
+        })();
+        result.map_err(fail)?;
+        transaction.commit().map_err(fail)
+    }
+
+    /// A job that could not be published (the broker is away): queued again, to be
+    /// published after `delay`; the attempt does not count.
+    pub fn requeue(&self, uid: &str, reason: &str, delay: Duration) -> Result<(), JournalError> {
+        self.connection
+            .execute(
+                "UPDATE studies SET state = 'queued', reason = ?2, not_before = ?3,
+                    attempts = MAX(attempts - 1, 0)
+                 WHERE uid = ?1",
+                params![uid, reason, now() + delay.as_secs_f64()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
+    }
+
     /// Whether the study has completed a run before (its report exists).
     pub fn has_run(&self, uid: &str) -> Result<bool, JournalError> {
         self.connection
@@ -448,12 +516,7 @@ impl Journal {
                 source,
             })?;
         let result = (|| {
-            for file in covered {
-                transaction.execute(
-                    "UPDATE files SET processed = 1 WHERE path = ?1",
-                    params![file.to_string_lossy()],
-                )?;
-            }
+            mark_processed(&transaction, covered)?;
             for (output, sop, destination) in &outcome.deliveries {
                 transaction.execute(
                     "INSERT INTO outputs (path, study_uid, sop_uid, destination, state)
@@ -693,6 +756,21 @@ impl Journal {
     }
 }
 
+/// The files a run (or a published job) covered are processed: a later file of the study
+/// is what reopens it.
+fn mark_processed(
+    transaction: &rusqlite::Transaction<'_>,
+    covered: &[PathBuf],
+) -> rusqlite::Result<()> {
+    for file in covered {
+        transaction.execute(
+            "UPDATE files SET processed = 1 WHERE path = ?1",
+            params![file.to_string_lossy()],
+        )?;
+    }
+    Ok(())
+}
+
 /// What a finished run leaves in the journal.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -799,5 +877,46 @@ mod tests {
         assert_eq!(state, StudyState::Failed);
         let rows = journal.studies().expect("studies");
         assert_eq!(rows[0].reason.as_deref(), Some("disk full"));
+    }
+
+    #[test]
+    fn a_published_study_waits_for_the_confirm_and_reopens_on_a_late_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut journal = Journal::open(dir.path()).expect("open");
+        let a = dir.path().join("a.dcm");
+        journal
+            .record_file(&a, 1, 1, &instance("7", "7.1", "7.1.1"))
+            .expect("record");
+        journal.enqueue("7").expect("enqueue");
+        assert!(journal.claim().expect("claim").is_some());
+        // the broker was away: queued again, the attempt not counted
+        journal
+            .requeue("7", "broker down", Duration::ZERO)
+            .expect("requeue");
+        let row = &journal.studies().expect("studies")[0];
+        assert_eq!((row.state, row.attempts), (StudyState::Queued, 0));
+        assert_eq!(
+            journal.study_instances("7").expect("instances"),
+            vec![(a.clone(), "7.1.1".to_string())]
+        );
+        assert!(journal.claim().expect("claim").is_some());
+        journal
+            .published("7", std::slice::from_ref(&a))
+            .expect("published");
+        let row = &journal.studies().expect("studies")[0];
+        assert_eq!((row.state, row.runs), (StudyState::Published, 1));
+        assert_eq!(row.reason, None);
+        journal
+            .record_file(
+                &dir.path().join("b.dcm"),
+                1,
+                1,
+                &instance("7", "7.2", "7.2.1"),
+            )
+            .expect("record");
+        assert_eq!(
+            journal.studies().expect("studies")[0].state,
+            StudyState::Settling
+        );
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! Study counts per state come from the journal at each request, so they are right across
 //! restarts; the counters of this process (studies done, seconds, deliveries) start at zero.
+//! A work-queue worker (`dicom-xai worker`) serves the same endpoint without a journal: its
+//! job counters (done, failed, skipped, seconds per study) are its own.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -24,6 +26,32 @@ pub struct Metrics {
     pending_files: AtomicUsize,
     delivered: AtomicU64,
     delivery_failures: AtomicU64,
+    jobs: [AtomicU64; 3],
+    job_micros: AtomicU64,
+}
+
+/// How a work-queue job ended, as the metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Processed: outputs and report written, acknowledged.
+    Done,
+    /// The attempt failed: returned to the queue, or dead-lettered after the last one.
+    Failed,
+    /// Its report already named the job: acknowledged without work.
+    Skipped,
+}
+
+impl JobOutcome {
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobOutcome::Done => "done",
+            JobOutcome::Failed => "failed",
+            JobOutcome::Skipped => "skipped",
+        }
+    }
+
+    const ALL: [JobOutcome; 3] = [JobOutcome::Done, JobOutcome::Failed, JobOutcome::Skipped];
 }
 
 impl Metrics {
@@ -59,6 +87,15 @@ impl Metrics {
         self.delivered.fetch_add(sent as u64, Ordering::Relaxed);
         self.delivery_failures
             .fetch_add(failed as u64, Ordering::Relaxed);
+    }
+
+    /// A work-queue job ended after `seconds` in this worker.
+    pub fn job_finished(&self, outcome: JobOutcome, seconds: f64) {
+        self.jobs[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        if outcome == JobOutcome::Done {
+            self.job_micros
+                .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        }
     }
 
     /// The Prometheus text exposition.
@@ -152,6 +189,35 @@ impl Metrics {
             ],
         );
         metric(
+            "dicom_xai_jobs_total",
+            "counter",
+            "Work-queue jobs ended by this worker, by outcome.",
+            JobOutcome::ALL
+                .iter()
+                .map(|o| {
+                    (
+                        format!("{{outcome=\"{}\"}}", o.name()),
+                        self.jobs[*o as usize].load(Ordering::Relaxed) as f64,
+                    )
+                })
+                .collect(),
+        );
+        metric(
+            "dicom_xai_job_seconds",
+            "summary",
+            "Wall time of the work-queue jobs this worker processed (seconds per study).",
+            vec![
+                (
+                    "_sum".into(),
+                    self.job_micros.load(Ordering::Relaxed) as f64 / 1e6,
+                ),
+                (
+                    "_count".into(),
+                    self.jobs[JobOutcome::Done as usize].load(Ordering::Relaxed) as f64,
+                ),
+            ],
+        );
+        metric(
             "dicom_xai_resident_memory_bytes",
             "gauge",
             "Resident memory of the daemon.",
@@ -192,11 +258,12 @@ impl Default for ServeLimits {
 /// The largest request head read; a longer one is refused.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
-/// Serves the metrics on `address` (loopback) in a thread until `stop`.
+/// Serves the metrics on `address` (loopback) in a thread until `stop`; the study counts
+/// come from the journal in `state` (none for a work-queue worker).
 pub fn serve(
     address: SocketAddr,
     metrics: Arc<Metrics>,
-    state: PathBuf,
+    state: Option<PathBuf>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(address)?;
@@ -209,7 +276,7 @@ pub fn serve(
 pub fn serve_on(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    state: PathBuf,
+    state: Option<PathBuf>,
     stop: Arc<AtomicBool>,
     limits: ServeLimits,
 ) -> std::io::Result<()> {
@@ -259,7 +326,7 @@ pub fn serve_on(
 fn answer(
     mut stream: TcpStream,
     metrics: &Metrics,
-    state: &std::path::Path,
+    state: &Option<PathBuf>,
     limits: ServeLimits,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
@@ -293,8 +360,13 @@ fn answer(
     let path = request.split_whitespace().nth(1).unwrap_or("/");
     match path {
         "/metrics" => {
-            let per_state = Journal::open_read_only(state)
-                .and_then(|j| j.state_counts())
+            let per_state = state
+                .as_deref()
+                .and_then(|state| {
+                    Journal::open_read_only(state)
+                        .and_then(|j| j.state_counts())
+                        .ok()
+                })
                 .unwrap_or_default();
             respond(&mut stream, "200 OK", &metrics.render(&per_state))
         }
@@ -366,7 +438,7 @@ mod tests {
         serve_on(
             listener,
             metrics,
-            state.path().into(),
+            Some(state.path().into()),
             Arc::clone(&stop),
             limits,
         )

@@ -28,11 +28,16 @@
 //!   with back-off where a retry can help, and the rest goes on. Input files are never
 //!   modified; they are moved or deleted only when the site asks (`after`).
 //!
+//! With a [`Dispatch`] (`watch --broker`, the `queue` module's publisher), settled studies
+//! are not processed here: the dispatcher thread (`dispatch.rs`) hands each over and the
+//! journal records it as `published` once the receiver holds it.
+//!
 //! Operations: SIGTERM/SIGINT stop taking work, let the studies in hand finish and exit 0;
 //! SIGHUP or a change of the configuration file reloads it (an invalid file is rejected
 //! and the running configuration kept); `dicom-xai status --state DIR` lists the journal;
 //! `[watch] metrics` serves Prometheus text on 127.0.0.1.
 
+mod dispatch;
 pub mod drop;
 pub mod journal;
 pub mod metrics;
@@ -48,6 +53,7 @@ use notify::Watcher;
 use crate::config::{Settings, WatchSettings};
 use crate::dicom::scan;
 use crate::pipeline::{Engine, Overrides, RunError};
+pub use dispatch::{Dispatch, DispatchError, SettledStudy, wait_unless_stopped};
 use drop::DropFolder;
 use journal::{FileKind, Journal};
 use metrics::Metrics;
@@ -150,10 +156,32 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Runs the daemon until SIGTERM or SIGINT; returns the exit code.
-pub fn watch(options: &WatchOptions) -> Result<(), WatchError> {
+/// Runs the daemon until SIGTERM or SIGINT. With a `dispatch` (`watch --broker`), settled
+/// studies are handed to it instead of being processed here: the inputs must then stay in
+/// place (`after = "keep"`) and the outputs stay in the out folder (`deliver = ["out"]`),
+/// since the workers read the one and write the other.
+pub fn watch(
+    options: &WatchOptions,
+    dispatch: Option<Box<dyn Dispatch>>,
+) -> Result<(), WatchError> {
     let current = load(options)?;
     let settings = current.watch.clone();
+    if dispatch.is_some()
+        && (settings.after != crate::config::AfterProcessing::Keep
+            || settings
+                .deliver
+                .iter()
+                .any(|d| *d != crate::config::Destination::Out))
+    {
+        return Err(WatchError::Configuration {
+            message: format!(
+                "{}: with a broker, workers read the inputs from the drop folder and write the \
+                 outputs to the out folder: [watch] after must be \"keep\" and deliver only \
+                 [\"out\"]",
+                options.config.display()
+            ),
+        });
+    }
     for dir in [&settings.drop, &settings.state, &current.out] {
         std::fs::create_dir_all(dir).map_err(|e| WatchError::Setup {
             path: dir.clone(),
@@ -209,7 +237,7 @@ pub fn watch(options: &WatchOptions) -> Result<(), WatchError> {
         metrics::serve(
             address,
             Arc::clone(&metrics),
-            settings.state.clone(),
+            Some(settings.state.clone()),
             Arc::clone(&stop),
         )
         .map_err(|e| WatchError::Setup {
@@ -220,7 +248,21 @@ pub fn watch(options: &WatchOptions) -> Result<(), WatchError> {
 
     let shared = Arc::new(RwLock::new(current));
     let mut workers = Vec::new();
-    for index in 0..settings.workers {
+    let local_workers = if dispatch.is_some() {
+        0
+    } else {
+        settings.workers
+    };
+    if let Some(sink) = dispatch {
+        let context = dispatch::Dispatcher {
+            shared: Arc::clone(&shared),
+            stop: Arc::clone(&stop),
+            state: settings.state.clone(),
+            sink,
+        };
+        workers.push(std::thread::spawn(move || context.run()));
+    }
+    for index in 0..local_workers {
         let context = worker::Worker {
             index,
             shared: Arc::clone(&shared),

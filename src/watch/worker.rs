@@ -13,7 +13,6 @@ use super::journal::{Finished, Journal, JournalError, StudyState};
 use super::metrics::Metrics;
 use super::{Current, read};
 use crate::config::{AfterProcessing, Destination, WatchSettings};
-use crate::dicom::scan;
 use crate::dicom::uid::InvalidUid;
 use crate::output::{self, ReportError};
 use crate::pipeline::{self, RunError};
@@ -183,26 +182,12 @@ fn run_study(
         .map(|(_, series, _)| series.clone())
         .collect();
     let wanted = |series: &str| !rerun || changed.contains(series);
-    let mut covered = Vec::new();
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
-    for (path, _, _) in files.iter().filter(|(_, s, _)| wanted(s)) {
-        covered.push(path.clone());
-        match scan::read_instance(path) {
-            Ok(instance) => found.push(instance),
-            Err(issue) => errors.push(ReportError {
-                file: path.display().to_string(),
-                message: issue.message,
-            }),
-        }
-    }
-    let study = scan::group(found)
-        .into_iter()
-        .find(|study| study.uid == uid)
-        .unwrap_or(scan::Study {
-            uid: uid.to_string(),
-            series: Vec::new(),
-        });
+    let covered: Vec<PathBuf> = files
+        .iter()
+        .filter(|(_, s, _)| wanted(s))
+        .map(|(path, _, _)| path.clone())
+        .collect();
+    let (study, errors) = pipeline::read_study(uid, covered.iter().map(PathBuf::as_path));
     let study_dir = output::study_dir(out, uid).context(StudyUidSnafu)?;
     remove_stale_temporaries(&study_dir);
     tracing::info!(

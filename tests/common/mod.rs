@@ -413,3 +413,27 @@ pub fn randomise_top_layers(
     manifest.name = name;
     (manifest, weights.len())
 }
+
+/// Sends SIGTERM to `child` and waits at most `timeout` for it to exit; its exit code (-1
+/// when a signal ended it). `log` is shown when it does not exit in time.
+pub fn terminate(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+    log: impl Fn() -> String,
+) -> i32 {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
