@@ -8,6 +8,8 @@ BIN         := target/release/dicom-xai
 DEMO_STUDY  := assets/demo/study
 OUT         := out
 APT_NEEDS   := dcmtk dicom3tools cmake fonts-dejavu-core orthanc orthanc-dev orthanc-webviewer orthanc-dicomweb chromium rabbitmq-server
+## npm fetches OHIF's built viewer for its test; a Node.js that ships its own npm needs none
+APT_NEEDS   += $(if $(shell command -v npm),,npm)
 CARGO_FLAGS := --release --locked
 ## GPU=1 (`make setup GPU=1`, then `make run GPU=1`...): the onnxruntime-gpu wheel (CUDA 13,
 ## with NVIDIA's CUDA and cuDNN wheels) in .venv instead of onnxruntime, and a build with the
