@@ -26,9 +26,11 @@ cargo build --release --locked --features cuda --bin dicom-xai
 strip -o .gpu/download/dicom-xai target/release/dicom-xai
 xz -T0 -6 -c .gpu/download/dicom-xai > .gpu/rest/dicom-xai.xz
 tar -C assets/demo -cf .gpu/rest/study.tar study
+# the legend's font: a machine without DejaVu finds none, so it travels beside the binary
+cp /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf .gpu/rest/DejaVuSans.ttf
 
 split -b 58M -d ".gpu/download/$WHEEL" .gpu/wheel.part
-(cd .gpu && sha256sum wheel.part* rest/dicom-xai.xz rest/study.tar > rest/SHA256SUMS
+(cd .gpu && sha256sum wheel.part* rest/dicom-xai.xz rest/study.tar rest/DejaVuSans.ttf > rest/SHA256SUMS
  echo "$WHEEL" > rest/WHEEL)
 rm -rf .gpu/download
 

@@ -60,6 +60,7 @@ ORT_LIB=$(ls "$SITE"/onnxruntime/capi/libonnxruntime.so.1.* 2>/dev/null | head -
 $PYTHON -c 'import onnxruntime as o; o.preload_dlls(); print(o.__version__, o.get_available_providers())' || CHECKED=failed
 record wheel "{\"status\": \"$CHECKED\", \"library\": \"$ORT_LIB\", \"nvidia\": \"$NVIDIA\"}"
 xz -dc .gpu/rest/dicom-xai.xz > "$WORK/dicom-xai" && chmod +x "$WORK/dicom-xai"
+mkdir -p "$WORK/fonts" && cp .gpu/rest/DejaVuSans.ttf "$WORK/fonts/DejaVuSans.ttf"
 mkdir -p assets/demo && tar -C assets/demo -xf .gpu/rest/study.tar
 BIN=$WORK/dicom-xai
 export DICOM_XAI_CACHE=$WORK/cache ORT_DYLIB_PATH=$ORT_LIB
@@ -84,7 +85,8 @@ for run in warm-up 1 2 3; do
   rm -rf "$WORK/e2e" "$WORK/e2e.log"
   started=$(date +%s.%N)
   /usr/bin/time -f "%M" -o "$WORK/rss" timeout 300 "$BIN" --log-format json --log-file "$WORK/e2e.log" \
-    run --config bench/end-to-end-24-slices-cuda.toml --out "$WORK/e2e" assets/demo/study > /dev/null
+    run --timings --config bench/end-to-end-24-slices-cuda.toml --out "$WORK/e2e" assets/demo/study \
+    > "$WORK/e2e.out"
   status=$?
   wall=$(elapsed "$started")
   classify=$($PYTHON - "$WORK/e2e.log" <<'PY'
@@ -101,9 +103,24 @@ for line in open(sys.argv[1]):
 print(json.dumps(seconds))
 PY
 )
-  providers=$(grep -o '"provider": *"[a-z]*"' "$WORK"/e2e/*/report.json 2>/dev/null | sort | uniq -c | tr '\n' ' ')
-  echo "run $run: status $status, wall $wall s, classify $classify, providers $providers"
-  record "e2e-cuda-$run" "{\"status\": $status, \"wall\": $wall, \"peak_rss_kib\": $(cat "$WORK/rss" 2>/dev/null | tail -1 || echo null), \"classify\": ${classify:-null}, \"providers\": \"$providers\"}"
+  # every session's provider counted, and the report's seconds per stage, as JSON objects
+  report=$($PYTHON - "$WORK"/e2e/*/report.json <<'PY'
+import collections, json, sys
+try:
+    report = json.load(open(sys.argv[1]))
+except (OSError, ValueError, IndexError):
+    print(json.dumps({"providers": None, "timings": None}))
+    sys.exit()
+providers = collections.Counter(
+    provider
+    for series in report["series"] for model in series["models"]
+    for provider in model.get("providers", {}).values())
+print(json.dumps({"providers": providers, "timings": report.get("timings")}))
+PY
+)
+  echo "run $run: status $status, wall $wall s, classify $classify, $report"
+  tail -14 "$WORK/e2e.out"
+  record "e2e-cuda-$run" "{\"status\": $status, \"wall\": $wall, \"peak_rss_kib\": $(cat "$WORK/rss" 2>/dev/null | tail -1 || echo null), \"classify\": ${classify:-null}, \"report\": ${report:-null}}"
   [ $status = 0 ] || tail -5 "$WORK/e2e.log"
 done
 cp "$WORK"/e2e/*/report.json "$OUT/report-cuda.json" 2>/dev/null
