@@ -38,6 +38,7 @@ fn the_report_is_valid_and_reads_back_as_tid_1500() {
         series_uid: slices[0].series_uid.clone(),
         model: ("densenet169".into(), "1".into(), "ab".repeat(32), true),
         finding: Code::private("glioma", "glioma"),
+        decided_on: Some((slices[0].clone(), (256, 256))),
         probabilities: labels
             .iter()
             .zip(probabilities)
@@ -47,6 +48,7 @@ fn the_report_is_valid_and_reads_back_as_tid_1500() {
             method: "gradcam".into(),
             class: Code::private("glioma", "glioma"),
             source: slices[0].clone(),
+            source_size: Some((256, 256)),
             in_brain_fraction: Some(0.42),
             deletion_auc: Some(0.1),
             insertion_auc: Some(0.7),

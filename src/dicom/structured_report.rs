@@ -86,6 +86,9 @@ pub struct SeriesFinding {
     pub model: (String, String, String, bool),
     /// The predicted class.
     pub finding: Code,
+    /// The slice the call rests on and its size (rows, columns): each probability is
+    /// inferred from that whole slice.
+    pub decided_on: Option<(Referenced, (u32, u32))>,
     /// Each class and its probability (the series-level call's), in label order.
     pub probabilities: Vec<(Code, f32)>,
     /// The explanations of the series by this model.
@@ -101,6 +104,8 @@ pub struct ExplanationFinding {
     pub class: Code,
     /// The source slice.
     pub source: Referenced,
+    /// Its size (rows, columns), when known: each figure is inferred from the whole slice.
+    pub source_size: Option<(u32, u32)>,
     /// Share of the map's mass inside the brain.
     pub in_brain_fraction: Option<f32>,
     /// Deletion AUC.
@@ -339,13 +344,20 @@ fn series_group(uids: &ReportUids, finding: &SeriesFinding) -> InMemDicomObject 
         &finding.finding,
     ));
     for (class, probability) in &finding.probabilities {
-        children.push(num(
+        let mut item = num(
             &Code::private(
                 &format!("P-{}", class.value),
                 &format!("Probability of {}", class.meaning),
             ),
             *probability,
-        ));
+        );
+        if let Some((slice, size)) = &finding.decided_on {
+            item.put(sequence(
+                tags::CONTENT_SEQUENCE,
+                vec![whole_slice(slice, *size)],
+            ));
+        }
+        children.push(item);
     }
     container(
         "CONTAINS",
@@ -410,14 +422,15 @@ fn explanation_group(
     ] {
         if let Some(value) = value {
             let mut item = num(&Code::private(code_value, meaning), value);
-            item.put(sequence(
-                tags::CONTENT_SEQUENCE,
-                vec![code(
-                    "HAS CONCEPT MOD",
-                    &Code::new("370129005", "SCT", "Measurement Method"),
-                    &method,
-                )],
-            ));
+            let mut modifiers = vec![code(
+                "HAS CONCEPT MOD",
+                &Code::new("370129005", "SCT", "Measurement Method"),
+                &method,
+            )];
+            if let Some(size) = explanation.source_size {
+                modifiers.push(whole_slice(&explanation.source, size));
+            }
+            item.put(sequence(tags::CONTENT_SEQUENCE, modifiers));
             children.push(item);
         }
     }
@@ -633,6 +646,33 @@ fn num(name: &Code, value: f32) -> InMemDicomObject {
     ));
     item.put(sequence(tags::MEASURED_VALUE_SEQUENCE, vec![measured]));
     item
+}
+
+/// TID 320: the value was inferred from the whole of `slice` (`rows`, `columns`): a closed
+/// polyline along its edges, in image coordinates (TID 300 "INFERRED FROM"). Viewers that
+/// place measurements on images (OHIF) need such a region to show the group at all.
+fn whole_slice(slice: &Referenced, (rows, columns): (u32, u32)) -> InMemDicomObject {
+    let mut region = item("INFERRED FROM", "SCOORD", None);
+    region.put(DataElement::new(
+        tags::GRAPHIC_TYPE,
+        VR::CS,
+        PrimitiveValue::from("POLYLINE"),
+    ));
+    let (width, height) = (columns as f32, rows as f32);
+    region.put(DataElement::new(
+        tags::GRAPHIC_DATA,
+        VR::FL,
+        PrimitiveValue::F32(
+            [0.0, 0.0, width, 0.0, width, height, 0.0, height, 0.0, 0.0]
+                .into_iter()
+                .collect(),
+        ),
+    ));
+    region.put(sequence(
+        tags::CONTENT_SEQUENCE,
+        vec![image("SELECTED FROM", None, slice)],
+    ));
+    region
 }
 
 fn image(relationship: &str, name: Option<&Code>, image: &Referenced) -> InMemDicomObject {

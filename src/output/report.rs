@@ -232,6 +232,23 @@ pub struct SliceReport {
     pub label: String,
     /// Probability per label, in the model's label order.
     pub probabilities: Probabilities,
+    /// The slice's Rows and Columns (0 in reports written before they were recorded).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows: u32,
+    /// See `rows`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub columns: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+impl SliceReport {
+    /// (Rows, Columns), when recorded.
+    pub fn size(&self) -> Option<(u32, u32)> {
+        (self.rows > 0 && self.columns > 0).then_some((self.rows, self.columns))
+    }
 }
 
 /// Label -> probability, serialised as a JSON object in label order.

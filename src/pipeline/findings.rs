@@ -140,6 +140,8 @@ impl FindingsWriter {
                         .iter()
                         .find(|s| s.sop_instance_uid == at.sop_instance_uid && s.frame == at.frame)
                 });
+                let decided_on =
+                    deciding.and_then(|s| Some((slice(&s.sop_instance_uid), s.size()?)));
                 let probabilities = deciding
                     .map(|s| {
                         s.probabilities
@@ -158,6 +160,7 @@ impl FindingsWriter {
                         model.trained,
                     ),
                     finding: code(&prediction.label),
+                    decided_on,
                     probabilities,
                     explanations: explanation_findings(model, &slice, &code),
                 });
@@ -206,10 +209,19 @@ fn explanation_findings(
                     series_uid: map.output_series_instance_uid.clone(),
                 });
             let quality = &explanation.quality;
+            let source_size = model
+                .slices
+                .iter()
+                .find(|s| {
+                    s.sop_instance_uid == explanation.sop_instance_uid
+                        && s.frame == explanation.frame
+                })
+                .and_then(|s| s.size());
             ExplanationFinding {
                 method: explanation.method.clone(),
                 class: code(&explanation.class),
                 source: slice(&explanation.sop_instance_uid),
+                source_size,
                 in_brain_fraction: quality.in_brain_fraction,
                 deletion_auc: quality.deletion_auc,
                 insertion_auc: quality.insertion_auc,

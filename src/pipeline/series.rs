@@ -705,6 +705,8 @@ fn slice_reports(
             frame: slice.frame,
             label: labels[*class].clone(),
             probabilities: Probabilities(labels.iter().cloned().zip(row.iter().copied()).collect()),
+            rows: slice.grey.nrows() as u32,
+            columns: slice.grey.ncols() as u32,
         })
         .collect()
 }
