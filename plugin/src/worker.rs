@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dicom_xai::config::is_own_overlay;
-use dicom_xai::dicom::scan::{self, Disposition, SeriesHeader, Study};
+use dicom_xai::dicom::scan::{self, Disposition, SeriesHeader};
 use dicom_xai::output::{self, ReportError, StudyReport};
 use serde_json::Value;
 use snafu::{IntoError, OptionExt, ResultExt, Snafu};
@@ -141,13 +141,7 @@ impl Worker {
 
         let incoming = Incoming::create(&self.out, study)?;
         let (found, errors) = self.download(study, &changed, incoming.path())?;
-        let study_data = scan::group(found)
-            .into_iter()
-            .find(|s| s.uid == uid)
-            .unwrap_or(Study {
-                uid: uid.clone(),
-                series: Vec::new(),
-            });
+        let study_data = scan::study_of(found, &uid);
         let downloaded: usize = study_data.series.iter().map(|s| s.instances.len()).sum();
         self.check_stop(study)?;
         let engine::PipelineOutput {

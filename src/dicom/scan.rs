@@ -334,6 +334,18 @@ pub fn slice_normal(orientation: &[f64; 6]) -> [f64; 3] {
     [ry * cz - rz * cy, rz * cx - rx * cz, rx * cy - ry * cx]
 }
 
+/// The study `uid` made of `found` (grouped as [`group`] does): what one study's files are
+/// processed as; an empty study when none of them belongs to it.
+pub fn study_of(found: Vec<Found>, uid: &str) -> Study {
+    group(found)
+        .into_iter()
+        .find(|study| study.uid == uid)
+        .unwrap_or(Study {
+            uid: uid.to_string(),
+            series: Vec::new(),
+        })
+}
+
 /// Groups instances into studies and series and orders each series' slices.
 pub fn group(found: Vec<Found>) -> Vec<Study> {
     type SeriesKey = (String, String);

@@ -539,12 +539,5 @@ pub fn read_study<'a>(
             }),
         }
     }
-    let study = scan::group(found)
-        .into_iter()
-        .find(|study| study.uid == uid)
-        .unwrap_or(Study {
-            uid: uid.to_string(),
-            series: Vec::new(),
-        });
-    (study, errors)
+    (scan::study_of(found, uid), errors)
 }
