@@ -402,8 +402,7 @@ pub fn build(
 fn even_spacing<'a>(geometries: impl Iterator<Item = &'a SliceGeometry>) -> Option<f64> {
     let geometries: Vec<&SliceGeometry> = geometries.collect();
     let first = geometries.first()?;
-    let [rx, ry, rz, cx, cy, cz] = first.orientation;
-    let normal = [ry * cz - rz * cy, rz * cx - rx * cz, rx * cy - ry * cx];
+    let normal = super::scan::slice_normal(&first.orientation);
     let along = |g: &SliceGeometry| -> f64 { (0..3).map(|i| g.position[i] * normal[i]).sum() };
     let gaps: Vec<f64> = geometries
         .windows(2)

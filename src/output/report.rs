@@ -244,6 +244,15 @@ fn is_zero(value: &u32) -> bool {
     *value == 0
 }
 
+impl ModelReport {
+    /// The report of the slice `sop_instance_uid`, frame `frame`.
+    pub fn slice(&self, sop_instance_uid: &str, frame: u32) -> Option<&SliceReport> {
+        self.slices
+            .iter()
+            .find(|s| s.sop_instance_uid == sop_instance_uid && s.frame == frame)
+    }
+}
+
 impl SliceReport {
     /// (Rows, Columns), when recorded.
     pub fn size(&self) -> Option<(u32, u32)> {

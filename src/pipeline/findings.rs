@@ -45,8 +45,19 @@ impl FindingsWriter {
     }
 
     /// Writes the Structured Report of `report` into `<out>/<StudyInstanceUID>/` and records
-    /// it in the report; nothing when no series has a prediction. Failures are returned.
+    /// it, and the seconds it took (`structured-report`), in the report; nothing when no
+    /// series has a prediction. Failures are returned.
     pub fn write(&self, report: &mut StudyReport, out: &Path) -> Vec<ReportError> {
+        let started = std::time::Instant::now();
+        let errors = self.write_report(report, out);
+        report
+            .timings
+            .insert("structured-report".into(), started.elapsed().as_secs_f64());
+        errors
+    }
+
+    /// [`FindingsWriter::write`] without the timing.
+    fn write_report(&self, report: &mut StudyReport, out: &Path) -> Vec<ReportError> {
         report.structured_report = None;
         let findings = self.findings(report);
         if findings.is_empty() {
@@ -134,12 +145,10 @@ impl FindingsWriter {
                 };
                 let code = |label: &str| self.code(&model.model, label);
                 // the probabilities of the slice the call rests on
-                let deciding = prediction.decided_by.as_ref().and_then(|at| {
-                    model
-                        .slices
-                        .iter()
-                        .find(|s| s.sop_instance_uid == at.sop_instance_uid && s.frame == at.frame)
-                });
+                let deciding = prediction
+                    .decided_by
+                    .as_ref()
+                    .and_then(|at| model.slice(&at.sop_instance_uid, at.frame));
                 let decided_on =
                     deciding.and_then(|s| Some((slice(&s.sop_instance_uid), s.size()?)));
                 let probabilities = deciding
@@ -210,12 +219,7 @@ fn explanation_findings(
                 });
             let quality = &explanation.quality;
             let source_size = model
-                .slices
-                .iter()
-                .find(|s| {
-                    s.sop_instance_uid == explanation.sop_instance_uid
-                        && s.frame == explanation.frame
-                })
+                .slice(&explanation.sop_instance_uid, explanation.frame)
                 .and_then(|s| s.size());
             ExplanationFinding {
                 method: explanation.method.clone(),

@@ -339,14 +339,7 @@ impl Engine {
             keep_other_series,
         };
         let finish = |report: &mut StudyReport| match &self.findings {
-            Some(writer) => {
-                let started = std::time::Instant::now();
-                let errors = writer.write(report, out);
-                report
-                    .timings
-                    .insert("structured-report".into(), started.elapsed().as_secs_f64());
-                errors
-            }
+            Some(writer) => writer.write(report, out),
             None => Vec::new(),
         };
         output::replace_and_write(out, report, replacing, finish, |_| Vec::new())
