@@ -8,7 +8,8 @@
 # Steps, each bounded and recorded, none fatal to the next:
 #   1. the onnxruntime-gpu wheel reassembled and checked, unpacked into /tmp/site, with the
 #      machine's own NVIDIA CUDA 13 and cuDNN packages linked beside it
-#   2. DenseNet169 and ViT-B/16 exported there (random weights, as `make setup` does here)
+#   2. DenseNet169 and ViT-B/16 exported there, as `make setup` does here: the random-weight
+#      test exports (the bare loop) and the trained ones from the shipped checkpoints (the rest)
 #   3. the bare batched loop (bench/gpu/bare_loop.py): ms per image at batch 1, 8, 32
 #   4. `dicom-xai run` of the 24-slice end-to-end work (bench/end-to-end-24-slices.toml) on
 #      CUDA with require_gpu: a warm-up run (gradient models built), then 3 timed runs
@@ -67,7 +68,7 @@ export DICOM_XAI_CACHE=$WORK/cache ORT_DYLIB_PATH=$ORT_LIB
 
 step "2. models"
 started=$(date +%s.%N)
-timeout 240 $PYTHON scripts/export_models.py densenet169-legacy vit_b_16-legacy
+timeout 300 $PYTHON scripts/export_models.py densenet169-legacy vit_b_16-legacy mission
 record export "{\"status\": $?, \"seconds\": $(elapsed "$started")}"
 
 step "3. bare loop"

@@ -14,8 +14,15 @@ use ndarray::{Array2, Array3, s};
 const REGION: (usize, usize, usize, usize) = (20, 36, 36, 52);
 
 fn toy_model() -> (tempfile::TempDir, Classifier) {
+    made_model(&[])
+}
+
+/// The model `make_toy_model.py DIR ARGUMENTS...` writes, loaded.
+fn made_model(arguments: &[&str]) -> (tempfile::TempDir, Classifier) {
     let dir = tempfile::tempdir().unwrap();
-    common::run_support_script("make_toy_model.py", &[dir.path().as_os_str()]);
+    let mut all = vec![dir.path().as_os_str()];
+    all.extend(arguments.iter().map(std::ffi::OsStr::new));
+    common::run_support_script("make_toy_model.py", &all);
     let manifest = Manifest::load(&dir.path().join("toy.toml")).unwrap();
     let runtime = Runtime::init(RuntimeOptions {
         intra_threads: 2,
@@ -108,4 +115,62 @@ fn maps_come_back_to_the_slice_in_place() {
     let inside: f32 = heat.slice(s![r0 * 4..r1 * 4, c0 * 4..c1 * 4]).sum();
     assert!(inside / heat.sum() > 0.6);
     assert!(heat.iter().all(|v| *v >= 0.0 && v.is_finite()));
+}
+
+/// A 224 x 224 known-answer model whose class depends on the 16 x 16 region at `lesion`.
+fn planted_model(lesion: (usize, usize)) -> (tempfile::TempDir, Classifier) {
+    let (row, column) = (lesion.0.to_string(), lesion.1.to_string());
+    made_model(&["4", "--size", "224", "--lesion", &row, &column])
+}
+
+/// Textured background (grey 0.2 to 0.4, a fixed pattern) with a bright 16 x 16 lesion.
+fn planted_input(lesion: (usize, usize)) -> Array3<f32> {
+    Array3::from_shape_fn((1, 224, 224), |(_, r, c)| {
+        let inside =
+            (lesion.0..lesion.0 + 16).contains(&r) && (lesion.1..lesion.1 + 16).contains(&c);
+        if inside {
+            0.9
+        } else {
+            0.3 + 0.1 * ((r * 7 + c * 13) as f32 * 0.37).sin()
+        }
+    })
+}
+
+/// Issue 21's known answer: with the default parameters at least half of the map's mass lies
+/// within 16 pixels of the planted lesion, wherever the lesion sits against the patch grid.
+#[test]
+fn default_occlusion_keeps_half_its_mass_within_16_pixels_of_the_lesion() {
+    const NEAR: usize = 16;
+    // on the grid, between grid lines, at the edges and corners of the input
+    for lesion in [(96, 48), (100, 57), (0, 0), (208, 131), (13, 200)] {
+        let (_dir, model) = planted_model(lesion);
+        let map = Occlusion::default()
+            .explain(&model, planted_input(lesion).view(), 0)
+            .unwrap();
+        let distance = |i: usize, lo: usize| {
+            if i < lo {
+                lo - i
+            } else {
+                i.saturating_sub(lo + 15)
+            }
+        };
+        let near: f32 = map
+            .heat
+            .indexed_iter()
+            .filter(|((r, c), _)| distance(*r, lesion.0).max(distance(*c, lesion.1)) <= NEAR)
+            .map(|(_, v)| *v)
+            .sum();
+        let total = map.heat.sum();
+        assert!(total > 0.0, "lesion at {lesion:?}: an empty map");
+        println!(
+            "lesion at {lesion:?}: {:.3} of the mass within {NEAR} px ({} passes)",
+            near / total,
+            map.passes
+        );
+        assert!(
+            near / total >= 0.5,
+            "lesion at {lesion:?}: only {:.3} of the mass within {NEAR} px",
+            near / total
+        );
+    }
 }

@@ -20,10 +20,12 @@ of dicom-xai it mirrors:
   is the argmax; the `top_k` slices with the highest probability of a tumour class (any
   class but "notumor") are explained for their predicted class, as dicom-xai chooses them.
 - gradcam (PyTorch + pytorch-grad-cam): `pytorch_grad_cam.GradCAM` on the torchvision model
-  with the very weights the ONNX export used (`torch.manual_seed(seed)`, the torchvision
-  constructor with 4 classes, and for ViT the head weight drawn from N(0, 0.02): the
-  `--random-init` of onnx/README.md), on the layer the manifest names as `feature_tensor`
-  (DenseNet169: `features.norm5`; ViT-B/16: the last encoder block's output, with the
+  with the very weights the ONNX export used: for a trained export, the checkpoint its
+  manifest's provenance line names, found in models/checkpoints/, checkpoints/ or
+  assets/checkpoints/ and loaded by onnx/xai_models.py; for a random-weight one,
+  `torch.manual_seed(seed)`, the torchvision constructor with 4 classes, and for ViT the head
+  weight drawn from N(0, 0.02) (the `--random-init` of onnx/README.md); on the layer the manifest names as `feature_tensor`
+  (DenseNet169: `features.norm5`; ViT-B/16: the last encoder block's `ln_1`, with the
   grad-cam documentation's `reshape_transform` dropping the class token), targets
   `ClassifierOutputTarget(class)`, the explained slices in one batch, inside a `with` block as
   its README recommends. Each map is brought to the slice's grid with Pillow's BILINEAR.
@@ -32,8 +34,10 @@ of dicom-xai it mirrors:
 - occlusion (numpy + onnxruntime): exhaustive: square patches of `[methods.occlusion] patch`
   pixels every `stride` pixels on the model input (the last one flush with the far edge),
   filled with the input's per-channel mean, in batches of 4 x batch_size; a pixel's heat is
-  the mean drop of the class probability over the patches that cover it, negative drops
-  clipped to 0 (the plain average: dicom-xai weights each patch by a smooth sin^2 window).
+  the mean drop of the class probability over the patches that cover it, each weighted by
+  the smooth sin^2 window dicom-xai uses (a plain average, as Captum's, correlated with ours
+  at only 0.45 to 0.89 on the trained models, whose drops change sharply from patch to
+  patch), negative drops clipped to 0.
 - write (matplotlib colour map, Pillow, highdicom): the slice upscaled 2x, the heat map in
   the configured colour map blended at the configured opacity, a legend band burned in
   (model, UNTRAINED, method, class, probability, NOT FOR DIAGNOSTIC USE), written as an RGB
@@ -59,6 +63,7 @@ STARTED = time.perf_counter()
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import tomllib  # noqa: E402
 from collections import defaultdict  # noqa: E402
@@ -77,6 +82,10 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from pydicom.pixels import apply_modality_lut, apply_voi_lut  # noqa: E402
 from pytorch_grad_cam import GradCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "onnx"))
+import xai_models  # noqa: E402  (the export's own checkpoint loader: the same weights)
 
 NO_TUMOUR = "notumor"
 METHODS = ("gradcam", "saliency", "occlusion")
@@ -176,11 +185,31 @@ def torch_model(arch: str, classes: int, seed: int) -> torch.nn.Module:
     return model.eval()
 
 
+# Where a trained export's checkpoint is found: a site's, the shipped ones, their reassembly.
+CHECKPOINT_FOLDERS = ("models/checkpoints", "checkpoints", "assets/checkpoints")
+
+
+def trained_model(manifest_path: Path, arch: str, labels: list[str]) -> torch.nn.Module:
+    """The torchvision model with the weights of the checkpoint a trained export names in its
+    provenance line (`checkpoint NAME;`, written by onnx/export.py), loaded by the same code."""
+    text = manifest_path.read_text()
+    found = re.search(r"checkpoint (\S+?);", text)
+    if found is None:
+        raise SystemExit(f"{manifest_path}: trained, but no `checkpoint NAME;` provenance line")
+    for folder in CHECKPOINT_FOLDERS:
+        candidate = ROOT / folder / found.group(1)
+        if candidate.is_file():
+            return xai_models.make_model(arch, labels, checkpoint=candidate)
+    raise SystemExit(f"{manifest_path}: checkpoint {found.group(1)} is in none of {', '.join(CHECKPOINT_FOLDERS)}")
+
+
 def target_layer(model: torch.nn.Module, arch: str) -> torch.nn.Module:
     """The module whose output is the manifest's `feature_tensor`."""
     if arch.startswith("densenet"):
         return model.features.norm5
-    return model.encoder.layers[-1]
+    # the last encoder block's first LayerNorm: pytorch-grad-cam's ViT recipe (its `norm1`),
+    # and the tensor onnx/export.py names for the ViT
+    return model.encoder.layers[-1].ln_1
 
 
 def vit_reshape_transform(tensor: torch.Tensor, height: int = 14, width: int = 14) -> torch.Tensor:
@@ -244,7 +273,11 @@ def load_model(manifest_path: Path, seed: int, threads: int) -> Model:
         trained=bool(manifest["model"].get("trained", True)),
         version=str(manifest["model"].get("version", "1")),
         session=session,
-        torch=torch_model(arch, len(labels), seed),
+        torch=(
+            trained_model(manifest_path, arch, labels)
+            if manifest["model"].get("trained", False)
+            else torch_model(arch, len(labels), seed)
+        ),
         output_name=manifest["output"]["name"],
     )
 
@@ -295,12 +328,18 @@ def origins(size: int, patch: int, stride: int) -> list[int]:
     return starts
 
 
+def smooth_window(n: int) -> np.ndarray:
+    """sin^2 across a patch at pixel centres: the weight dicom-xai gives each patch's pixels."""
+    return np.sin(np.pi * (np.arange(n) + 0.5) / n) ** 2
+
+
 def occlusion(model: Model, x: np.ndarray, target: int, patch: int, stride: int, batch: int) -> np.ndarray:
-    """Exhaustive occlusion of one input [C, H, W]: mean probability drop per pixel."""
+    """Exhaustive occlusion of one input [C, H, W]: windowed mean probability drop per pixel."""
     _, height, width = x.shape
     fill = x.mean(axis=(1, 2)).astype(np.float32)[:, None, None]
     original = model.probabilities(x[None])[0, target]
     patches = [(r, c) for r in origins(height, patch, stride) for c in origins(width, patch, stride)]
+    weight = np.outer(smooth_window(min(patch, height)), smooth_window(min(patch, width)))
     drop = np.zeros((height, width), np.float64)
     covered = np.zeros((height, width), np.float64)
     for first in range(0, len(patches), batch):
@@ -310,9 +349,9 @@ def occlusion(model: Model, x: np.ndarray, target: int, patch: int, stride: int,
             occluded[n, :, r : r + patch, c : c + patch] = fill
         probabilities = model.probabilities(occluded)[:, target]
         for (r, c), p in zip(group, probabilities):
-            drop[r : r + patch, c : c + patch] += original - p
-            covered[r : r + patch, c : c + patch] += 1.0
-    return np.maximum(drop / np.maximum(covered, 1.0), 0.0).astype(np.float32)
+            drop[r : r + patch, c : c + patch] += (original - p) * weight
+            covered[r : r + patch, c : c + patch] += weight
+    return np.maximum(drop / np.maximum(covered, 1e-12), 0.0).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- writing

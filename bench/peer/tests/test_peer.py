@@ -27,7 +27,7 @@ SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 @pytest.fixture(scope="module")
 def peer_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     slices = sorted(STUDY.glob("*.dcm"))
-    if len(slices) < 13 or not (ROOT / "assets" / "models" / "vit_b_16-legacy").is_dir():
+    if len(slices) < 13 or not (ROOT / "models" / "vit_b_16").is_dir():
         pytest.fail("needs the demo study and the exported models: run `make setup demo`")
     study = tmp_path_factory.mktemp("study")
     for source in slices[11:13]:
