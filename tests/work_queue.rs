@@ -644,6 +644,19 @@ fn the_broker_stopped_mid_run_and_restarted_loses_nothing_and_repeats_nothing() 
         assert_eq!(worker.terminate(), 0, "{}", worker.log());
     }
     assert_eq!(watcher.terminate(), 0, "{}", watcher.log());
+
+    // the services a test starts are stopped with it: the broker's own epmd too
+    let epmd = ("127.0.0.1", site.rabbit.epmd_port());
+    assert!(
+        std::net::TcpStream::connect(epmd).is_ok(),
+        "the node's epmd"
+    );
+    drop(site);
+    assert!(
+        std::net::TcpStream::connect(epmd).is_err(),
+        "epmd still runs on port {} after the test",
+        epmd.1
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! A real RabbitMQ for the work-queue tests and the bench (Debian's `rabbitmq-server`, run as
 //! this user): a node of its own (unique name, free loopback ports for AMQP and Erlang
-//! distribution, a temporary database and log folder, no plugins), stopped when dropped.
+//! distribution, an Erlang port mapper (epmd) of its own on a free port, a temporary database
+//! and log folder, no plugins), stopped with its epmd when dropped.
 #![allow(dead_code)] // the tests and the bench use different subsets
 
 use std::net::TcpListener;
@@ -23,6 +24,7 @@ pub struct Rabbit {
     dir: PathBuf,
     port: u16,
     dist_port: u16,
+    epmd_port: u16,
     node: String,
     child: Option<Child>,
 }
@@ -42,6 +44,7 @@ impl Rabbit {
             ),
             port: free_port(),
             dist_port: free_port(),
+            epmd_port: free_port(),
             dir,
             child: None,
         };
@@ -68,6 +71,8 @@ impl Rabbit {
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            // the VM starts an epmd on this port if none runs there: ours, stopped on drop
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
             .env("RABBITMQ_MNESIA_BASE", self.dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
             .env(
@@ -99,6 +104,11 @@ impl Rabbit {
             );
             std::thread::sleep(Duration::from_millis(300));
         }
+    }
+
+    /// The port of the node's own Erlang port mapper.
+    pub fn epmd_port(&self) -> u16 {
+        self.epmd_port
     }
 
     /// The AMQP URL of the default virtual host.
@@ -143,7 +153,14 @@ impl Rabbit {
 }
 
 impl Drop for Rabbit {
+    /// Stops the node, then its epmd (which outlives a node by design).
     fn drop(&mut self) {
         self.stop();
+        let _ = Command::new("epmd")
+            .args(["-port", &self.epmd_port.to_string(), "-kill"])
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
