@@ -46,23 +46,13 @@ import onnxruntime as ort
 from PIL import Image
 from scipy.interpolate import RegularGridInterpolator
 
+from occlusion_grid import origins, windowed_mean
+
 SIZE = 224
 FINE = (32, 16)
 COARSE = (64, 64)
 SHIFT = 8
 SCORES = ("probability", "logodds")
-
-
-def origins(size: int, patch: int, stride: int, offset: int = 0) -> list[int]:
-    """Patch origins every `stride` from `offset`, with 0 and one flush with the far edge."""
-    if patch >= size:
-        return [0]
-    starts = sorted({0, *range(offset, size - patch + 1, stride), size - patch})
-    return starts
-
-
-def window(n: int) -> np.ndarray:
-    return np.sin(np.pi * (np.arange(n) + 0.5) / n) ** 2
 
 
 class Model:
@@ -154,13 +144,7 @@ def measure(args: argparse.Namespace) -> None:
 
 def combine(grid: np.ndarray, rows: list[int], patch: int) -> np.ndarray:
     """The map of drops on the patches at rows x rows, as the Rust method forms it."""
-    w = np.outer(window(patch), window(patch))
-    total, covered = np.zeros((SIZE, SIZE)), np.zeros((SIZE, SIZE))
-    for i, r in enumerate(rows):
-        for j, c in enumerate(rows):
-            total[r : r + patch, c : c + patch] += grid[i, j] * w
-            covered[r : r + patch, c : c + patch] += w
-    return np.maximum(total / np.maximum(covered, 1e-12), 0.0)
+    return windowed_mean([(r, c) for r in rows for c in rows], grid.ravel(), SIZE, SIZE, patch)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -87,6 +87,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "onnx"))
 import xai_models  # noqa: E402  (the export's own checkpoint loader: the same weights)
 
+sys.path.insert(0, str(ROOT / "bench"))
+from occlusion_grid import origins, windowed_mean  # noqa: E402  (the method's grid, shared)
+
 NO_TUMOUR = "notumor"
 METHODS = ("gradcam", "saliency", "occlusion")
 STAGES = ("startup", "decode", "load", "classify", "gradcam", "saliency", "occlusion", "write")
@@ -319,39 +322,20 @@ def check_logits(model: Model, torch_logits: np.ndarray) -> None:
     model.logit_gap = max(model.logit_gap, float(np.abs(torch_logits - onnx_logits).max()))
 
 
-def origins(size: int, patch: int, stride: int) -> list[int]:
-    if patch >= size:
-        return [0]
-    starts = list(range(0, size - patch + 1, stride))
-    if starts[-1] != size - patch:
-        starts.append(size - patch)
-    return starts
-
-
-def smooth_window(n: int) -> np.ndarray:
-    """sin^2 across a patch at pixel centres: the weight dicom-xai gives each patch's pixels."""
-    return np.sin(np.pi * (np.arange(n) + 0.5) / n) ** 2
-
-
 def occlusion(model: Model, x: np.ndarray, target: int, patch: int, stride: int, batch: int) -> np.ndarray:
     """Exhaustive occlusion of one input [C, H, W]: windowed mean probability drop per pixel."""
     _, height, width = x.shape
     fill = x.mean(axis=(1, 2)).astype(np.float32)[:, None, None]
     original = model.probabilities(x[None])[0, target]
     patches = [(r, c) for r in origins(height, patch, stride) for c in origins(width, patch, stride)]
-    weight = np.outer(smooth_window(min(patch, height)), smooth_window(min(patch, width)))
-    drop = np.zeros((height, width), np.float64)
-    covered = np.zeros((height, width), np.float64)
+    drops = []
     for first in range(0, len(patches), batch):
         group = patches[first : first + batch]
         occluded = np.repeat(x[None], len(group), axis=0)
         for n, (r, c) in enumerate(group):
             occluded[n, :, r : r + patch, c : c + patch] = fill
-        probabilities = model.probabilities(occluded)[:, target]
-        for (r, c), p in zip(group, probabilities):
-            drop[r : r + patch, c : c + patch] += (original - p) * weight
-            covered[r : r + patch, c : c + patch] += weight
-    return np.maximum(drop / np.maximum(covered, 1e-12), 0.0).astype(np.float32)
+        drops.extend(original - model.probabilities(occluded)[:, target])
+    return windowed_mean(patches, drops, height, width, patch).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- writing
