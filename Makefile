@@ -20,7 +20,7 @@ ifeq ($(GPU),1)
 CARGO_FLAGS += --features cuda
 endif
 
-.PHONY: setup apt venv assets models build demo run stop test test-full test-rust test-python test-fuzz lint bench clean
+.PHONY: setup apt venv assets models build demo run stop view test test-full test-rust test-python test-fuzz lint bench clean
 
 ## setup: everything a fresh Debian/Ubuntu machine needs (idempotent)
 setup: apt venv assets models build
@@ -74,6 +74,12 @@ stop:
 	  while kill -0 $$(cat state/daemon.pid) 2>/dev/null; do sleep 0.5; done; \
 	  echo "dicom-xai watch stopped"; \
 	else echo "no dicom-xai watch running on ./state"; fi
+
+## view: the demo study and what `make run` made of it, in OHIF v3 on 127.0.0.1:$(VIEW_PORT)
+## (an Orthanc of its own serves them over DICOMweb; Ctrl-C stops both)
+VIEW_PORT ?= 3000
+view:
+	@$(PYTHON) scripts/view.py --port $(VIEW_PORT) $(DEMO_STUDY) $(OUT)
 
 ## test: set up, then every suite, one by one, with a table of seconds per suite against
 ## its budget (tests/budgets.toml) at the end; logs in target/test-logs/

@@ -820,6 +820,8 @@ intra_threads = 1
 [[models]]
 manifest = "{manifest}"
 [output]
+# the overlays alone, as in the figures of docs/performance.md
+formats = ["sc"]
 dir = "{out}"
 [quality]
 faithfulness_steps = 0

@@ -119,6 +119,7 @@ def stage_suites(stage: str, python: str) -> list[Suite]:
         return [build, *binaries]
     if stage == "python":
         return [Suite("python/pytest", [python, "-m", "pytest", "onnx/tests", "bench/peer/tests",
+                                        "scripts/tests",
                                         "-q"])]
     return [Suite("fuzz/smoke", ["bash", "scripts/fuzz_smoke.sh"])]
 

@@ -130,7 +130,13 @@ fn default_config_loads() {
     let rule = &settings.rules[0];
     assert_eq!(rule.name, "brain-mr");
     assert_eq!(rule.plan.methods, ["gradcam", "saliency", "occlusion"]);
-    assert_eq!(rule.plan.slices, SlicePolicy::TopK(3));
+    // the one-pass methods map the whole series (OHIF fuses those maps), occlusion the top 3
+    assert_eq!(rule.plan.slices, SlicePolicy::All);
+    assert_eq!(rule.plan.slices_for("occlusion"), SlicePolicy::TopK(3));
+    assert_eq!(
+        settings.output.formats,
+        dicom_xai::config::OutputFormat::DEFAULT
+    );
     assert_eq!(rule.plan.models, None);
     assert_eq!(rule.selector.min_slices, 1);
     assert_eq!(rule.selector.planes, None);
@@ -482,6 +488,89 @@ fn rules_inherit_explain_and_override_it() {
     );
     assert_eq!(second.methods, ["occlusion"]);
     assert_eq!(settings.defaults.colour_map, "inferno");
+}
+
+#[test]
+fn method_slices_override_slices_per_method_and_inherit() {
+    // [explain]: gradcam and saliency on every slice, occlusion on the top 2
+    let text = valid_config("[rules.explain]\ntop_k = 4\n").replace(
+        "methods = [\"occlusion\"]\nslices = \"top-k\"",
+        "methods = [\"gradcam\", \"saliency\", \"occlusion\"]\nslices = \"all\"\n\
+         method_slices = { occlusion = \"top-k\" }",
+    );
+    let (_dir, _, loaded) = load_text(&text);
+    let settings = loaded.unwrap();
+    let defaults = &settings.defaults;
+    assert_eq!(defaults.slices_for("gradcam"), SlicePolicy::All);
+    assert_eq!(defaults.slices_for("saliency"), SlicePolicy::All);
+    assert_eq!(defaults.slices_for("occlusion"), SlicePolicy::TopK(2));
+    assert!(
+        defaults
+            .to_string()
+            .contains("slices: all (occlusion: top-k 2)"),
+        "{defaults}"
+    );
+    // the first rule inherits everything; the second sets its own k, which the inherited
+    // per-method "top-k" takes
+    assert_eq!(settings.rules[0].plan, *defaults);
+    let second = &settings.rules[1].plan;
+    assert_eq!(second.slices_for("gradcam"), SlicePolicy::All);
+    assert_eq!(second.slices_for("occlusion"), SlicePolicy::TopK(4));
+
+    // a rule's own entry replaces the inherited one for that method only
+    let text = text.replace(
+        "[rules.explain]\ntop_k = 4\n",
+        "[rules.explain]\nmethod_slices = { saliency = \"none\" }\n",
+    );
+    let (_dir, _, loaded) = load_text(&text);
+    let second = loaded.unwrap().rules[1].plan.clone();
+    assert_eq!(second.slices_for("saliency"), SlicePolicy::None);
+    assert_eq!(second.slices_for("occlusion"), SlicePolicy::TopK(2));
+    assert_eq!(second.slices_for("gradcam"), SlicePolicy::All);
+}
+
+#[test]
+fn bad_method_slices_name_key_and_value() {
+    let with = |table: &str| {
+        valid_config("").replace(
+            "slices = \"top-k\"",
+            &format!("slices = \"top-k\"\nmethod_slices = {{ {table} }}"),
+        )
+    };
+    let message = assert_error(
+        &with("occlusion = \"some\""),
+        "explain.method_slices.occlusion",
+        "\"some\"",
+    );
+    assert!(
+        message.contains("\"all\", \"top-k\" or \"none\""),
+        "{message}"
+    );
+    // a method the plan does not run: the entry would silently do nothing
+    let message = assert_error(
+        &with("saliency = \"all\""),
+        "explain.method_slices.saliency",
+        "\"all\"",
+    );
+    assert!(
+        message.contains("not among the methods (\"occlusion\")"),
+        "{message}"
+    );
+    // top_k is used by a per-method "top-k" even when slices is "all"
+    let text = valid_config("").replace(
+        "slices = \"top-k\"",
+        "slices = \"all\"\nmethod_slices = { occlusion = \"top-k\" }",
+    );
+    let (_dir, _, loaded) = load_text(&text);
+    assert_eq!(
+        loaded.unwrap().defaults.slices_for("occlusion"),
+        SlicePolicy::TopK(2)
+    );
+    let text = valid_config("").replace(
+        "slices = \"top-k\"",
+        "slices = \"all\"\nmethod_slices = { occlusion = \"none\" }",
+    );
+    assert_error(&text, "explain.top_k", "2");
 }
 
 #[test]
@@ -889,4 +978,18 @@ fn bad_watch_settings_name_key_and_value() {
     let (_dir, _path, loaded) = load_text(&valid_config("[watch]\nafter = \"move\"\n"));
     let message = loaded.expect_err("move without archive").to_string();
     assert!(message.contains("watch.archive"), "{message}");
+}
+
+#[test]
+fn absent_formats_mean_every_format_and_sc_is_required() {
+    use dicom_xai::config::OutputFormat;
+    let settings = settings_from(&valid_config(""));
+    assert_eq!(
+        settings.output.formats,
+        [OutputFormat::Sc, OutputFormat::Pmap, OutputFormat::Sr]
+    );
+    let text = format!("[output]\nformats = [\"pmap\"]\n\n{}", valid_config(""));
+    let (_dir, _, loaded) = load_text(&text);
+    let message = loaded.unwrap_err().to_string();
+    assert!(message.contains("must include \"sc\""), "{message}");
 }

@@ -197,3 +197,125 @@ fn in_brain_fraction_measures_where_the_mass_lies() {
         None
     );
 }
+
+/// The faithfulness curves against their closed form on the toy model, whose lesion
+/// probability is sigmoid(8 x the mean of one 16 x 16 region): every point of every curve is
+/// computed here from the definition (Petsiuk et al.: the most important pixels blacked out,
+/// or revealed on black, in `steps` equal parts), with the random order of the same seed.
+#[test]
+fn faithfulness_curves_equal_their_closed_form_and_share_the_random_order_per_slice() {
+    use dicom_xai::explain::quality::{Faithfulness, SliceCheck};
+    use dicom_xai::noise::NoiseSource;
+
+    const STEPS: usize = 4;
+    const SIDE: usize = 64;
+    const REGION: (usize, usize, usize, usize) = (20, 36, 36, 52);
+    /// float32 sums of 256 pixels and a sigmoid, against f64 here.
+    const AUC_TOLERANCE: f32 = 1e-5;
+
+    let dir = tempfile::tempdir().expect("temporary folder");
+    common::run_support_script("make_toy_model.py", &[dir.path().as_os_str()]);
+    let model = common::known_answer::load_classifier(
+        &dir.path().join("toy.toml"),
+        &dir.path().join("gradients"),
+    );
+    // a textured image, brighter in the region
+    let grey = Array2::from_shape_fn((SIDE, SIDE), |(r, c)| {
+        let inside = (REGION.0..REGION.1).contains(&r) && (REGION.2..REGION.3).contains(&c);
+        0.3 + 0.2 * ((r * 7 + c * 3) % 11) as f32 / 10.0 + if inside { 0.3 } else { 0.0 }
+    });
+    let input: Array3<f32> = grey.clone().insert_axis(Axis(0));
+    let probability = |image: &Array2<f32>| -> f64 {
+        let region = image.slice(ndarray::s![REGION.0..REGION.1, REGION.2..REGION.3]);
+        let mean = region.iter().map(|&v| f64::from(v)).sum::<f64>() / region.len() as f64;
+        1.0 / (1.0 + (-8.0 * mean).exp())
+    };
+    // deletion and insertion AUCs of `order` (most important first), from the definition
+    let expected = |order: &[usize]| -> (f32, f32) {
+        let pixels = SIDE * SIDE;
+        let curve = |deleting: bool| -> f32 {
+            let points: Vec<f64> = (0..=STEPS)
+                .map(|step| {
+                    let mut changed = vec![false; pixels];
+                    for &p in &order[..pixels * step / STEPS] {
+                        changed[p] = true;
+                    }
+                    let image = Array2::from_shape_fn((SIDE, SIDE), |(r, c)| {
+                        if changed[r * SIDE + c] == deleting {
+                            0.0
+                        } else {
+                            grey[[r, c]]
+                        }
+                    });
+                    probability(&image)
+                })
+                .collect();
+            (points.windows(2).map(|w| (w[0] + w[1]) / 2.0).sum::<f64>() / STEPS as f64) as f32
+        };
+        (curve(true), curve(false))
+    };
+    let order_of = |heat: &Array2<f32>| -> Vec<usize> {
+        let flat: Vec<f32> = heat.iter().copied().collect();
+        let mut order: Vec<usize> = (0..flat.len()).collect();
+        order.sort_by(|&a, &b| flat[b].total_cmp(&flat[a]).then(a.cmp(&b)));
+        order
+    };
+    let mut random: Vec<usize> = (0..SIDE * SIDE).collect();
+    let mut noise = NoiseSource::new(0);
+    for i in (1..random.len()).rev() {
+        let j = (noise.uniform() * (i + 1) as f64) as usize;
+        random.swap(i, j.min(i));
+    }
+    let (random_deletion, random_insertion) = expected(&random);
+
+    // a faithful map (on the region) and an unfaithful one (the region last)
+    let on_region = Array2::from_shape_fn((SIDE, SIDE), |(r, c)| {
+        let (dr, dc) = (r as f32 - 27.5, c as f32 - 43.5);
+        (-(dr * dr + dc * dc) / 60.0).exp()
+    });
+    let away = Array2::from_shape_fn((SIDE, SIDE), |(r, c)| {
+        let (dr, dc) = (r as f32 - 27.5, c as f32 - 43.5);
+        (dr * dr + dc * dc).sqrt()
+    });
+    let mut slice = SliceCheck::new(Array2::from_elem((SIDE, SIDE), true));
+    let mut passes = Vec::new();
+    for heat in [&on_region, &away] {
+        let measured =
+            Faithfulness::measure(&model, input.view(), heat.view(), 0, STEPS, &mut slice)
+                .expect("measured");
+        let (deletion, insertion) = expected(&order_of(heat));
+        for (name, got, want) in [
+            ("deletion", measured.deletion_auc, deletion),
+            ("insertion", measured.insertion_auc, insertion),
+            (
+                "random deletion",
+                measured.random_deletion_auc,
+                random_deletion,
+            ),
+            (
+                "random insertion",
+                measured.random_insertion_auc,
+                random_insertion,
+            ),
+        ] {
+            assert!(
+                (got - want).abs() <= AUC_TOLERANCE,
+                "{name}: {got} against the closed form {want}"
+            );
+        }
+        passes.push(measured.passes);
+    }
+    // the map on the region beats random on both curves; the corner blob on neither
+    let first = Faithfulness::measure(&model, input.view(), on_region.view(), 0, STEPS, &mut slice)
+        .expect("measured");
+    assert!(!first.unfaithful(), "{first:?}");
+    let corner = Faithfulness::measure(&model, input.view(), away.view(), 0, STEPS, &mut slice)
+        .expect("measured");
+    assert!(corner.unfaithful(), "{corner:?}");
+    // the slice's first map pays for the shared ends (input, black) and the random order;
+    // every later map only for its own inner points
+    assert_eq!(
+        passes,
+        [2 * (STEPS - 1) + 2 + 2 * (STEPS - 1), 2 * (STEPS - 1)]
+    );
+}

@@ -307,3 +307,92 @@ fn formats_are_checked() {
         assert!(stderr.contains(words), "{formats}: {stderr}");
     }
 }
+
+/// `method_slices`: Grad-CAM and saliency on every slice, occlusion on the top 2 only. Each
+/// method's map has a frame for each slice it explained, and each method's overlays form one
+/// series however many slices it explained (occlusion records the class probability of each
+/// slice among its parameters: a measurement, not a setting, so it must not split the
+/// series); the summary images too, though slices have two or three methods.
+#[test]
+fn method_slices_give_each_method_its_slices_and_one_series_per_method() {
+    let work = tempfile::tempdir().expect("temporary folder");
+    let study = common::generate_study_seeded("ordering", 7);
+    let config = write_config(work.path(), r#"["sc", "pmap"]"#);
+    let text = std::fs::read_to_string(&config)
+        .expect("configuration")
+        .replace(
+            "methods = [\"gradcam\", \"saliency\"]\nslices = \"all\"",
+            "methods = [\"gradcam\", \"saliency\", \"occlusion\"]\nslices = \"all\"\n\
+         method_slices = { occlusion = \"top-k\" }\ntop_k = 2\n\n\
+         [methods.occlusion]\npatch = 112\nstride = 112",
+        );
+    let text = text.replace("summary = false", "summary = true");
+    std::fs::write(&config, text).expect("configuration");
+    let out = work.path().join("out");
+    run(&config, &out, &study.root);
+    let report = report_of(&out);
+    assert_eq!(report["status"], "ok", "{report}");
+    // a summary image per slice (each has two or three methods), all in one series
+    let summaries = common::model_entries(&report, "summaries");
+    let summary_series: BTreeSet<&str> = summaries
+        .iter()
+        .filter_map(|s| s["output_series_instance_uid"].as_str())
+        .collect();
+    assert_eq!(summary_series.len(), 1, "{summary_series:?}");
+    let axial = &report["series"][0];
+    let slice_count = axial["slice_count"].as_u64().expect("slice count") as usize;
+    let explanations = common::model_entries(&report, "explanations");
+    assert_eq!(summaries.len(), slice_count);
+    for (method, slices) in [("gradcam", slice_count), ("occlusion", 2)] {
+        let mine: Vec<&Value> = explanations
+            .iter()
+            .filter(|e| e["method"] == method)
+            .collect();
+        assert_eq!(mine.len(), slices, "{method}: {report}");
+        let series: BTreeSet<&str> = mine
+            .iter()
+            .filter_map(|e| e["output_series_instance_uid"].as_str())
+            .collect();
+        assert_eq!(
+            series.len(),
+            1,
+            "{method}: one overlay series, not {series:?}"
+        );
+        let map = maps_of(&report)
+            .into_iter()
+            .find(|m| m["method"] == method)
+            .expect("a map per method");
+        let frames: BTreeSet<&str> = map["frames"]
+            .as_array()
+            .expect("frames")
+            .iter()
+            .filter_map(|f| f["sop_instance_uid"].as_str())
+            .collect();
+        let explained: BTreeSet<&str> = mine
+            .iter()
+            .filter_map(|e| e["sop_instance_uid"].as_str())
+            .collect();
+        assert_eq!(frames, explained, "{method}: a frame per explained slice");
+    }
+    // the top 2: the slices of highest tumour probability
+    let slices = common::model_entries(&report, "slices");
+    let mut by_tumour: Vec<(f64, &str)> = slices
+        .iter()
+        .map(|s| {
+            let p = &s["probabilities"];
+            let tumour = ["glioma", "meningioma", "pituitary"]
+                .iter()
+                .filter_map(|c| p[*c].as_f64())
+                .fold(0.0, f64::max);
+            (tumour, s["sop_instance_uid"].as_str().unwrap_or(""))
+        })
+        .collect();
+    by_tumour.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let occluded: BTreeSet<&str> = explanations
+        .iter()
+        .filter(|e| e["method"] == "occlusion")
+        .filter_map(|e| e["sop_instance_uid"].as_str())
+        .collect();
+    let top: BTreeSet<&str> = by_tumour.iter().take(2).map(|(_, uid)| *uid).collect();
+    assert_eq!(occluded, top);
+}

@@ -25,6 +25,8 @@ batch_size = 8
 manifest = "{}"
 
 [output]
+# the overlays alone: the maps and the report have suites of their own
+formats = ["sc"]
 dir = "unused"
 
 [explain]
@@ -411,6 +413,8 @@ fn a_new_model_or_changed_parameters_supersede_the_previous_outputs() {
 manifest = "{}"
 
 [output]
+# the overlays alone: the maps and the report have suites of their own
+formats = ["sc"]
 dir = "unused"
 
 [quality]

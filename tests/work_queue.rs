@@ -95,6 +95,8 @@ batch_size = 8
 manifest = "{manifest}"
 
 [output]
+# the overlays alone: the maps and the report have suites of their own
+formats = ["sc"]
 dir = "{out}"
 
 [quality]

@@ -35,7 +35,7 @@ use snafu::Snafu;
 
 use crate::config::Settings;
 use crate::dicom::slices::SliceError;
-use crate::explain::quality::{self, QualityPolicy};
+use crate::explain::quality::{self, QualityPolicy, SliceCheck};
 use crate::explain::{self, ExplainError, Method, MethodSet};
 use crate::model::{Classifier, Manifest, ModelError, preprocess};
 use crate::progress::Progress;
@@ -517,9 +517,9 @@ impl ModelRun<'_> {
                 }
             }
             let class = crate::model::classifier::argmax(record.probabilities.iter().copied());
-            let mask = crate::anatomy::brain_mask(grey.view());
+            let mut slice = SliceCheck::new(crate::anatomy::brain_mask(grey.view()));
             for method in self.missing(Some(&record), skipped) {
-                match self.explain(method, input, class, &mask) {
+                match self.explain(method, input, class, &mut slice) {
                     Ok(explanation) => record.explanations.push(explanation),
                     Err(
                         error
@@ -555,7 +555,7 @@ impl ModelRun<'_> {
         method: &dyn Method,
         input: &ndarray::Array3<f32>,
         class: usize,
-        mask: &ndarray::Array2<bool>,
+        slice: &mut SliceCheck,
     ) -> Result<ExplanationRecord, ExplainError> {
         let started = Instant::now();
         let assessed = quality::explain_and_assess(
@@ -563,7 +563,7 @@ impl ModelRun<'_> {
             method,
             input.view(),
             class,
-            mask,
+            slice,
             self.policy,
         )?;
         let quality = assessed.assessment.to_report();

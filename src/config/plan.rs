@@ -1,6 +1,8 @@
 //! What to do with the series a rule takes: models, methods, slices and how the overlay
 //! looks (`[explain]` and `[rules.explain]`).
 
+use std::collections::BTreeMap;
+
 /// Colour maps an overlay may use.
 pub const COLOUR_MAPS: &[&str] = &["inferno", "magma", "plasma", "viridis", "cividis", "turbo"];
 
@@ -13,6 +15,9 @@ pub struct ExplainPlan {
     pub methods: Vec<String>,
     /// Which slices are explained (every slice is classified).
     pub slices: SlicePolicy,
+    /// Methods whose slices differ from `slices`, e.g. occlusion on the top k while the
+    /// one-pass methods cover every slice.
+    pub method_slices: BTreeMap<String, SlicePolicy>,
     /// Colour map, from [`COLOUR_MAPS`].
     pub colour_map: String,
     /// Heat-map opacity in the overlay, in [0, 1].
@@ -29,6 +34,16 @@ pub enum SlicePolicy {
     /// Only the most tumour-like slice: the minimum every processed series gets per method
     /// (no overlays at all when the plan has no methods).
     None,
+}
+
+impl ExplainPlan {
+    /// Which slices `method` explains.
+    pub fn slices_for(&self, method: &str) -> SlicePolicy {
+        self.method_slices
+            .get(method)
+            .copied()
+            .unwrap_or(self.slices)
+    }
 }
 
 impl std::fmt::Display for SlicePolicy {
@@ -51,11 +66,17 @@ impl std::fmt::Display for ExplainPlan {
         }
         write!(
             f,
-            "; methods: {}; slices: {}; colour map: {}; opacity: {}",
+            "; methods: {}; slices: {}",
             self.methods.join(", "),
-            self.slices,
-            self.colour_map,
-            self.opacity
+            self.slices
+        )?;
+        for (method, slices) in &self.method_slices {
+            write!(f, " ({method}: {slices})")?;
+        }
+        write!(
+            f,
+            "; colour map: {}; opacity: {}",
+            self.colour_map, self.opacity
         )
     }
 }
@@ -70,6 +91,7 @@ impl Default for ExplainPlan {
             models: None,
             methods: vec!["occlusion".to_string()],
             slices: SlicePolicy::TopK(DEFAULT_TOP_K),
+            method_slices: BTreeMap::new(),
             colour_map: "inferno".to_string(),
             opacity: 0.45,
         }

@@ -154,6 +154,8 @@ pub struct RawExplain {
     pub slices: Option<String>,
     /// k of `"top-k"`.
     pub top_k: Option<i64>,
+    /// Method name -> `"all"`, `"top-k"` or `"none"`: methods whose slices differ from `slices`.
+    pub method_slices: Option<std::collections::BTreeMap<String, String>>,
     /// Colour map name.
     pub colour_map: Option<String>,
     /// Heat-map opacity in the overlay.

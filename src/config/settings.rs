@@ -215,6 +215,10 @@ impl OutputFormat {
         ("sr", OutputFormat::Sr),
     ];
 
+    /// What `[output] formats` means when absent: every format (OHIF fuses the maps over
+    /// the series when they cover it, tests/ohif_viewer.rs).
+    pub const DEFAULT: [OutputFormat; 3] = [OutputFormat::Sc, OutputFormat::Pmap, OutputFormat::Sr];
+
     /// The name configurations use.
     pub fn name(self) -> &'static str {
         match self {

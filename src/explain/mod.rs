@@ -77,13 +77,47 @@ pub struct ModelMap {
     pub heat: Array2<f32>,
     /// The tensor the method read, when not the input (CAM layers).
     pub target_layer: Option<String>,
-    /// The method's parameters, as recorded in reports.
+    /// The method's parameters, as recorded in reports: its settings, and under the keys of
+    /// [`MEASURED_KEYS`] what it measured on this input.
     pub parameters: serde_json::Value,
     /// Model evaluations spent (forward passes of single inputs).
     pub passes: usize,
     /// Named parts of the map, same grid (the `sae` method's leading concepts), shown
     /// individually in the summary image.
     pub parts: Vec<MapPart>,
+}
+
+/// Keys of [`ModelMap::parameters`] that record what a method measured on its input (the
+/// class probability occlusion started from, integrated gradients' completeness, the
+/// concepts an autoencoder found), not how it was set up.
+pub const MEASURED_KEYS: &[&str] = &[
+    "class_probability",
+    "black_probability",
+    "channels_scored",
+    "constant_channels_skipped",
+    "sigma",
+    "score_difference",
+    "attribution_sum",
+    "completeness_error",
+    "concepts",
+];
+
+impl ModelMap {
+    /// The method's settings: `parameters` without [`MEASURED_KEYS`]. The same for every
+    /// slice a method explains with the same model, so derived series made from it hold
+    /// all of a method's slices (one overlay series per source series, model and method).
+    pub fn settings(&self) -> serde_json::Value {
+        match &self.parameters {
+            serde_json::Value::Object(entries) => serde_json::Value::Object(
+                entries
+                    .iter()
+                    .filter(|(key, _)| !MEASURED_KEYS.contains(&key.as_str()))
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
 }
 
 /// A named part of a map, on the map's grid.

@@ -93,83 +93,198 @@ impl Faithfulness {
     }
 
     /// Measures `heat` (model-input height x width) for `class` on `input` (the model's
-    /// layout) in `steps` steps per curve, all in one batch of 4 (steps + 1) inputs.
+    /// layout) in `steps` steps per curve: 2 (steps - 1) passes, the curves' ends and the
+    /// random order coming from `slice` (measured there on the slice's first map).
     pub fn measure(
         model: &Classifier,
         input: ArrayView3<'_, f32>,
         heat: ArrayView2<'_, f32>,
         class: usize,
         steps: usize,
-        seed: u64,
+        slice: &mut SliceCheck,
     ) -> Result<Faithfulness, ExplainError> {
-        const METHOD: &str = "faithfulness";
         let spec = &model.manifest().input;
         let (height, width) = heat.dim();
         if steps == 0 || height != spec.height || width != spec.width {
             return Err(ExplainError::Parameters {
-                method: METHOD,
+                method: FAITHFULNESS,
                 message: format!(
                     "{steps} steps on a {height}x{width} map for a {}x{} input",
                     spec.height, spec.width
                 ),
             });
         }
-        let pixels = height * width;
-        let mut by_heat: Vec<usize> = (0..pixels).collect();
+        let (reference, reference_passes) = slice.reference(model, input, class, steps)?;
         let flat: Vec<f32> = heat.iter().copied().collect();
+        let mut by_heat: Vec<usize> = (0..flat.len()).collect();
         // most important first; ties broken by position so the order is deterministic
         by_heat.sort_by(|&a, &b| flat[b].total_cmp(&flat[a]).then(a.cmp(&b)));
+        let [deletion, insertion] = curves(model, input, &by_heat, class, steps, &reference)?;
+        Ok(Faithfulness {
+            deletion_auc: deletion,
+            insertion_auc: insertion,
+            random_deletion_auc: reference.random_deletion_auc,
+            random_insertion_auc: reference.random_insertion_auc,
+            passes: 2 * (steps - 1) + reference_passes,
+        })
+    }
+}
+
+const FAITHFULNESS: &str = "faithfulness";
+
+/// What every map of a slice shares in its checks: the slice's brain mask and, per explained
+/// class, the ends of the faithfulness curves (the input, and the input all black) and the
+/// curves of a random pixel order, which depend on no map: measured once, on first use.
+pub struct SliceCheck {
+    /// The brain of the slice, on the slice's grid.
+    pub mask: Array2<bool>,
+    /// (class, steps) -> the curves' shared parts.
+    references: Vec<((usize, usize), Reference)>,
+}
+
+/// The parts of a slice's faithfulness curves that no map changes.
+#[derive(Debug, Clone, Copy)]
+struct Reference {
+    /// The class probability of the input and of the all-black input: where every curve
+    /// starts or ends.
+    original: f32,
+    black: f32,
+    random_deletion_auc: f32,
+    random_insertion_auc: f32,
+}
+
+impl SliceCheck {
+    /// The checks of a slice whose brain is `mask`.
+    pub fn new(mask: Array2<bool>) -> Self {
+        Self {
+            mask,
+            references: Vec::new(),
+        }
+    }
+
+    /// The shared curve parts for `class`, and the passes spent on them now (0 when known).
+    fn reference(
+        &mut self,
+        model: &Classifier,
+        input: ArrayView3<'_, f32>,
+        class: usize,
+        steps: usize,
+    ) -> Result<(Reference, usize), ExplainError> {
+        if let Some((_, known)) = self.references.iter().find(|(k, _)| *k == (class, steps)) {
+            return Ok((*known, 0));
+        }
+        let spec = &model.manifest().input;
+        let mut ends =
+            ndarray::Array4::<f32>::zeros((2, input.dim().0, input.dim().1, input.dim().2));
+        ends.index_axis_mut(Axis(0), 0).assign(&input);
+        // insertion with nothing revealed yet: all black
+        ends.index_axis_mut(Axis(0), 1)
+            .assign(&perturbed(input, spec, &[], false));
+        let probabilities = model
+            .predict(ends.view())
+            .map_err(model_failed(FAITHFULNESS))?;
+        let (original, black) = (probabilities[[0, class]], probabilities[[1, class]]);
+        let pixels = spec.height * spec.width;
         let mut random: Vec<usize> = (0..pixels).collect();
-        let mut noise = NoiseSource::new(seed);
+        let mut noise = NoiseSource::new(RANDOM_ORDER_SEED);
         for i in (1..pixels).rev() {
             let j = (noise.uniform() * (i + 1) as f64) as usize;
             random.swap(i, j.min(i));
         }
-        let baseline = black(spec);
-        let (channels_first, hwc_dim) = (input.dim(), channels_last(input, spec.layout).dim());
-        let mut batch = ndarray::Array4::<f32>::zeros((
-            4 * (steps + 1),
-            channels_first.0,
-            channels_first.1,
-            channels_first.2,
-        ));
-        for (curve, order) in [&by_heat, &by_heat, &random, &random].iter().enumerate() {
-            let deleting = curve % 2 == 0;
-            for step in 0..=steps {
-                let changed = pixels * step / steps;
-                let mut item = batch.index_axis_mut(Axis(0), curve * (steps + 1) + step);
-                item.assign(&input);
-                let mut hwc = channels_last(item.view_mut(), spec.layout);
-                let mut is_changed = vec![false; pixels];
-                for &p in &order[..changed] {
-                    is_changed[p] = true;
-                }
-                for (p, &changed_here) in is_changed.iter().enumerate() {
-                    // deletion blacks out the changed pixels; insertion blacks out the rest
-                    if changed_here == deleting {
-                        let (r, c) = (p / width, p % width);
-                        for (k, b) in baseline.iter().enumerate().take(hwc_dim.2) {
-                            hwc[[r, c, k]] = *b;
-                        }
-                    }
-                }
+        let partial = Reference {
+            original,
+            black,
+            random_deletion_auc: 0.0,
+            random_insertion_auc: 0.0,
+        };
+        let [deletion, insertion] = curves(model, input, &random, class, steps, &partial)?;
+        let reference = Reference {
+            random_deletion_auc: deletion,
+            random_insertion_auc: insertion,
+            ..partial
+        };
+        self.references.push(((class, steps), reference));
+        Ok((reference, 2 + 2 * (steps - 1)))
+    }
+}
+
+/// Seed of the random pixel order every map is compared with.
+const RANDOM_ORDER_SEED: u64 = 0;
+
+/// The deletion and insertion AUCs of pixel `order` (most important first): the 2 (steps - 1)
+/// inner points in one batch, the ends from `reference`.
+fn curves(
+    model: &Classifier,
+    input: ArrayView3<'_, f32>,
+    order: &[usize],
+    class: usize,
+    steps: usize,
+    reference: &Reference,
+) -> Result<[f32; 2], ExplainError> {
+    let spec = &model.manifest().input;
+    let pixels = order.len();
+    let inner = steps.saturating_sub(1);
+    let mut batch =
+        ndarray::Array4::<f32>::zeros((2 * inner, input.dim().0, input.dim().1, input.dim().2));
+    for (curve, deleting) in [true, false].into_iter().enumerate() {
+        for step in 1..steps {
+            let changed = &order[..pixels * step / steps];
+            batch
+                .index_axis_mut(Axis(0), curve * inner + step - 1)
+                .assign(&perturbed(input, spec, changed, deleting));
+        }
+    }
+    // one step (no inner point): both curves are their ends
+    let probabilities = if inner > 0 {
+        model
+            .predict(batch.view())
+            .map_err(model_failed(FAITHFULNESS))?
+    } else {
+        ndarray::Array2::zeros((0, 0))
+    };
+    let point = |curve: usize, step: usize| -> f32 {
+        let deleting = curve == 0;
+        match step {
+            // deletion starts from the input and ends black, insertion the other way round
+            0 if deleting => reference.original,
+            0 => reference.black,
+            s if s == steps && deleting => reference.black,
+            s if s == steps => reference.original,
+            s => probabilities[[curve * inner + s - 1, class]],
+        }
+    };
+    let auc = |curve: usize| -> f32 {
+        let values: Vec<f32> = (0..=steps).map(|s| point(curve, s)).collect();
+        values.windows(2).map(|w| (w[0] + w[1]) / 2.0).sum::<f32>() / steps as f32
+    };
+    Ok([auc(0), auc(1)])
+}
+
+/// `input` with the `changed` pixels blacked out (deletion) or every other pixel blacked out
+/// (insertion).
+fn perturbed(
+    input: ArrayView3<'_, f32>,
+    spec: &crate::model::manifest::InputSpec,
+    changed: &[usize],
+    deleting: bool,
+) -> ndarray::Array3<f32> {
+    let baseline = black(spec);
+    let mut item = input.to_owned();
+    let mut hwc = channels_last(item.view_mut(), spec.layout);
+    let (_, width, depth) = hwc.dim();
+    let mut is_changed = vec![false; spec.height * spec.width];
+    for &p in changed {
+        is_changed[p] = true;
+    }
+    for (p, &changed_here) in is_changed.iter().enumerate() {
+        if changed_here == deleting {
+            let (r, c) = (p / width, p % width);
+            for (k, b) in baseline.iter().enumerate().take(depth) {
+                hwc[[r, c, k]] = *b;
             }
         }
-        let probabilities = model.predict(batch.view()).map_err(model_failed(METHOD))?;
-        let auc = |curve: usize| -> f32 {
-            let values: Vec<f32> = (0..=steps)
-                .map(|s| probabilities[[curve * (steps + 1) + s, class]])
-                .collect();
-            values.windows(2).map(|w| (w[0] + w[1]) / 2.0).sum::<f32>() / steps as f32
-        };
-        Ok(Faithfulness {
-            deletion_auc: auc(0),
-            insertion_auc: auc(1),
-            random_deletion_auc: auc(2),
-            random_insertion_auc: auc(3),
-            passes: 4 * (steps + 1),
-        })
     }
+    item
 }
 
 /// The quality checks' parameters (`[quality]`).
@@ -178,8 +293,8 @@ impl Faithfulness {
 pub struct QualityPolicy {
     /// In-brain fraction below which `evidence-outside-brain` is flagged.
     pub in_brain_threshold: f32,
-    /// Steps of each faithfulness curve; 0 skips the curves (they cost 4 (steps + 1)
-    /// model passes per explanation).
+    /// Steps of each faithfulness curve; 0 skips the curves. They cost 2 (steps - 1) model
+    /// passes a map, plus 2 steps for the first map of a slice (its ends and random order).
     pub faithfulness_steps: usize,
     /// Mean rank correlation with the other methods of a slice below which
     /// `methods-disagree` is flagged.
@@ -200,8 +315,8 @@ impl QualityPolicy {
 }
 
 impl Default for QualityPolicy {
-    /// Threshold 0.5 (docs/design.md section 3); 8 steps per curve (36 passes, a few seconds
-    /// per explanation on the CPU for VGG16); agreement 0.3, below which two maps share
+    /// Threshold 0.5 (docs/design.md section 3); 8 steps per curve (14 passes a map, a second
+    /// or two per explanation on the CPU for VGG16); agreement 0.3, below which two maps share
     /// little more than their blur.
     fn default() -> Self {
         QualityPolicy {
@@ -273,10 +388,11 @@ pub fn assess(
     input: ArrayView3<'_, f32>,
     model_heat: ArrayView2<'_, f32>,
     slice_heat: ArrayView2<'_, f32>,
-    mask: &Array2<bool>,
+    slice: &mut SliceCheck,
     class: usize,
     policy: &QualityPolicy,
 ) -> Result<Assessment, ExplainError> {
+    let mask = &slice.mask;
     let has_brain = mask.iter().any(|&m| m);
     let in_brain_fraction = if has_brain {
         in_brain_fraction(slice_heat, mask)
@@ -297,7 +413,7 @@ pub fn assess(
             model_heat,
             class,
             policy.faithfulness_steps,
-            0,
+            slice,
         )?;
         if measured.unfaithful() {
             flags.push(UNFAITHFUL);
@@ -332,25 +448,25 @@ impl AssessedMap {
 }
 
 /// Explains `class` of `input` with `method`, brings the map to the slice (the grid of
-/// `mask`, the slice's brain) and assesses it: what `run`, `explain` and `audit` do with
-/// every explanation.
+/// `slice`'s brain mask) and assesses it: what `run`, `explain` and `audit` do with every
+/// explanation. The maps of one slice share `slice`, and with it part of their checks.
 pub fn explain_and_assess(
     model: &Classifier,
     method: &dyn Method,
     input: ArrayView3<'_, f32>,
     class: usize,
-    mask: &Array2<bool>,
+    slice: &mut SliceCheck,
     policy: &QualityPolicy,
 ) -> Result<AssessedMap, ExplainError> {
     let map = method.explain(model, input, class)?;
-    let (rows, columns) = mask.dim();
+    let (rows, columns) = slice.mask.dim();
     let heat = to_slice(map.heat.view(), rows, columns);
     let assessment = assess(
         model,
         input,
         map.heat.view(),
         heat.view(),
-        mask,
+        slice,
         class,
         policy,
     )?;

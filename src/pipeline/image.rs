@@ -108,13 +108,20 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
 
     let started = Instant::now();
     let policy = settings.quality;
-    let mask = crate::anatomy::brain_mask(grey.view());
+    let mut slice = quality::SliceCheck::new(crate::anatomy::brain_mask(grey.view()));
     let quality::AssessedMap {
         map,
         heat,
         assessment,
-    } = quality::explain_and_assess(&model, method.as_ref(), input.view(), class, &mask, &policy)
-        .map_err(|e| RunError::Input {
+    } = quality::explain_and_assess(
+        &model,
+        method.as_ref(),
+        input.view(),
+        class,
+        &mut slice,
+        &policy,
+    )
+    .map_err(|e| RunError::Input {
         message: format!("{}: {e}", request.image.display()),
     })?;
     let seconds = started.elapsed().as_secs_f64();

@@ -17,7 +17,8 @@ use crate::dicom::secondary_capture::{
 };
 use crate::dicom::slices::{self, LoadedSlice};
 use crate::dicom::uid::InvalidUid;
-use crate::explain::{self, ExplainError, Method, quality};
+use crate::explain::quality::{self, SliceCheck};
+use crate::explain::{self, ExplainError, Method};
 use crate::model::Classifier;
 use crate::model::preprocess;
 use crate::output::report::Probabilities;
@@ -205,7 +206,6 @@ impl SeriesContext<'_> {
         report.slices = slice_reports(slices, labels, &probabilities, &predicted);
         report.series_prediction =
             Some(self.series_prediction(slices, &probabilities, no_tumour, labels));
-        let chosen = chosen_slices(&probabilities, no_tumour, self.rule.plan.slices);
         let colour_map = match ColourMap::by_name(&self.rule.plan.colour_map) {
             Ok(map) => map,
             Err(error) => {
@@ -226,7 +226,7 @@ impl SeriesContext<'_> {
             },
         };
         // every map first, so each can be compared with the other methods of its slice
-        let mut computed = self.explain_slices(&run, &inputs, &chosen, errors);
+        let mut computed = self.explain_slices(&run, &inputs, no_tumour, errors);
         self.compare_methods(&mut computed);
         let formats = &self.engine.settings.output.formats;
         if formats.contains(&OutputFormat::Pmap) {
@@ -272,23 +272,25 @@ impl SeriesContext<'_> {
         report
     }
 
-    /// Every method's map of every chosen slice (one brain mask per slice).
+    /// Every method's map of the slices the plan chooses for it (one [`SliceCheck`] per
+    /// slice: its brain mask and its maps' shared faithfulness curves).
     fn explain_slices(
         &self,
         run: &ModelRun<'_>,
         inputs: &[Array3<f32>],
-        chosen: &[usize],
+        no_tumour: Option<usize>,
         errors: &mut Vec<ReportError>,
     ) -> Vec<Computed> {
         let mut computed = Vec::new();
-        let mut masks: HashMap<usize, Array2<bool>> = HashMap::new();
+        let mut checks: HashMap<usize, SliceCheck> = HashMap::new();
         for method in &self.plan.methods {
-            for &index in chosen {
+            let policy = self.rule.plan.slices_for(method.name());
+            for index in chosen_slices(&run.probabilities, no_tumour, policy) {
                 let slice = &run.slices[index];
-                let mask = masks
-                    .entry(index)
-                    .or_insert_with(|| crate::anatomy::brain_mask(slice.grey.view()));
-                match self.compute(run, index, &inputs[index], method.as_ref(), mask) {
+                let check = checks.entry(index).or_insert_with(|| {
+                    SliceCheck::new(crate::anatomy::brain_mask(slice.grey.view()))
+                });
+                match self.compute(run, index, &inputs[index], method.as_ref(), check) {
                     Ok(explanation) => computed.push(explanation),
                     Err(error) => record(errors, slice, &error),
                 }
@@ -338,7 +340,7 @@ impl SeriesContext<'_> {
         index: usize,
         input: &Array3<f32>,
         method: &dyn Method,
-        mask: &Array2<bool>,
+        check: &mut SliceCheck,
     ) -> Result<Computed, OutputError> {
         let started = Instant::now();
         let class = run.predicted[index];
@@ -351,7 +353,7 @@ impl SeriesContext<'_> {
                     method,
                     input.view(),
                     class,
-                    mask,
+                    check,
                     &self.engine.quality_policy(),
                 )
             })
@@ -427,7 +429,7 @@ impl SeriesContext<'_> {
             model_sha256: Some(run.model.sha256().to_string()),
             trained: manifest.trained,
             method: computed.method.to_string(),
-            parameters: computed.map.parameters.to_string(),
+            parameters: computed.map.settings().to_string(),
             target_layer: computed.map.target_layer.clone(),
             class_label: label.clone(),
             probability,
@@ -543,11 +545,18 @@ impl SeriesContext<'_> {
             model_sha256: Some(run.model.sha256().to_string()),
             trained: manifest.trained,
             method: SUMMARY.to_string(),
-            // the summary shows every method's map: any method's parameters change it
-            parameters: serde_json::Value::Array(
-                shown.iter().map(|c| c.map.parameters.clone()).collect(),
-            )
-            .to_string(),
+            // one series per source series and model, whichever methods a slice has (with
+            // `method_slices` some slices have fewer): the plan's methods and the site's
+            // method parameters, any of which changes some summary
+            parameters: format!(
+                "{:?} {:?}",
+                self.plan
+                    .methods
+                    .iter()
+                    .map(|m| m.name())
+                    .collect::<Vec<_>>(),
+                self.engine.settings.methods
+            ),
             target_layer: None,
             class_label: label.clone(),
             probability,
@@ -590,7 +599,7 @@ impl SeriesContext<'_> {
             model_sha256: Some(run.model.sha256().to_string()),
             trained: manifest.trained,
             method: first.method.to_string(),
-            parameters: first.map.parameters.to_string(),
+            parameters: first.map.settings().to_string(),
             target_layer: first.map.target_layer.clone(),
             class_label: String::new(),
             probability: f32::NAN,

@@ -1,5 +1,7 @@
 //! `[explain]` and `[rules.explain]`: the plan of a rule.
 
+use std::collections::BTreeMap;
+
 use super::{Validator, quoted};
 use crate::config::plan::{COLOUR_MAPS, ExplainPlan, SlicePolicy};
 use crate::config::raw::RawExplain;
@@ -28,23 +30,42 @@ impl Validator<'_> {
         let top_k_key = format!("{prefix}.top_k");
         let top_k = self.count(&top_k_key, raw.top_k, parent_top_k, 1);
         let slices = match raw.slices.as_deref() {
-            None => match parent.slices {
-                SlicePolicy::TopK(_) if raw.top_k.is_some() => SlicePolicy::TopK(top_k),
-                inherited => inherited,
-            },
-            Some("all") => SlicePolicy::All,
-            Some("none") => SlicePolicy::None,
-            Some("top-k") => SlicePolicy::TopK(top_k),
-            Some(other) => {
-                self.bad(
-                    &format!("{prefix}.slices"),
-                    Some(format!("{other:?}")),
-                    "must be \"all\", \"top-k\" or \"none\"",
-                );
-                parent.slices
-            }
+            None => parent.slices,
+            Some(policy) => self
+                .slice_policy(&format!("{prefix}.slices"), policy, top_k)
+                .unwrap_or(parent.slices),
         };
-        if raw.top_k.is_some() && !matches!(slices, SlicePolicy::TopK(_)) {
+        let slices = with_top_k(slices, top_k, raw.top_k.is_some());
+        // inherited per-method policies take this level's k; this level's replace them
+        let mut method_slices: BTreeMap<String, SlicePolicy> = parent
+            .method_slices
+            .iter()
+            .map(|(method, policy)| {
+                let policy = with_top_k(*policy, top_k, raw.top_k.is_some());
+                (method.clone(), policy)
+            })
+            .collect();
+        for (method, policy) in raw.method_slices.iter().flatten() {
+            let key = format!("{prefix}.method_slices.{method}");
+            if !methods.contains(method) {
+                self.bad(
+                    &key,
+                    Some(format!("{policy:?}")),
+                    format!(
+                        "has no effect: {method:?} is not among the methods ({})",
+                        quoted(&methods.iter().map(String::as_str).collect::<Vec<_>>())
+                    ),
+                );
+                continue;
+            }
+            if let Some(policy) = self.slice_policy(&key, policy, top_k) {
+                method_slices.insert(method.clone(), policy);
+            }
+        }
+        let uses_top_k = std::iter::once(&slices)
+            .chain(method_slices.values())
+            .any(|policy| matches!(policy, SlicePolicy::TopK(_)));
+        if raw.top_k.is_some() && !uses_top_k {
             let whence = if raw.slices.is_some() {
                 String::new()
             } else {
@@ -83,8 +104,26 @@ impl Validator<'_> {
             models,
             methods,
             slices,
+            method_slices,
             colour_map,
             opacity,
+        }
+    }
+
+    /// One of `"all"`, `"top-k"` (with `top_k`) and `"none"`; `None` after reporting another.
+    fn slice_policy(&mut self, key: &str, policy: &str, top_k: usize) -> Option<SlicePolicy> {
+        match policy {
+            "all" => Some(SlicePolicy::All),
+            "none" => Some(SlicePolicy::None),
+            "top-k" => Some(SlicePolicy::TopK(top_k)),
+            other => {
+                self.bad(
+                    key,
+                    Some(format!("{other:?}")),
+                    "must be \"all\", \"top-k\" or \"none\"",
+                );
+                None
+            }
         }
     }
 
@@ -154,5 +193,14 @@ impl Validator<'_> {
             }
         }
         methods
+    }
+}
+
+/// `policy` with this level's k when this level sets `top_k` (an inherited "top-k" keeps its
+/// parent's k otherwise).
+fn with_top_k(policy: SlicePolicy, top_k: usize, top_k_set_here: bool) -> SlicePolicy {
+    match policy {
+        SlicePolicy::TopK(_) if top_k_set_here => SlicePolicy::TopK(top_k),
+        other => other,
     }
 }

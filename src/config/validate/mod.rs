@@ -296,10 +296,10 @@ impl Validator<'_> {
         }
     }
 
-    /// `output.formats`: known names, no repeats, `sc` among them; `["sc"]` when absent.
+    /// `output.formats`: known names, no repeats, `sc` among them; every format when absent.
     fn formats(&mut self, names: Option<&[String]>) -> Vec<OutputFormat> {
         let Some(names) = names else {
-            return vec![OutputFormat::Sc];
+            return OutputFormat::DEFAULT.to_vec();
         };
         let mut formats = Vec::new();
         for (i, name) in names.iter().enumerate() {
