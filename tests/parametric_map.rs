@@ -179,6 +179,45 @@ fn maps_are_valid_on_their_slices_and_equal_explains_maps() {
         assert_eq!(measured["compared_with_explain"], 3, "{measured}");
         println!("{}: {measured}", map["method"]);
 
+        // explain wrote the middle slice's map as a one-frame Parametric Map too: valid, on
+        // that slice, equal to its heatmap.npy, in the series of run's map of that method
+        let middle = &frames[frames.len() / 2];
+        let sop = middle["sop_instance_uid"].as_str().expect("SOP UID");
+        let explained = work.path().join(format!("explain-{sop}"));
+        let one_frame = explained.join("map.dcm");
+        common::assert_no_dciodvfy_errors(&one_frame);
+        let object = dicom_object::open_file(&one_frame).expect("explain's map.dcm");
+        let series = object
+            .element(dicom_dictionary_std::tags::SERIES_INSTANCE_UID)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|uid| uid.trim_end_matches('\0').to_string())
+            .expect("SeriesInstanceUID");
+        assert_eq!(
+            series,
+            map["output_series_instance_uid"].as_str().expect("series")
+        );
+        let entry = serde_json::json!({
+            "method": map["method"],
+            "frames": [middle],
+            "output_sop_instance_uid": common::sop_instance_uid_of(&one_frame),
+            "output_series_instance_uid": series,
+        });
+        std::fs::write(work.path().join("one.json"), entry.to_string()).expect("entry");
+        let heatmap = format!("{sop}={}", explained.join("heatmap.npy").display());
+        let checked = common::run_support_script(
+            "check_parametric_map.py",
+            &[
+                one_frame.as_os_str(),
+                work.path().join("one.json").as_os_str(),
+                study.root.as_os_str(),
+                heatmap.as_ref(),
+            ],
+        );
+        let measured: Value =
+            serde_json::from_slice(&checked.stdout).expect("the check's measurements");
+        assert_eq!(measured["compared_with_explain"], 1, "{measured}");
+
         // dcmqi rebuilds the volume: every frame in its place, values unchanged, no warning
         let converted = tempfile::tempdir().expect("temporary folder");
         let checked = common::run_support_script(

@@ -1,7 +1,8 @@
 //! One image, one model, one method: what `dicom-xai explain` does (docs/design.md section 2). The image
 //! is a DICOM file (first frame, windowed as the pipeline does) or a PNG/JPEG taken as grey
 //! levels already windowed to [0, 1]. Writes `heatmap.npy` (float32, rows x columns, >= 0),
-//! `overlay.png` and `explain.json` into the output folder.
+//! `overlay.png` and `explain.json` into the output folder, and for a DICOM image with
+//! `"pmap"` in `[output] formats` `map.dcm`, the map as a one-frame Parametric Map.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,8 +11,11 @@ use ndarray::Axis;
 use serde_json::json;
 
 use super::{RunError, runtime_options};
-use crate::config::Settings;
-use crate::dicom::slices::load_grey;
+use crate::config::{OutputFormat, Settings};
+use crate::dicom::derived::{self, Derivation, Timestamp};
+use crate::dicom::file::{self, Depth};
+use crate::dicom::parametric_map::{self, MapFrame};
+use crate::dicom::slices::{self, load_grey};
 use crate::explain;
 use crate::explain::quality;
 use crate::model::{Classifier, Manifest, preprocess};
@@ -157,7 +161,20 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
     render::save_png(&overlay, &overlay_path)
         .map_err(|e| write_error(&overlay_path, e.to_string()))?;
 
+    let map_file = if settings.output.formats.contains(&OutputFormat::Pmap)
+        && !slices::is_picture(&request.image)
+    {
+        let path = request.out.join(MAP_FILE);
+        let explained = (method.name(), &map, manifest.labels[class].as_str());
+        let object = one_frame_map(settings, request, &model, explained, &heat)
+            .map_err(|e| write_error(&path, e.to_string()))?;
+        derived::write_atomically(&object, &path).map_err(|e| write_error(&path, e.to_string()))?;
+        Some(MAP_FILE)
+    } else {
+        None
+    };
     let report = json!({
+        "map": map_file,
         "image": request.image,
         "model": {"name": manifest.name, "version": manifest.version, "trained": manifest.trained, "provider": model.provider()},
         "prediction": {"label": manifest.labels[predicted], "probability": row[predicted]},
@@ -180,4 +197,50 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
         source,
     })?;
     Ok(report_path)
+}
+
+/// The Parametric Map `explain` writes beside `heatmap.npy` (DICOM images only).
+pub const MAP_FILE: &str = "map.dcm";
+
+/// `heat` (on the image's grid) as a one-frame Parametric Map of the image: what `run` writes
+/// for a series, for this one slice, with the same UIDs as `run`'s map of that slice alone.
+fn one_frame_map(
+    settings: &Settings,
+    request: &ExplainRequest,
+    model: &Classifier,
+    (method, map, class_label): (&str, &explain::ModelMap, &str),
+    heat: &ndarray::Array2<f32>,
+) -> Result<dicom_object::DefaultDicomObject, RunError> {
+    let input = |message: String| RunError::Input {
+        message: format!("{}: {message}", request.image.display()),
+    };
+    let source = file::open(&request.image, Depth::Full).map_err(|e| input(e.to_string()))?;
+    let manifest = model.manifest();
+    let derivation = Derivation {
+        model_name: manifest.name.clone(),
+        model_version: manifest.version.clone(),
+        model_sha256: Some(model.sha256().to_string()),
+        trained: manifest.trained,
+        method: method.to_string(),
+        parameters: map.settings().to_string(),
+        target_layer: map.target_layer.clone(),
+        class_label: String::new(),
+        probability: f32::NAN,
+        colour_map: String::new(),
+        quality: None,
+    };
+    let frame = MapFrame {
+        source: source.dataset(),
+        source_frame: 0,
+        class_label,
+        map: heat.view(),
+    };
+    let (object, _) = parametric_map::build(
+        &[frame],
+        &derivation,
+        settings.output.series_number_base + 1,
+        &Timestamp::now(),
+    )
+    .map_err(|e| input(e.to_string()))?;
+    Ok(object)
 }

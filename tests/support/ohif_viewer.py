@@ -349,19 +349,25 @@ def main() -> None:
     report: dict = {"port": server.port}
     try:
         browser.open_page()
-        browser.call("Page.navigate", {
-            "url": f"http://127.0.0.1:{server.port}/viewer?StudyInstanceUIDs={args.study}"})
         wanted = json.dumps([map_series, args.source_series] + ([args.sr_series] if args.sr_series else []))
-        sets = browser.wait_for(
-            f"((x) => x && {wanted}.every(u => x.some(d => d.series === u)) ? x : null)({READY})",
-            "OHIF lists the study's display sets", 60)
+
+        def load_study() -> list[dict]:
+            """The study opened afresh, its first series drawn: its display sets."""
+            browser.call("Page.navigate", {
+                "url": f"http://127.0.0.1:{server.port}/viewer?StudyInstanceUIDs={args.study}"})
+            sets = browser.wait_for(
+                f"((x) => x && {wanted}.every(u => x.some(d => d.series === u)) ? x : null)({READY})",
+                "OHIF lists the study's display sets", 60)
+            browser.wait_for(SKIP_TOUR, "the onboarding tour skipped", 10)
+            browser.wait_for(STACK_DRAWN, "the first series drawn", 30)
+            time.sleep(0.5)
+            return sets
+
+        sets = load_study()
         report["display_sets"] = sets
         report["seconds_to_study"] = round(time.monotonic() - started, 1)
         pmap = next(d for d in sets if d["series"] == map_series)
         report["map_modality"] = pmap["modality"]
-        browser.wait_for(SKIP_TOUR, "the onboarding tour skipped", 10)
-        browser.wait_for(STACK_DRAWN, "the first series drawn", 30)
-        time.sleep(0.5)
         uid = json.dumps(pmap["uid"])
         browser.open_series(pmap["description"])
         report["actors"] = browser.wait_for(FUSED.replace("DISPLAY_SET", uid),
@@ -417,6 +423,9 @@ def main() -> None:
         report["text"] = browser.evaluate("document.body.innerText")
 
         if args.sr_series:
+            # afresh, as a reader opening the report would: otherwise OHIF draws the SR's
+            # image with the map's colour map and window left in the viewport
+            sets = load_study()
             sr = next(d for d in sets if d["series"] == args.sr_series)
             report["sr_display_set"] = sr
             browser.open_series(sr["description"])
