@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ORTHANC = Path("/usr/sbin/Orthanc")
 DICOMWEB = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 DIST = ROOT / "assets" / "ohif" / "dist"
+PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30"
 
 
 def fail(message: str) -> None:
@@ -126,6 +127,30 @@ def dicom_files(folders: list[Path]) -> list[Path]:
     return found
 
 
+def maps_by_coverage(files: list[Path]) -> tuple[list[str], list[tuple[str, int, int]]]:
+    """The Parametric Maps among `files` with a frame for every slice of their source series
+    (descriptions), and the others (description, frames, slices)."""
+    import pydicom  # the project's .venv has it; only needed here
+
+    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    slices: dict[str, int] = {}
+    for h in headers:
+        if h.SOPClassUID != PARAMETRIC_MAP:
+            slices[h.SeriesInstanceUID] = slices.get(h.SeriesInstanceUID, 0) + int(
+                getattr(h, "NumberOfFrames", 1) or 1)
+    whole, partial = [], []
+    for h in headers:
+        if h.SOPClassUID != PARAMETRIC_MAP:
+            continue
+        source = h.ReferencedSeriesSequence[0].SeriesInstanceUID
+        frames, total = int(h.NumberOfFrames), slices.get(source, 0)
+        if frames == total:
+            whole.append(h.SeriesDescription)
+        else:
+            partial.append((h.SeriesDescription, frames, total))
+    return whole, sorted(partial)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", type=Path, nargs="+")
@@ -174,6 +199,14 @@ def main() -> None:
               f"{orthanc.log}). OHIF:")
         for uid in uids:
             print(f"  {base}/viewer?StudyInstanceUIDs={uid}")
+        whole, partial = maps_by_coverage(files)
+        if whole or partial:
+            print(f"{len(whole)} Parametric Maps cover their series: OHIF fuses them.")
+        if partial:
+            print("These cover some slices only; OHIF 3.13 cannot open them (its loader needs "
+                  "a frame for every slice), their overlay series show the same maps:")
+            for description, frames, slices in partial:
+                print(f"  {description}: {frames} of {slices} slices")
         print("Double-click a map's thumbnail (XAI map ...) to fuse it over its series. "
               "From another machine: ssh -L "
               f"{server.port}:127.0.0.1:{server.port} THIS_HOST. Ctrl-C stops the viewer.")
