@@ -151,3 +151,32 @@ fn smoothgrad_is_deterministic_for_a_seed() {
     let second = case.explain(method.as_ref(), &image);
     assert_eq!(first, second);
 }
+
+/// A map's settings (`ModelMap::settings`: its parameters without what the method measured)
+/// are the same for every input: derived series UIDs come from them, so anything that varies
+/// from slice to slice there would give each slice a series of its own.
+#[test]
+fn a_maps_settings_do_not_depend_on_the_input() {
+    let case = known_answer("NCHW", 64, 64);
+    let (dim, bright) = (case.image(0.1), case.image(0.4));
+    let mut measured_something = 0;
+    for name in ELEMENT_WISE
+        .iter()
+        .chain(&["gradcam", "gradcampp", "rise", "scorecam"])
+    {
+        let method = method_by_name(name, &methods()).expect("available");
+        let one = method
+            .explain(&case.model, dim.view(), 0)
+            .expect("explained");
+        let other = method
+            .explain(&case.model, bright.view(), 0)
+            .expect("explained");
+        assert_eq!(one.settings(), other.settings(), "{name}");
+        if one.parameters != other.parameters {
+            measured_something += 1;
+        }
+    }
+    // occlusion, integrated gradients, smoothgrad, RISE and Score-CAM record what they
+    // measured (class probabilities, completeness, noise scale): the check is not vacuous
+    assert!(measured_something >= 4, "{measured_something}");
+}

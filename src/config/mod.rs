@@ -43,13 +43,14 @@
 //! for study in scan::scan(&[PathBuf::from("incoming/")]).studies {
 //!     for series in &study.series {
 //!         let Some(rule) = settings.rule_for(series) else { continue };
-//!         let slices = match rule.plan.slices {
-//!             SlicePolicy::All => series.slices.len(),
-//!             SlicePolicy::TopK(k) => k.min(series.slices.len()),
-//!             SlicePolicy::None => 0,
-//!         };
-//!         println!("{}: rule {}, methods {:?}, {slices} slice(s) to explain",
-//!                  series.uid, rule.name, rule.plan.methods);
+//!         for method in &rule.plan.methods {
+//!             let slices = match rule.plan.slices_for(method) {
+//!                 SlicePolicy::All => series.slices.len(),
+//!                 SlicePolicy::TopK(k) => k.min(series.slices.len()),
+//!                 SlicePolicy::None => 1, // the most tumour-like slice
+//!             };
+//!             println!("{}: rule {}, {method} on {slices} slice(s)", series.uid, rule.name);
+//!         }
 //!     }
 //! }
 //! # Ok(())

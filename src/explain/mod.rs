@@ -100,6 +100,7 @@ pub const MEASURED_KEYS: &[&str] = &[
     "attribution_sum",
     "completeness_error",
     "concepts",
+    "mean_score",
 ];
 
 impl ModelMap {
