@@ -50,3 +50,37 @@ def test_missing_inputs_are_named(tmp_path):
                            str(empty)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert f"OHIF's viewer is missing in {tmp_path}" in done.stderr
+
+
+def test_maps_are_told_apart_by_whether_they_cover_their_series(tmp_path):
+    """OHIF 3.13 opens a Parametric Map only with a frame for every slice of its series."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from view import PARAMETRIC_MAP, maps_by_coverage
+
+    def write(name: str, sop_class: str, series: str, **attributes) -> Path:
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
+        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, ds.file_meta.MediaStorageSOPInstanceUID
+        ds.SeriesInstanceUID = series
+        for key, value in attributes.items():
+            setattr(ds, key, value)
+        path = tmp_path / name
+        pydicom.dcmwrite(path, ds, enforce_file_format=True)
+        return path
+
+    mr, source = "1.2.840.10008.5.1.4.1.1.4", generate_uid()
+    files = [write(f"mr{i}.dcm", mr, source) for i in range(3)]
+    for description, frames in (("whole", 3), ("partial", 1)):
+        reference = Dataset()
+        reference.SeriesInstanceUID = source
+        files.append(write(f"{description}.dcm", PARAMETRIC_MAP, generate_uid(),
+                           NumberOfFrames=frames, SeriesDescription=description,
+                           ReferencedSeriesSequence=[reference]))
+    assert maps_by_coverage(files) == (["whole"], [("partial", 1, 3)])
