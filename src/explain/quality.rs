@@ -119,7 +119,7 @@ impl Faithfulness {
         let mut by_heat: Vec<usize> = (0..flat.len()).collect();
         // most important first; ties broken by position so the order is deterministic
         by_heat.sort_by(|&a, &b| flat[b].total_cmp(&flat[a]).then(a.cmp(&b)));
-        let [deletion, insertion] = curves(model, input, &by_heat, class, steps, &reference)?;
+        let [deletion, insertion] = curves(model, input, &by_heat, class, steps, reference.ends)?;
         Ok(Faithfulness {
             deletion_auc: deletion,
             insertion_auc: insertion,
@@ -145,12 +145,17 @@ pub struct SliceCheck {
 /// The parts of a slice's faithfulness curves that no map changes.
 #[derive(Debug, Clone, Copy)]
 struct Reference {
-    /// The class probability of the input and of the all-black input: where every curve
-    /// starts or ends.
-    original: f32,
-    black: f32,
+    ends: Ends,
     random_deletion_auc: f32,
     random_insertion_auc: f32,
+}
+
+/// The class probability of the input and of the all-black input: where every curve starts
+/// or ends (deletion from the input to black, insertion the other way round).
+#[derive(Debug, Clone, Copy)]
+struct Ends {
+    original: f32,
+    black: f32,
 }
 
 impl SliceCheck {
@@ -183,7 +188,10 @@ impl SliceCheck {
         let probabilities = model
             .predict(ends.view())
             .map_err(model_failed(FAITHFULNESS))?;
-        let (original, black) = (probabilities[[0, class]], probabilities[[1, class]]);
+        let ends = Ends {
+            original: probabilities[[0, class]],
+            black: probabilities[[1, class]],
+        };
         let pixels = spec.height * spec.width;
         let mut random: Vec<usize> = (0..pixels).collect();
         let mut noise = NoiseSource::new(RANDOM_ORDER_SEED);
@@ -191,17 +199,11 @@ impl SliceCheck {
             let j = (noise.uniform() * (i + 1) as f64) as usize;
             random.swap(i, j.min(i));
         }
-        let partial = Reference {
-            original,
-            black,
-            random_deletion_auc: 0.0,
-            random_insertion_auc: 0.0,
-        };
-        let [deletion, insertion] = curves(model, input, &random, class, steps, &partial)?;
+        let [deletion, insertion] = curves(model, input, &random, class, steps, ends)?;
         let reference = Reference {
+            ends,
             random_deletion_auc: deletion,
             random_insertion_auc: insertion,
-            ..partial
         };
         self.references.push(((class, steps), reference));
         Ok((reference, 2 + 2 * (steps - 1)))
@@ -212,14 +214,14 @@ impl SliceCheck {
 const RANDOM_ORDER_SEED: u64 = 0;
 
 /// The deletion and insertion AUCs of pixel `order` (most important first): the 2 (steps - 1)
-/// inner points in one batch, the ends from `reference`.
+/// inner points in one batch, the ends given.
 fn curves(
     model: &Classifier,
     input: ArrayView3<'_, f32>,
     order: &[usize],
     class: usize,
     steps: usize,
-    reference: &Reference,
+    ends: Ends,
 ) -> Result<[f32; 2], ExplainError> {
     let spec = &model.manifest().input;
     let pixels = order.len();
@@ -245,11 +247,10 @@ fn curves(
     let point = |curve: usize, step: usize| -> f32 {
         let deleting = curve == 0;
         match step {
-            // deletion starts from the input and ends black, insertion the other way round
-            0 if deleting => reference.original,
-            0 => reference.black,
-            s if s == steps && deleting => reference.black,
-            s if s == steps => reference.original,
+            0 if deleting => ends.original,
+            0 => ends.black,
+            s if s == steps && deleting => ends.black,
+            s if s == steps => ends.original,
             s => probabilities[[curve * inner + s - 1, class]],
         }
     };
