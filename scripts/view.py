@@ -15,8 +15,10 @@ In OHIF, the Parametric Maps of the one-pass methods are fused over the source s
 overlays are series of their own, and the Structured Report shows the findings.
 
 --check: store, ask OHIF's proxy for every study's series, print them and the app's
-configuration as JSON and stop (what scripts/tests/test_view.py runs). Exit 1 with a message when Orthanc, its DICOMweb plugin or OHIF's
-files are missing, the port is taken, or a file is refused.
+configuration as JSON and stop (what scripts/tests/test_view.py runs).
+
+Exit 1 with a message when Orthanc, its DICOMweb plugin or OHIF's files are missing, the
+port is taken, or a file is refused.
 """
 from __future__ import annotations
 

@@ -531,14 +531,15 @@ fn method_slices_override_slices_per_method_and_inherit() {
 
 #[test]
 fn bad_method_slices_name_key_and_value() {
-    let with = |table: &str| {
+    // [explain] with `slices` and a method_slices table
+    let with = |slices: &str, table: &str| {
         valid_config("").replace(
             "slices = \"top-k\"",
-            &format!("slices = \"top-k\"\nmethod_slices = {{ {table} }}"),
+            &format!("slices = \"{slices}\"\nmethod_slices = {{ {table} }}"),
         )
     };
     let message = assert_error(
-        &with("occlusion = \"some\""),
+        &with("top-k", "occlusion = \"some\""),
         "explain.method_slices.occlusion",
         "\"some\"",
     );
@@ -548,7 +549,7 @@ fn bad_method_slices_name_key_and_value() {
     );
     // a method the plan does not run: the entry would silently do nothing
     let message = assert_error(
-        &with("saliency = \"all\""),
+        &with("top-k", "saliency = \"all\""),
         "explain.method_slices.saliency",
         "\"all\"",
     );
@@ -557,20 +558,12 @@ fn bad_method_slices_name_key_and_value() {
         "{message}"
     );
     // top_k is used by a per-method "top-k" even when slices is "all"
-    let text = valid_config("").replace(
-        "slices = \"top-k\"",
-        "slices = \"all\"\nmethod_slices = { occlusion = \"top-k\" }",
-    );
-    let (_dir, _, loaded) = load_text(&text);
+    let (_dir, _, loaded) = load_text(&with("all", "occlusion = \"top-k\""));
     assert_eq!(
         loaded.unwrap().defaults.slices_for("occlusion"),
         SlicePolicy::TopK(2)
     );
-    let text = valid_config("").replace(
-        "slices = \"top-k\"",
-        "slices = \"all\"\nmethod_slices = { occlusion = \"none\" }",
-    );
-    assert_error(&text, "explain.top_k", "2");
+    assert_error(&with("all", "occlusion = \"none\""), "explain.top_k", "2");
 }
 
 #[test]

@@ -131,16 +131,24 @@ pub fn is_picture(path: &Path) -> bool {
 /// Grey levels in [0, 1] of one image file: the first frame of a DICOM file, windowed, or a
 /// PNG/JPEG picture taken as already windowed.
 pub fn load_grey(path: &Path) -> Result<Array2<f32>, SliceError> {
+    load_image(path).map(|(grey, _)| grey)
+}
+
+/// [`load_grey`], with the DICOM file it read (none for a picture): what objects derived
+/// from the image take their attributes from.
+pub fn load_image(path: &Path) -> Result<(Array2<f32>, Option<file::DicomFile>), SliceError> {
     if !is_picture(path) {
         let dicom = file::open(path, Depth::Full).context(ReadSnafu)?;
         let frames = pixels::decode(&dicom).context(PixelsSnafu)?;
-        return voi::unit_grey(&dicom, &frames, 0).context(PixelsSnafu);
+        let grey = voi::unit_grey(&dicom, &frames, 0).context(PixelsSnafu)?;
+        return Ok((grey, Some(dicom)));
     }
     let picture = image::open(path).context(PictureSnafu { path })?;
     // 16-bit PNGs keep their precision; colour is reduced to luma as the DICOM path does
     let grey = picture.to_luma16();
     let (width, height) = grey.dimensions();
     let values: Vec<f32> = grey.pixels().map(|p| f32::from(p.0[0]) / 65535.0).collect();
-    Array2::from_shape_vec((height as usize, width as usize), values)
-        .context(PictureShapeSnafu { path })
+    let grey = Array2::from_shape_vec((height as usize, width as usize), values)
+        .context(PictureShapeSnafu { path })?;
+    Ok((grey, None))
 }

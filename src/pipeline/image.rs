@@ -12,10 +12,10 @@ use serde_json::json;
 
 use super::{RunError, runtime_options};
 use crate::config::{OutputFormat, Settings};
-use crate::dicom::derived::{self, Derivation, Timestamp};
-use crate::dicom::file::{self, Depth};
+use crate::dicom::derived::{self, Timestamp};
+use crate::dicom::file::DicomFile;
 use crate::dicom::parametric_map::{self, MapFrame};
-use crate::dicom::slices::{self, load_grey};
+use crate::dicom::slices::load_image;
 use crate::explain;
 use crate::explain::quality;
 use crate::model::{Classifier, Manifest, preprocess};
@@ -90,7 +90,7 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
     let colour_map = ColourMap::by_name(&settings.defaults.colour_map)
         .map_err(|e| configuration(e.to_string()))?;
     let font = Font::find(None).map_err(|source| RunError::Font { source })?;
-    let grey = load_grey(&request.image).map_err(|e| RunError::Input {
+    let (grey, dicom) = load_image(&request.image).map_err(|e| RunError::Input {
         message: e.to_string(),
     })?;
 
@@ -161,17 +161,17 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
     render::save_png(&overlay, &overlay_path)
         .map_err(|e| write_error(&overlay_path, e.to_string()))?;
 
-    let map_file = if settings.output.formats.contains(&OutputFormat::Pmap)
-        && !slices::is_picture(&request.image)
-    {
-        let path = request.out.join(MAP_FILE);
-        let explained = (method.name(), &map, manifest.labels[class].as_str());
-        let object = one_frame_map(settings, request, &model, explained, &heat)
-            .map_err(|e| write_error(&path, e.to_string()))?;
-        derived::write_atomically(&object, &path).map_err(|e| write_error(&path, e.to_string()))?;
-        Some(MAP_FILE)
-    } else {
-        None
+    let map_file = match &dicom {
+        Some(source) if settings.output.formats.contains(&OutputFormat::Pmap) => {
+            let path = request.out.join(MAP_FILE);
+            let explained = (method.name(), &map, manifest.labels[class].as_str());
+            let object = one_frame_map(settings, request, &model, source, explained, &heat)
+                .map_err(|e| write_error(&path, e.to_string()))?;
+            derived::write_atomically(&object, &path)
+                .map_err(|e| write_error(&path, e.to_string()))?;
+            Some(MAP_FILE)
+        }
+        _ => None,
     };
     let report = json!({
         "map": map_file,
@@ -202,33 +202,17 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
 /// The Parametric Map `explain` writes beside `heatmap.npy` (DICOM images only).
 pub const MAP_FILE: &str = "map.dcm";
 
-/// `heat` (on the image's grid) as a one-frame Parametric Map of the image: what `run` writes
-/// for a series, for this one slice, with the same UIDs as `run`'s map of that slice alone.
+/// `heat` (on the grid of `source`, the image read) as a one-frame Parametric Map of it:
+/// what `run` writes for a series, for this one slice, in the series of `run`'s map.
 fn one_frame_map(
     settings: &Settings,
     request: &ExplainRequest,
     model: &Classifier,
+    source: &DicomFile,
     (method, map, class_label): (&str, &explain::ModelMap, &str),
     heat: &ndarray::Array2<f32>,
 ) -> Result<dicom_object::DefaultDicomObject, RunError> {
-    let input = |message: String| RunError::Input {
-        message: format!("{}: {message}", request.image.display()),
-    };
-    let source = file::open(&request.image, Depth::Full).map_err(|e| input(e.to_string()))?;
-    let manifest = model.manifest();
-    let derivation = Derivation {
-        model_name: manifest.name.clone(),
-        model_version: manifest.version.clone(),
-        model_sha256: Some(model.sha256().to_string()),
-        trained: manifest.trained,
-        method: method.to_string(),
-        parameters: map.settings().to_string(),
-        target_layer: map.target_layer.clone(),
-        class_label: String::new(),
-        probability: f32::NAN,
-        colour_map: String::new(),
-        quality: None,
-    };
+    let derivation = super::map_derivation(model, method, map);
     let frame = MapFrame {
         source: source.dataset(),
         source_frame: 0,
@@ -241,6 +225,8 @@ fn one_frame_map(
         settings.output.series_number_base + 1,
         &Timestamp::now(),
     )
-    .map_err(|e| input(e.to_string()))?;
+    .map_err(|e| RunError::Input {
+        message: format!("{}: {e}", request.image.display()),
+    })?;
     Ok(object)
 }

@@ -433,6 +433,31 @@ impl Engine {
     }
 }
 
+/// What a Parametric Map of `method`'s `map` by `model` derives from: the model, the
+/// method and its settings (the same for each slice, so one map per series holds them all).
+/// `run`'s maps of a series and `explain`'s map of one slice share it, and with it a series.
+fn map_derivation(
+    model: &Classifier,
+    method: &str,
+    map: &explain::ModelMap,
+) -> crate::dicom::secondary_capture::Derivation {
+    let manifest = model.manifest();
+    crate::dicom::secondary_capture::Derivation {
+        model_name: manifest.name.clone(),
+        model_version: manifest.version.clone(),
+        model_sha256: Some(model.sha256().to_string()),
+        trained: manifest.trained,
+        method: method.to_string(),
+        parameters: map.settings().to_string(),
+        target_layer: map.target_layer.clone(),
+        // a map holds many slices: no one class, probability, colour map or quality line
+        class_label: String::new(),
+        probability: f32::NAN,
+        colour_map: String::new(),
+        quality: None,
+    }
+}
+
 /// `plan` with `overrides` applied, against the loaded `models` and the site's method
 /// parameters.
 fn resolve_plan(

@@ -593,19 +593,7 @@ impl SeriesContext<'_> {
             .position(|m| *m == first.method)
             .unwrap_or(0);
         let at = run.at(&run.slices[first.index], &format!("{} map", first.method));
-        let derivation = Derivation {
-            model_name: manifest.name.clone(),
-            model_version: manifest.version.clone(),
-            model_sha256: Some(run.model.sha256().to_string()),
-            trained: manifest.trained,
-            method: first.method.to_string(),
-            parameters: first.map.settings().to_string(),
-            target_layer: first.map.target_layer.clone(),
-            class_label: String::new(),
-            probability: f32::NAN,
-            colour_map: String::new(),
-            quality: None,
-        };
+        let derivation = super::map_derivation(run.model, first.method, &first.map);
         let frames: Vec<MapFrame<'_>> = members
             .iter()
             .map(|c| {
