@@ -5,10 +5,12 @@
 # to the third report.json. Figures: docs/performance.md, "Throughput of a queue of studies".
 #
 #   bash bench/daemon_throughput.sh [WORK_DIR]      (after `make setup demo`)
+#   PRECISION=int8 bash bench/daemon_throughput.sh  (occlusion on the models' 8-bit copies)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 work=${1:-target/daemon-throughput}
+precision=${PRECISION:-float32}
 bin=target/release/dicom-xai
 mkdir -p "$work"
 for seed in 1 2 3; do
@@ -20,7 +22,9 @@ for workers in 1 2; do
   run=$work/workers-$workers
   rm -rf "$run" && mkdir -p "$run/drop" "$run/state" "$run/out"
   # the comparison's configuration, its model paths made absolute, and a short settle
-  { sed "s#\"\\.\\./models/#\"$root/models/#" bench/end-to-end-24-slices.toml
+  { sed -e "s#\"\\.\\./models/#\"$root/models/#" \
+      -e "s#^\\[methods.occlusion\\]\$#[methods.occlusion]\\nprecision = \"$precision\"#" \
+      bench/end-to-end-24-slices.toml
     printf '\n[watch]\nstable = "500ms"\nsettle = "2s"\nworkers = %s\n' "$workers"; } > "$run/site.toml"
   "$bin" --log-file "$run/daemon.log" watch --config "$run/site.toml" --drop "$run/drop" \
     --out "$run/out" --state "$run/state" > /dev/null 2>&1 &
@@ -36,5 +40,5 @@ for workers in 1 2; do
   done
   seconds=$(python3 -c "import time; print(round(time.time() - $started, 1))")
   kill -TERM $daemon && wait $daemon || true
-  echo "workers $workers: 3 studies in $seconds s, $(python3 -c "print(round(3 * 3600 / $seconds, 1))") studies/h"
+  echo "workers $workers, occlusion $precision: 3 studies in $seconds s, $(python3 -c "print(round(3 * 3600 / $seconds, 1))") studies/h"
 done

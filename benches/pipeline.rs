@@ -1367,17 +1367,21 @@ fn peer_rows(
         .filter(|n| *n >= 1)
         .unwrap_or(3);
     let work = tempfile::tempdir().expect("temp dir");
-    let (mut ours, mut peer) = (Vec::new(), Vec::new());
+    let int8_config = int8_occlusion_config(&config, work.path());
+    let (mut ours, mut ours_int8, mut peer) = (Vec::new(), Vec::new(), Vec::new());
     let mut software = serde_json::Value::Null;
     for run in 0..=runs {
-        let (ours_out, peer_out) = (
+        let (ours_out, int8_out, peer_out) = (
             work.path().join(format!("ours-{run}")),
+            work.path().join(format!("ours-int8-{run}")),
             work.path().join(format!("peer-{run}")),
         );
         let mine = run_ours(&config, &study, &ours_out);
+        let mine_int8 = run_ours(&int8_config, &study, &int8_out);
         let (theirs, versions) = run_peer(&config, &study, &peer_out);
         eprintln!(
-            "end-to-end {}: ours {:.1} s, {:.0} MiB; peer {:.1} s, {:.0} MiB",
+            "end-to-end {}: ours {:.1} s, {:.0} MiB; ours with int8 occlusion {:.1} s, {:.0} MiB; \
+             peer {:.1} s, {:.0} MiB",
             if run == 0 {
                 "warm-up".to_string()
             } else {
@@ -1385,12 +1389,15 @@ fn peer_rows(
             },
             mine.wall,
             mine.peak_mib,
+            mine_int8.wall,
+            mine_int8.peak_mib,
             theirs.wall,
             theirs.peak_mib
         );
         software = versions;
         if run > 0 {
             ours.push(mine);
+            ours_int8.push(mine_int8);
             peer.push(theirs);
         }
     }
@@ -1398,36 +1405,80 @@ fn peer_rows(
     let medians = |side: &[Measured], figure: &dyn Fn(&Measured) -> f64| {
         median(side.iter().map(figure).collect())
     };
-    rows.push(Row {
-        name: name.clone(),
-        unit: "s",
-        ours: medians(&ours, &|m| m.wall),
-        runs,
-        peer: Some(medians(&peer, &|m| m.wall)),
-    });
-    rows.push(Row {
-        name: format!("{name}-peak-rss"),
-        unit: "MiB",
-        ours: medians(&ours, &|m| m.peak_mib),
-        runs,
-        peer: Some(medians(&peer, &|m| m.peak_mib)),
-    });
-    for stage in PEER_STAGES {
-        let of = |m: &Measured| m.stages.get(stage).copied().unwrap_or(f64::NAN);
-        rows.push(Row {
-            name: format!("{name}-stage-{stage}"),
-            unit: "s",
-            ours: medians(&ours, &of),
-            runs,
-            peer: Some(medians(&peer, &of)),
-        });
-    }
+    // one side's medians against the peer's: wall time, peak memory, then `stages`
+    let mut compare = |name: &str, ours: &[Measured], stages: &[&str]| {
+        let mut push = |row: String, unit, figure: &dyn Fn(&Measured) -> f64| {
+            rows.push(Row {
+                name: row,
+                unit,
+                ours: medians(ours, figure),
+                runs,
+                peer: Some(medians(&peer, figure)),
+            });
+        };
+        push(name.to_string(), "s", &|m| m.wall);
+        push(format!("{name}-peak-rss"), "MiB", &|m| m.peak_mib);
+        for stage in stages {
+            let of = |m: &Measured| m.stages.get(*stage).copied().unwrap_or(f64::NAN);
+            push(format!("{name}-stage-{stage}"), "s", &of);
+        }
+    };
+    compare(&name, &ours, &PEER_STAGES);
+    // the same work with occlusion on the 8-bit copies, against the same peer runs
+    compare(
+        &format!("{name}-int8-occlusion"),
+        &ours_int8,
+        &["occlusion"],
+    );
+    let peer_out = work.path().join(format!("peer-{runs}"));
     let check = peer_check(
         &config,
         &work.path().join(format!("ours-{runs}")),
-        &work.path().join(format!("peer-{runs}")),
+        &peer_out,
     );
     eprintln!("peer check: {check:#}");
+    let int8_check = peer_check(
+        &int8_config,
+        &work.path().join(format!("ours-int8-{runs}")),
+        &peer_out,
+    );
+    eprintln!("peer check, int8 occlusion: {int8_check:#}");
     extra.insert("peer_software".into(), software);
     extra.insert("peer_check".into(), check);
+    extra.insert("peer_check_int8_occlusion".into(), int8_check);
+}
+
+/// `config` with `precision = "int8"` under `[methods.occlusion]`, written into `dir`, its
+/// relative manifest paths made absolute (they are resolved against the file's folder).
+fn int8_occlusion_config(config: &Path, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(config).expect("the comparison's configuration");
+    let folder = config
+        .parent()
+        .expect("a folder")
+        .canonicalize()
+        .expect("folder");
+    let mut out = String::new();
+    for line in text.lines() {
+        match line.trim().strip_prefix("manifest = \"") {
+            Some(relative) => {
+                let relative = relative.trim_end_matches('"');
+                out += &format!(
+                    "manifest = {:?}\n",
+                    folder.join(relative).display().to_string()
+                );
+            }
+            None => out += &format!("{line}\n"),
+        }
+        if line.trim() == "[methods.occlusion]" {
+            out += "precision = \"int8\"\n";
+        }
+    }
+    assert!(
+        out.contains("precision = \"int8\""),
+        "{}: no [methods.occlusion]",
+        config.display()
+    );
+    let path = dir.join("int8-occlusion.toml");
+    std::fs::write(&path, out).expect("written");
+    path
 }

@@ -36,6 +36,7 @@ fn fine_occlusion() -> Occlusion {
         patch: 8,
         stride: 4,
         baseline: Baseline::Zero,
+        ..Occlusion::default()
     }
 }
 

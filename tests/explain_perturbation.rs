@@ -37,6 +37,7 @@ fn rise(seed: u64) -> Rise {
         cells: 8,
         keep: 0.5,
         seed,
+        ..Rise::default()
     }
 }
 
@@ -172,7 +173,14 @@ fn scorecam_finds_the_bright_structures() {
 #[test]
 fn scorecam_keeps_the_most_active_channels_of_a_wide_layer() {
     let case = known_answer("NCHW", 64, 64);
-    let map = timed(&case, &ScoreCam { max_channels: 1 }, &case.image(0.0));
+    let map = timed(
+        &case,
+        &ScoreCam {
+            max_channels: 1,
+            ..ScoreCam::default()
+        },
+        &case.image(0.0),
+    );
     assert_eq!(
         map.parameters["channel_selection"],
         "largest mean activation"
@@ -223,10 +231,13 @@ fn bad_parameters_are_refused_naming_the_method() {
             .to_string();
         assert!(message.starts_with("rise: "), "{method:?}: {message}");
     }
-    let message = ScoreCam { max_channels: 0 }
-        .explain(&case.model, image.view(), 0)
-        .expect_err("refused")
-        .to_string();
+    let message = ScoreCam {
+        max_channels: 0,
+        ..ScoreCam::default()
+    }
+    .explain(&case.model, image.view(), 0)
+    .expect_err("refused")
+    .to_string();
     assert!(
         message.starts_with("scorecam: ") && message.contains("max_channels"),
         "{message}"

@@ -156,12 +156,7 @@ const MIN_PLAUSIBLE: f64 = 0.9;
 
 #[test]
 fn the_brain_mask_is_plausible_on_real_t1_t2_and_flair_slices() {
-    let root = common::root().join("tests/fixtures/eval-subset");
-    let mut images: Vec<_> = common::files_under(&root)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
-        .collect();
-    images.sort();
+    let images = common::eval_subset(1);
     assert_eq!(images.len(), 160);
     let mut implausible = Vec::new();
     for image in &images {

@@ -44,6 +44,7 @@ fn fine_occlusion(baseline: Baseline) -> Occlusion {
         patch: 8,
         stride: 4,
         baseline,
+        ..Occlusion::default()
     }
 }
 

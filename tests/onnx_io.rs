@@ -8,8 +8,8 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use dicom_xai::onnx::proto::{
-    AttributeProto, DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    ValueInfoProto, tensor_proto, tensor_shape_proto::Dimension,
+    AttributeProto, DataType, GraphProto, NodeProto, TensorProto, ValueInfoProto, tensor_proto,
+    tensor_shape_proto::Dimension,
 };
 use dicom_xai::onnx::tensor::{self, Storage};
 use dicom_xai::onnx::{Dim, Model, OnnxError, TensorError};
@@ -204,13 +204,7 @@ fn small_model(dir: &Path) -> (PathBuf, HashMap<&'static str, ArrayD<f32>>) {
         )],
         ..GraphProto::default()
     };
-    let proto = ModelProto {
-        ir_version: Some(8),
-        producer_name: Some("dicom-xai tests".into()),
-        opset_import: vec![OperatorSetIdProto::new("", 17)],
-        graph: Some(graph),
-        ..ModelProto::default()
-    };
+    let proto = common::opset17_model(graph);
     let model = Model::from_proto(proto, "small.onnx").expect("model");
     model.check_topological_order().expect("sorted");
     let path = dir.join("small.onnx");
@@ -477,12 +471,7 @@ fn undefined_and_out_of_order_tensors_name_the_node_and_op_type() {
         output: vec![ValueInfoProto::tensor("y", DataType::Float, &[1, 4])],
         ..GraphProto::default()
     };
-    let model = |nodes| ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto::new("", 17)],
-        graph: Some(graph(nodes)),
-        ..ModelProto::default()
-    };
+    let model = |nodes| common::opset17_model(graph(nodes));
     let dir = temp_dir();
 
     let path = dir.path().join("undefined.onnx");

@@ -24,7 +24,6 @@ use dicom_xai::explain::{MethodSet, method_by_name};
 use dicom_xai::model::preprocess::{self, resize_bilinear};
 use dicom_xai::model::{Classifier, Manifest, Probe};
 use dicom_xai::runtime::Runtime;
-use dicom_xai::runtime::RuntimeOptions;
 use ndarray::{Array2, Array3, Axis};
 
 /// Share of the subset on which each ViT CAM must give a map that is not empty.
@@ -73,31 +72,12 @@ fn manifest(arch: &str) -> Manifest {
     manifest
 }
 
-fn runtime() -> Runtime {
-    Runtime::init(RuntimeOptions {
-        intra_threads: 2,
-        ..RuntimeOptions::default()
-    })
-    .expect("ONNX Runtime")
-}
-
 fn load(runtime: &Runtime, manifest: Manifest, cache: Option<&Path>) -> Classifier {
     let model = Classifier::load(runtime, manifest, 8).expect("the model");
     match cache {
         Some(cache) => model.with_gradient_cache(GradientCache::new(cache.to_path_buf())),
         None => model,
     }
-}
-
-/// The subset's images, every `step`-th in path order.
-fn subset_images(step: usize) -> Vec<PathBuf> {
-    let root = common::root().join("tests/fixtures/eval-subset");
-    let mut images: Vec<PathBuf> = common::files_under(&root)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"))
-        .collect();
-    images.sort();
-    images.into_iter().step_by(step).collect()
 }
 
 fn input_of(model: &Classifier, image: &Path) -> Array3<f32> {
@@ -114,13 +94,13 @@ fn predicted(model: &Classifier, input: &Array3<f32>) -> usize {
 
 #[test]
 fn vit_cams_are_non_empty_on_the_evaluation_subset() {
-    let runtime = runtime();
+    let runtime = common::cpu_runtime();
     let model = load(&runtime, manifest("vit_b_16"), None);
     let methods: Vec<_> = CAMS
         .iter()
         .map(|name| method_by_name(name, &MethodSet::default()).expect("available"))
         .collect();
-    let images = subset_images(1);
+    let images = common::eval_subset(1);
     assert_eq!(images.len(), 160);
     let mut non_empty = vec![0usize; CAMS.len()];
     for image in &images {
@@ -142,20 +122,6 @@ fn vit_cams_are_non_empty_on_the_evaluation_subset() {
     }
 }
 
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-    let (ma, mb) = (mean(a), mean(b));
-    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (dx, dy) = (f64::from(x) - ma, f64::from(y) - mb);
-        ab += dx * dy;
-        aa += dx * dx;
-        bb += dy * dy;
-    }
-    ab / (aa.sqrt() * bb.sqrt())
-}
-
 fn checkpoint(arch: &str) -> PathBuf {
     let name = format!("{arch}-brain-tumor-fp16.pth");
     [
@@ -169,9 +135,9 @@ fn checkpoint(arch: &str) -> PathBuf {
 
 #[test]
 fn gradcam_matches_pytorch_grad_cam_on_the_trained_models() {
-    let runtime = runtime();
+    let runtime = common::cpu_runtime();
     let work = tempfile::tempdir().expect("temporary folder");
-    let images = subset_images(27);
+    let images = common::eval_subset(27);
     for arch in ["densenet169", "vit_b_16"] {
         let model = load(&runtime, manifest(arch), None);
         let method = method_by_name("gradcam", &MethodSet::default()).expect("available");
@@ -211,7 +177,7 @@ fn gradcam_matches_pytorch_grad_cam_on_the_trained_models() {
         for ((image, map), theirs) in images.iter().zip(&ours).zip(peer.outer_iter()) {
             let theirs: Vec<f32> = theirs.iter().copied().collect();
             let mine: Vec<f32> = map.iter().copied().collect();
-            let r = pearson(&mine, &theirs);
+            let r = common::pearson(&mine, &theirs);
             eprintln!("{arch} {}: Pearson {r:.4}", image.display());
             assert!(
                 r >= PEER_PEARSON,
@@ -246,10 +212,10 @@ fn gradient_maps(model: &Classifier, input: &Array3<f32>, class: usize) -> Vec<A
 
 #[test]
 fn gradient_maps_change_when_the_learnt_weights_are_randomised() {
-    let runtime = runtime();
+    let runtime = common::cpu_runtime();
     let work = tempfile::tempdir().expect("temporary folder");
     let cache = work.path().join("cache");
-    let images = subset_images(53);
+    let images = common::eval_subset(53);
     for arch in ["densenet169", "vit_b_16"] {
         let original = manifest(arch);
         let trained = load(&runtime, original.clone(), None);
@@ -287,7 +253,7 @@ fn gradient_maps_change_when_the_learnt_weights_are_randomised() {
 
 #[test]
 fn the_shipped_models_explain_with_their_sparse_autoencoders_out_of_the_box() {
-    let runtime = runtime();
+    let runtime = common::cpu_runtime();
     let method = method_by_name("sae", &MethodSet::default()).expect("available");
     for arch in ["densenet169", "vit_b_16"] {
         let manifest = manifest(arch);
@@ -297,7 +263,7 @@ fn the_shipped_models_explain_with_their_sparse_autoencoders_out_of_the_box() {
             });
         assert!(sae.is_file(), "{}", sae.display());
         let model = load(&runtime, manifest, None);
-        for image in subset_images(80) {
+        for image in common::eval_subset(80) {
             let input = input_of(&model, &image);
             let class = predicted(&model, &input);
             let map = method

@@ -3,7 +3,8 @@
 //! (tensors and score) and the transform's revision, so an edited model, a different request
 //! or a newer transform builds afresh. Files are written atomically; a damaged entry is
 //! rebuilt. Forward models with extra outputs (for methods that read inner tensors without
-//! gradients) are kept the same way.
+//! gradients) and 8-bit copies of forward models (for the perturbation methods) are kept the
+//! same way.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,6 +16,7 @@ use super::{
 };
 use crate::onnx::Model;
 use crate::onnx::proto::{DataType, TypeProto, ValueInfoProto, type_proto};
+use crate::onnx::quantize::quantize_weights;
 use crate::runtime::Runtime;
 use crate::runtime::checksum::{hex, sha256_file};
 
@@ -160,11 +162,57 @@ impl GradientCache {
         model_path: &Path,
         tensors: &[String],
     ) -> Result<CachedGradient, AutodiffError> {
+        let request = GradRequest::new(tensors.iter().cloned()).with_score(TAPS_MARKER);
+        self.get_or_build_forward(model_path, &request, |model| {
+            for tensor in tensors {
+                if !model.defines(tensor) {
+                    return Err(BadRequestSnafu {
+                        path: model_path,
+                        what: "tapped tensor",
+                        tensor,
+                        reason: "no graph input or node output has this name",
+                    }
+                    .build());
+                }
+                if model.outputs().iter().all(|o| o.name() != tensor) {
+                    model.graph_mut().output.push(untyped_output(tensor));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The model in `model_path` with its constant-weight matrix products quantized to
+    /// 8 bits ([`crate::onnx::quantize`]): the stored one when present, else built and stored.
+    pub fn get_or_build_quantized(
+        &self,
+        model_path: &Path,
+    ) -> Result<CachedGradient, AutodiffError> {
+        let request = GradRequest::new([QUANTIZE_REVISION.to_string()]).with_score(INT8_MARKER);
+        self.get_or_build_forward(model_path, &request, |model| {
+            let done = quantize_weights(model)?;
+            tracing::info!(
+                model = %model_path.display(),
+                quantized = done.quantized.len(),
+                kept_float = done.kept,
+                "8-bit copy of the model built"
+            );
+            Ok(())
+        })
+    }
+
+    /// A forward model derived from the one in `model_path` by `edit`, kept under the key of
+    /// `request`: the stored one when present, else built and stored.
+    fn get_or_build_forward(
+        &self,
+        model_path: &Path,
+        request: &GradRequest,
+        edit: impl FnOnce(&mut Model) -> Result<(), AutodiffError>,
+    ) -> Result<CachedGradient, AutodiffError> {
         let fail = |path: &Path, message: String| CacheSnafu { path, message }.build();
         let sha = sha256_file(model_path)
             .map_err(|e| fail(model_path, format!("cannot hash the model: {e}")))?;
-        let request = GradRequest::new(tensors.iter().cloned()).with_score(TAPS_MARKER);
-        let path = self.dir.join(format!("{}.onnx", Self::key(&sha, &request)));
+        let path = self.dir.join(format!("{}.onnx", Self::key(&sha, request)));
         if path.is_file() {
             return Ok(CachedGradient {
                 path,
@@ -175,20 +223,7 @@ impl GradientCache {
         }
         let started = Instant::now();
         let mut model = Model::load(model_path)?;
-        for tensor in tensors {
-            if !model.defines(tensor) {
-                return Err(BadRequestSnafu {
-                    path: model_path,
-                    what: "tapped tensor",
-                    tensor,
-                    reason: "no graph input or node output has this name",
-                }
-                .build());
-            }
-            if model.outputs().iter().all(|o| o.name() != tensor) {
-                model.graph_mut().output.push(untyped_output(tensor));
-            }
-        }
+        edit(&mut model)?;
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| fail(&self.dir, format!("cannot create the folder: {e}")))?;
         model.save(&path)?;
@@ -228,6 +263,12 @@ fn write_sidecar(sidecar: &Path, model: &Path, score: &str) {
 /// The score name that marks a forward-with-outputs entry in the cache key (no tensor can
 /// be called this: ONNX names hold no NUL).
 const TAPS_MARKER: &str = "\0taps";
+
+/// The score name that marks an 8-bit copy in the cache key.
+const INT8_MARKER: &str = "\0int8";
+
+/// Changes whenever the 8-bit copy of the same model may change.
+const QUANTIZE_REVISION: &str = "quantize.1";
 
 /// A float output whose shape ONNX Runtime infers.
 fn untyped_output(name: &str) -> ValueInfoProto {

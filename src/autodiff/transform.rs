@@ -99,7 +99,7 @@ pub fn default_score(model: &Model) -> Result<String, AutodiffError> {
     match model.node_by_output(&first) {
         Some(node)
             if node.op_type() == "Softmax"
-                && matches!(node.domain(), "" | "ai.onnx")
+                && node.in_default_domain()
                 && !node.input.is_empty() =>
         {
             Ok(node.input[0].clone())
@@ -487,7 +487,7 @@ fn check_opset(model: &Model) -> Result<i64, AutodiffError> {
 
 /// Whether a node's outputs never carry gradients.
 fn is_non_differentiable(node: &NodeProto) -> bool {
-    matches!(node.domain(), "" | "ai.onnx") && NON_DIFFERENTIABLE.contains(&node.op_type())
+    node.in_default_domain() && NON_DIFFERENTIABLE.contains(&node.op_type())
 }
 
 /// The error for a node on the path whose operator has no rule.
@@ -502,7 +502,7 @@ fn no_rule(model: &Model, index: usize, node: &NodeProto, opset: i64) -> Autodif
              probabilities are no longer a tensor; export at opset 22 or lower (supported: \
              {MIN_OPSET} to 22)"
         ),
-        _ if !matches!(node.domain(), "" | "ai.onnx") => String::from(
+        _ if !node.in_default_domain() => String::from(
             ": only default-domain operators can be differentiated (export without \
              runtime-specific fusions)",
         ),

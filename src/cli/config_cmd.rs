@@ -141,8 +141,10 @@ fn summary(settings: &Settings) -> String {
         Baseline::Value(v) => v.to_string(),
     };
     text += &format!(
-        "occlusion: patch {}, stride {}, baseline {baseline}\n",
-        occlusion.patch, occlusion.stride
+        "occlusion: patch {}, stride {}, baseline {baseline}, {}\n",
+        occlusion.patch,
+        occlusion.stride,
+        occlusion.precision.name()
     );
     text += &format!("defaults ([explain]): {}\n", settings.defaults);
     text += &format!("rules ({}, first match wins):\n", settings.rules.len());

@@ -119,6 +119,16 @@ impl ModelMap {
             other => other.clone(),
         }
     }
+
+    /// How an overlay names the method that made this map: `method`, or `method, 8-bit
+    /// copy` when its passes ran on the model's 8-bit copy (`precision = "int8"`), so that a
+    /// reader of the picture knows it approximates the model's own map.
+    pub fn label(&self, method: &str) -> String {
+        match self.parameters.get("precision").and_then(|p| p.as_str()) {
+            Some("int8") => format!("{method}, 8-bit copy"),
+            _ => method.to_string(),
+        }
+    }
 }
 
 /// A named part of a map, on the map's grid.
@@ -284,4 +294,33 @@ pub fn to_slice(map: ArrayView2<'_, f32>, rows: usize, columns: usize) -> Array2
     let mut heat = resize_bilinear(map, rows, columns);
     heat.mapv_inplace(|v| v.max(0.0));
     heat
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(parameters: serde_json::Value) -> ModelMap {
+        ModelMap {
+            heat: Array2::zeros((2, 2)),
+            target_layer: None,
+            parameters,
+            passes: 1,
+            parts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_map_on_the_8_bit_copy_says_so_in_its_label() {
+        let int8 = map(json!({"precision": "int8", "class_probability": 0.9}));
+        assert_eq!(int8.label("occlusion"), "occlusion, 8-bit copy");
+        assert_eq!(
+            map(json!({"precision": "float32"})).label("occlusion"),
+            "occlusion"
+        );
+        assert_eq!(map(json!({"layer": "x"})).label("gradcam"), "gradcam");
+        // the precision is a setting: it stays in the settings that derive series UIDs
+        assert_eq!(int8.settings(), json!({"precision": "int8"}));
+    }
 }

@@ -20,8 +20,8 @@ use serde_json::json;
 
 use super::params::{ParamProblem, at_least};
 use super::{ExplainError, Method, ModelMap, channels_last, model_failed};
-use crate::model::Classifier;
 use crate::model::manifest::Layout;
+use crate::model::{Classifier, Precision};
 
 /// The fill of an occluded patch.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,6 +81,9 @@ pub struct Occlusion {
     pub stride: usize,
     /// Fill of the occluded patch.
     pub baseline: Baseline,
+    /// The arithmetic of the occluded passes (and of the unoccluded one they are compared
+    /// with): the model itself, or its 8-bit copy.
+    pub precision: Precision,
 }
 
 impl Occlusion {
@@ -114,6 +117,7 @@ impl Default for Occlusion {
             patch: 48,
             stride: 24,
             baseline: Baseline::Mean,
+            precision: Precision::Float32,
         }
     }
 }
@@ -179,8 +183,9 @@ impl Method for Occlusion {
             .collect();
 
         let model_error = model_failed("occlusion");
+        let precision = model.effective_precision(self.precision);
         let original = model
-            .predict(input.insert_axis(Axis(0)))
+            .predict_at(precision, input.insert_axis(Axis(0)))
             .map_err(&model_error)?[[0, class]];
         let rows = origins(height, self.patch, self.stride);
         let columns = origins(width, self.patch, self.stride);
@@ -219,7 +224,9 @@ impl Method for Occlusion {
                 }
                 batch.index_axis_mut(Axis(0), n).assign(&occluded);
             }
-            let probabilities = model.predict(batch.view()).map_err(&model_error)?;
+            let probabilities = model
+                .predict_at(precision, batch.view())
+                .map_err(&model_error)?;
             for (n, (row, column)) in group.iter().enumerate() {
                 let drop = original - probabilities[[n, class]];
                 let window = s![*row..*row + patch_rows, *column..*column + patch_columns];
@@ -253,6 +260,7 @@ impl Method for Occlusion {
                     Baseline::Value(v) => json!(v),
                 },
                 "score": "probability",
+                "precision": precision.name(),
                 "class_probability": original,
             }),
             passes: patches.len() + 1,

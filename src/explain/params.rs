@@ -6,6 +6,8 @@
 
 use serde::de::{self, Deserializer, Visitor};
 
+use crate::model::Precision;
+
 /// A parameter outside its range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamProblem {
@@ -82,6 +84,13 @@ where
         }
     }
     deserializer.deserialize_str(Named(names))
+}
+
+impl<'de> serde::Deserialize<'de> for Precision {
+    /// `"float32"` or `"int8"`: the `precision` of the perturbation methods.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        named(deserializer, Precision::NAMES)
+    }
 }
 
 /// `"a", "b" or "c"`.

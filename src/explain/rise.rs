@@ -20,9 +20,9 @@ use serde_json::json;
 use super::gradient::black;
 use super::params::{ParamProblem, at_least, number};
 use super::{ExplainError, Method, ModelMap, channels_last, check_finite, model_failed};
-use crate::model::Classifier;
 use crate::model::manifest::{InputSpec, Layout};
 use crate::model::preprocess::resize_bilinear;
+use crate::model::{Classifier, Precision};
 use crate::noise::NoiseSource;
 
 /// The RISE method and its parameters (`[methods.rise]`).
@@ -37,6 +37,8 @@ pub struct Rise {
     pub keep: f32,
     /// Seed of the masks.
     pub seed: u64,
+    /// The arithmetic of the masked passes: the model itself, or its 8-bit copy.
+    pub precision: Precision,
 }
 
 impl Default for Rise {
@@ -54,6 +56,7 @@ impl Default for Rise {
             cells: 7,
             keep: 0.5,
             seed: 0,
+            precision: Precision::Float32,
         }
     }
 }
@@ -190,6 +193,7 @@ impl Method for Rise {
         let mut mask_total = Array2::<f64>::zeros((height, width));
         let mut score_total = 0.0f64;
         let chunk = 4 * model.batch_size();
+        let precision = model.effective_precision(self.precision);
         let mut drawn = 0;
         while drawn < self.masks {
             let count = chunk.min(self.masks - drawn);
@@ -200,7 +204,7 @@ impl Method for Rise {
                 blend_with_black(item, input, mask.view(), &fill, spec.layout);
             }
             let probabilities = model
-                .predict(batch.view())
+                .predict_at(precision, batch.view())
                 .map_err(model_failed(self.name()))?;
             for (n, mask) in masks.iter().enumerate() {
                 let score = f64::from(probabilities[[n, class]]);
@@ -232,6 +236,7 @@ impl Method for Rise {
                 "cells": self.cells,
                 "keep": self.keep,
                 "seed": self.seed,
+                "precision": precision.name(),
                 "fill": "black",
                 "baseline": "mean score",
                 "mean_score": mean_score,
@@ -253,6 +258,7 @@ mod tests {
             cells: 7,
             keep: 0.3,
             seed: 7,
+            ..Rise::default()
         };
         let (mut first, mut again) = (
             MaskSampler::new(&rise, 60, 90),

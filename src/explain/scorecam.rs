@@ -20,7 +20,7 @@ use super::rise::blend_with_black;
 use super::{ExplainError, Method, ModelMap, check_finite, model_failed};
 use crate::model::manifest::FeatureLayout;
 use crate::model::preprocess::resize_bilinear;
-use crate::model::{Classifier, Probe};
+use crate::model::{Classifier, Precision, Probe};
 
 /// The Score-CAM method and its parameters (`[methods.scorecam]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -28,6 +28,9 @@ use crate::model::{Classifier, Probe};
 pub struct ScoreCam {
     /// Most channels scored (one model pass each).
     pub max_channels: usize,
+    /// The arithmetic of the masked passes (and of the black one they are compared with):
+    /// the model itself, or its 8-bit copy. The channels are always the model's own.
+    pub precision: Precision,
 }
 
 impl Default for ScoreCam {
@@ -35,7 +38,10 @@ impl Default for ScoreCam {
     /// for VGG16 (half of its 512 channels) and 15 s for DenseNet169 (instead of 1666 passes
     /// for its 1664).
     fn default() -> Self {
-        ScoreCam { max_channels: 256 }
+        ScoreCam {
+            max_channels: 256,
+            precision: Precision::Float32,
+        }
     }
 }
 
@@ -135,8 +141,9 @@ impl Method for ScoreCam {
             &fill,
             spec.layout,
         );
+        let precision = model.effective_precision(self.precision);
         let black_probability = model
-            .predict(black_input.view())
+            .predict_at(precision, black_input.view())
             .map_err(model_failed(method))?[[0, class]];
 
         let channels = selected_channels(&activations, self.max_channels);
@@ -159,7 +166,9 @@ impl Method for ScoreCam {
             for (item, (_, mask)) in batch.outer_iter_mut().zip(&masks) {
                 blend_with_black(item, input, mask.view(), &fill, spec.layout);
             }
-            let probabilities = model.predict(batch.view()).map_err(model_failed(method))?;
+            let probabilities = model
+                .predict_at(precision, batch.view())
+                .map_err(model_failed(method))?;
             for (n, (k, _)) in masks.iter().enumerate() {
                 let weight = probabilities[[n, class]] - black_probability;
                 grid.scaled_add(weight, &activations.index_axis(Axis(0), *k));
@@ -177,6 +186,7 @@ impl Method for ScoreCam {
                 "score": "probability",
                 "baseline": "black",
                 "max_channels": self.max_channels,
+                "precision": precision.name(),
                 "channels_total": total,
                 "channel_selection": if total > self.max_channels {
                     "largest mean activation"

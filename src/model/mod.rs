@@ -15,6 +15,6 @@ pub mod preprocess;
 pub mod probe;
 mod probing;
 
-pub use classifier::{Classifier, ModelError};
+pub use classifier::{Classifier, ModelError, Precision};
 pub use manifest::{LabelCode, Manifest};
 pub use probe::{Probe, ProbeRun};

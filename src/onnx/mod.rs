@@ -11,6 +11,9 @@
 //!   [`Model::check_topological_order`].
 //! - [`tensor`]: initializers and `Constant` values to and from `ndarray` arrays (FLOAT,
 //!   DOUBLE, INT32, INT64; `raw_data` or the typed fields).
+//! - [`attr`]: node attributes with the specification's defaults.
+//! - [`quantize`]: dynamic 8-bit quantization of the constant-weight matrix products, the
+//!   cheaper copy of a model that the perturbation methods may run.
 //! - [`shape`]: shapes the graph declares ([`Model::declared_shapes`]) and shapes ONNX
 //!   Runtime computes for tensors the graph does not describe ([`Model::probe_shapes`]),
 //!   and declared element types ([`Model::declared_type`]).
@@ -50,8 +53,10 @@ use std::path::PathBuf;
 
 use snafu::Snafu;
 
+pub mod attr;
 pub mod model;
 pub mod proto;
+pub mod quantize;
 pub mod shape;
 pub mod tensor;
 

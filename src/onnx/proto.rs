@@ -751,6 +751,11 @@ impl NodeProto {
     pub fn attribute(&self, name: &str) -> Option<&AttributeProto> {
         self.attribute.iter().find(|a| a.name() == name)
     }
+
+    /// Whether the node's operator is one of the default domain's (`""` or `"ai.onnx"`).
+    pub fn in_default_domain(&self) -> bool {
+        matches!(self.domain(), "" | "ai.onnx")
+    }
 }
 
 impl AttributeProto {

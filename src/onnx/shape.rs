@@ -234,7 +234,7 @@ impl Model {
 
 /// The shape of a `Constant` node's value.
 fn constant_shape(node: &super::proto::NodeProto) -> Option<Vec<Dim>> {
-    if node.op_type() != "Constant" || !matches!(node.domain(), "" | "ai.onnx") {
+    if node.op_type() != "Constant" || !node.in_default_domain() {
         return None;
     }
     let attribute = node.attribute.first()?;

@@ -326,7 +326,7 @@ where
 /// it (`value`, `value_float(s)`, `value_int(s)`); `None` for other nodes, and for
 /// `sparse_value` and `value_string(s)`.
 pub fn constant_value(node: &NodeProto) -> Option<TensorProto> {
-    if node.op_type() != "Constant" || !matches!(node.domain(), "" | "ai.onnx") {
+    if node.op_type() != "Constant" || !node.in_default_domain() {
         return None;
     }
     let name = node.output.first().cloned().unwrap_or_default();

@@ -146,7 +146,7 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
         model_name: manifest.name.clone(),
         model_version: manifest.version.clone(),
         trained: manifest.trained,
-        method: method.name().to_string(),
+        method: map.label(method.name()),
         class_label: manifest.labels[class].clone(),
         probability: row[class],
         notes: quality_report.legend_notes(),

@@ -406,7 +406,7 @@ impl SeriesContext<'_> {
             model_name: manifest.name.clone(),
             model_version: manifest.version.clone(),
             trained: manifest.trained,
-            method: computed.method.to_string(),
+            method: computed.map.label(computed.method),
             class_label: label.clone(),
             probability,
             notes: computed.quality.legend_notes(),
@@ -488,7 +488,7 @@ impl SeriesContext<'_> {
         let mut panels: Vec<render::Panel> = shown
             .iter()
             .map(|c| render::Panel {
-                title: c.method.to_string(),
+                title: c.map.label(c.method),
                 caption: tile_caption(&c.quality),
                 flagged: !c.quality.flags.is_empty(),
                 heat: c.heat.view(),

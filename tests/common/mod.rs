@@ -89,6 +89,54 @@ pub fn grad_summary(model: &Path, wrt: &[&str], out: &Path) -> serde_json::Value
     serde_json::from_slice(&output.stdout).expect("dicom-xai grad prints a JSON summary")
 }
 
+/// ONNX Runtime on the CPU with two threads (the reference machine's cores).
+pub fn cpu_runtime() -> dicom_xai::runtime::Runtime {
+    dicom_xai::runtime::Runtime::init(dicom_xai::runtime::RuntimeOptions {
+        intra_threads: 2,
+        ..dicom_xai::runtime::RuntimeOptions::default()
+    })
+    .expect("ONNX Runtime")
+}
+
+/// A model of the default domain at opset 17 around `graph`, as the tests build by hand.
+pub fn opset17_model(
+    graph: dicom_xai::onnx::proto::GraphProto,
+) -> dicom_xai::onnx::proto::ModelProto {
+    dicom_xai::onnx::proto::ModelProto {
+        ir_version: Some(8),
+        producer_name: Some("dicom-xai tests".into()),
+        opset_import: vec![dicom_xai::onnx::proto::OperatorSetIdProto::new("", 17)],
+        graph: Some(graph),
+        ..dicom_xai::onnx::proto::ModelProto::default()
+    }
+}
+
+/// The committed evaluation subset's images (tests/fixtures/eval-subset), every `step`-th in
+/// path order.
+pub fn eval_subset(step: usize) -> Vec<PathBuf> {
+    let mut images: Vec<PathBuf> = files_under(&root().join("tests/fixtures/eval-subset"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"))
+        .collect();
+    images.sort();
+    images.into_iter().step_by(step).collect()
+}
+
+/// Pearson correlation of two maps of the same size, in f64.
+pub fn pearson(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len() as f64;
+    let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    let (ma, mb) = (mean(a), mean(b));
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (dx, dy) = (f64::from(x) - ma, f64::from(y) - mb);
+        ab += dx * dy;
+        aa += dx * dx;
+        bb += dy * dy;
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
+
 /// Every regular file under `dir`, sorted.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)

@@ -204,7 +204,7 @@ pub static RULES: LazyLock<HashMap<&'static str, Rule>> = LazyLock::new(|| {
 
 /// The rule for a default-domain node, if there is one.
 pub fn rule_for(node: &NodeProto) -> Option<&'static Rule> {
-    if !matches!(node.domain(), "" | "ai.onnx") {
+    if !node.in_default_domain() {
         return None;
     }
     RULES.get(node.op_type())
