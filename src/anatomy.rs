@@ -11,6 +11,10 @@
 //!    two-class threshold is not enough: on T2 the fluid (ventricles, eyes, CSF) is the
 //!    brightest class, and a single threshold falls between it and the brain, keeping an eye
 //!    as "the brain". Three classes put air and bone below, and the brain and fluid above.
+//!    Tissue is solid: when fewer than half of its pixels have all four neighbours tissue,
+//!    the slice shows noise (a slice past the head), and it has no brain. Measured: white
+//!    noise 0.14 to 0.20, the 2511 slices of the public set 0.68 at the least (median
+//!    0.89). Noise interpolated to twice its matrix reaches 0.50 to 0.69 and passes.
 //! 2. The head is every tissue pixel with the holes filled (what the air outside cannot
 //!    reach). Its equivalent radius R = sqrt(area / π).
 //! 3. Scalp and skull lie in a shell about 10-15 mm thick under the head's edge: the head
@@ -27,6 +31,20 @@
 //! evidence there is plausible; evidence on bone, scalp or air is not.
 
 use ndarray::{Array2, ArrayView2, Zip};
+
+/// The flag of a slice (and of a series prediction) where too little brain was found.
+pub const NO_BRAIN: &str = "no-brain";
+
+/// What an overlay of such a slice says.
+pub const NO_BRAIN_WARNING: &str = "NO BRAIN FOUND ON THIS SLICE";
+
+/// The share of the slice's area that `mask` covers (0 for an empty slice).
+pub fn brain_fraction(mask: &Array2<bool>) -> f32 {
+    if mask.is_empty() {
+        return 0.0;
+    }
+    mask.iter().filter(|&&inside| inside).count() as f32 / mask.len() as f32
+}
 
 /// The 256-bin histogram of values in [0, 1].
 fn histogram(grey: ArrayView2<'_, f32>) -> [u64; 256] {
@@ -268,6 +286,9 @@ const LOBE_SHARE: f32 = 0.2;
 const CLOSING: f32 = 0.05;
 /// Final dilation: the cortex surface the erosion may have grazed, same unit.
 const MARGIN: f32 = 0.015;
+/// Below this share of tissue pixels with all four neighbours tissue, the "tissue" is
+/// speckle: noise (a slice past the head), not anatomy.
+const MIN_COHERENCE: f32 = 0.5;
 
 /// `mask` grown by `radius` pixels.
 fn dilate(mask: &Array2<bool>, radius: f32) -> Array2<bool> {
@@ -277,6 +298,34 @@ fn dilate(mask: &Array2<bool>, radius: f32) -> Array2<bool> {
 /// `mask` shrunk by `radius` pixels.
 fn erode(mask: &Array2<bool>, radius: f32) -> Array2<bool> {
     distance_to_outside(mask).mapv(|d| d > radius)
+}
+
+/// The share of `tissue` pixels whose four neighbours are all tissue (the image's edge
+/// left out): near 1 for anatomy, about the tissue density to the fourth power for noise.
+fn coherence(tissue: &Array2<bool>) -> f32 {
+    let (rows, columns) = tissue.dim();
+    let (mut solid, mut total) = (0u64, 0u64);
+    for r in 1..rows.saturating_sub(1) {
+        for c in 1..columns.saturating_sub(1) {
+            if tissue[[r, c]] {
+                total += 1;
+                let neighbours = [
+                    tissue[[r - 1, c]],
+                    tissue[[r + 1, c]],
+                    tissue[[r, c - 1]],
+                    tissue[[r, c + 1]],
+                ];
+                if neighbours.iter().all(|&n| n) {
+                    solid += 1;
+                }
+            }
+        }
+    }
+    if total == 0 {
+        0.0
+    } else {
+        solid as f32 / total as f32
+    }
 }
 
 /// The brain of a windowed slice (grey levels in [0, 1]); see the module documentation.
@@ -289,6 +338,9 @@ pub fn brain_mask(grey: ArrayView2<'_, f32>) -> Array2<bool> {
         return empty();
     };
     let tissue = grey.mapv(|v| v > threshold);
+    if coherence(&tissue) < MIN_COHERENCE {
+        return empty();
+    }
     let head = fill_holes(&tissue);
     let area = head.iter().filter(|&&v| v).count() as f32;
     if area == 0.0 {
@@ -346,6 +398,37 @@ mod tests {
         let largest = largest_component(&filled);
         assert!(!largest[[8, 8]] && largest[[1, 1]]);
         assert_eq!(largest.iter().filter(|&&v| v).count(), 25);
+    }
+
+    #[test]
+    fn noise_has_no_brain_and_a_head_has_one() {
+        // a bright disc on dark air, with texture, and the same grey levels as noise
+        let (size, centre, radius) = (96usize, 47.5f32, 36.0f32);
+        let mut state = 12345u64;
+        let mut random = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let head = Array2::from_shape_fn((size, size), |(r, c)| {
+            let d = ((r as f32 - centre).powi(2) + (c as f32 - centre).powi(2)).sqrt();
+            if d < radius {
+                0.6 + 0.2 * ((r / 8 + c / 8) % 2) as f32
+            } else {
+                0.05
+            }
+        });
+        let head = head.mapv(|v| v + 0.05 * random());
+        let noise = Array2::from_shape_fn((size, size), |_| random());
+        assert!(coherence(&head.mapv(|v| v > 0.3)) > 0.9);
+        assert!(coherence(&noise.mapv(|v| v > 0.33)) < 0.3);
+        assert!(brain_fraction(&brain_mask(head.view())) > 0.2);
+        assert_eq!(brain_fraction(&brain_mask(noise.view())), 0.0);
+        assert_eq!(
+            brain_fraction(&brain_mask(Array2::zeros((8, 8)).view())),
+            0.0
+        );
     }
 
     #[test]

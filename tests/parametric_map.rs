@@ -115,6 +115,7 @@ fn maps_are_valid_on_their_slices_and_equal_explains_maps() {
     let table = String::from_utf8_lossy(&timed.stdout);
     for stage in [
         "decode",
+        "brain-mask",
         "classify",
         "explain.gradcam",
         "explain.saliency",

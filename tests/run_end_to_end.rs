@@ -480,3 +480,216 @@ modality = ["MR"]
     assert_eq!(common::superseded_uids(&swapped), second);
     assert_eq!(common::overlay_file_uids(&study_dir()), third);
 }
+
+/// A copy of `source` past the top of the head, its pixels all zero or, with `noise`,
+/// uniform noise up to 400 (white, as a scanner's background): a new instance (UID ending in
+/// `number`) at `position` (z, mm), in the series `series` when given.
+fn write_blank_slice(
+    source: &Path,
+    out: &Path,
+    series: Option<&str>,
+    (number, position): (u32, f64),
+    noise: bool,
+) {
+    use dicom_core::{PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    use dicom_object::mem::InMemElement;
+    let mut object = dicom_object::open_file(source).expect("source slice");
+    let rows = object
+        .element(tags::ROWS)
+        .unwrap()
+        .to_int::<usize>()
+        .unwrap();
+    let columns = object
+        .element(tags::COLUMNS)
+        .unwrap()
+        .to_int::<usize>()
+        .unwrap();
+    let sop_instance_uid = format!("1.2.826.0.1.3680043.98.{number}");
+    let mut state = u64::from(number);
+    let pixels: Vec<u16> = (0..rows * columns)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            if noise {
+                ((state >> 33) % 400) as u16
+            } else {
+                0
+            }
+        })
+        .collect();
+    let mut text = vec![
+        (tags::SOP_INSTANCE_UID, VR::UI, sop_instance_uid.clone()),
+        (tags::INSTANCE_NUMBER, VR::IS, number.to_string()),
+        (tags::SLICE_LOCATION, VR::DS, format!("{position}")),
+    ];
+    if let Some(uid) = series {
+        text.push((tags::SERIES_INSTANCE_UID, VR::UI, uid.to_string()));
+        text.push((tags::SERIES_NUMBER, VR::IS, "77".to_string()));
+    }
+    for (tag, vr, value) in text {
+        object.put(InMemElement::new(tag, vr, PrimitiveValue::from(value)));
+    }
+    let mut origin: Vec<f64> = object
+        .element(tags::IMAGE_POSITION_PATIENT)
+        .unwrap()
+        .to_multi_float64()
+        .unwrap();
+    origin[2] = position;
+    object.put(InMemElement::new(
+        tags::IMAGE_POSITION_PATIENT,
+        VR::DS,
+        PrimitiveValue::Strs(origin.iter().map(|v| format!("{v}")).collect()),
+    ));
+    object.put(InMemElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(pixels.into()),
+    ));
+    object.meta_mut().media_storage_sop_instance_uid = sop_instance_uid;
+    object.write_to_file(out).expect("blank slice");
+}
+
+/// Slices without a brain (all zero, past the top of the head): the trained ViT-B/16 calls
+/// black glioma with about 0.995 (docs/models.md), so without the brain check such a slice
+/// decides the series and is the one explained. With it the slice is flagged `no-brain`,
+/// neither decides nor is explained; a series with no brain at all is flagged as a whole.
+#[test]
+fn slices_without_a_brain_neither_decide_the_series_nor_are_explained() {
+    let study = common::generate_study("demo");
+    let series = study.root.join("01_ax_t1_mprage");
+    let top = series.join("IM0024.dcm");
+    // two blank slices and one of noise above the head, and a series of two blank
+    // slices of its own
+    write_blank_slice(&top, &series.join("IM0025.dcm"), None, (25, 77.5), false);
+    write_blank_slice(&top, &series.join("IM0026.dcm"), None, (26, 82.5), false);
+    write_blank_slice(&top, &series.join("IM0027.dcm"), None, (27, 87.5), true);
+    let empty_series = study.root.join("02_blank");
+    std::fs::create_dir_all(&empty_series).unwrap();
+    let blank_series_uid = "1.2.826.0.1.3680043.98.7";
+    for (name, place) in [("IM0001.dcm", (101, 0.0)), ("IM0002.dcm", (102, 5.0))] {
+        let path = empty_series.join(name);
+        write_blank_slice(&top, &path, Some(blank_series_uid), place, false);
+    }
+    let blank: Vec<String> = (25..=27)
+        .map(|n| format!("1.2.826.0.1.3680043.98.{n}"))
+        .collect();
+
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("site.toml");
+    let manifest = common::root().join("models/vit_b_16/vit_b_16.toml");
+    let out = work.path().join("out");
+    let run_with = |prediction: &str| -> Value {
+        let text = format!(
+            r#"
+[[models]]
+manifest = "{}"
+
+[output]
+formats = ["sc"]
+dir = "unused"
+summary = false
+
+[prediction]
+{prediction}
+
+[quality]
+faithfulness_steps = 0
+
+[explain]
+methods = ["saliency"]
+slices = "top-k"
+top_k = 2
+
+[[rules]]
+name = "mr"
+[rules.select]
+modality = ["MR"]
+"#,
+            manifest.display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let (code, stdout, stderr) = run(&config, &out, &[], &[&study.root]);
+        assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+        let study_uid = common::study_uid_of(&top);
+        serde_json::from_slice(&std::fs::read(out.join(study_uid).join("report.json")).unwrap())
+            .unwrap()
+    };
+    let model_of = |report: &Value, series_uid: Option<&str>| -> Value {
+        let series = report["series"].as_array().unwrap();
+        let entry = series
+            .iter()
+            .find(|s| match series_uid {
+                Some(uid) => s["series_instance_uid"] == uid,
+                None => s["series_instance_uid"] != blank_series_uid,
+            })
+            .unwrap_or_else(|| panic!("series {series_uid:?} in {report:#}"));
+        entry["models"][0].clone()
+    };
+    let decided_by = |model: &Value| -> String {
+        model["series_prediction"]["decided_by"]["sop_instance_uid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let explained = |model: &Value| -> Vec<String> {
+        model["explanations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["sop_instance_uid"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // the check off: the slices past the head are the most tumour-like, decide and are
+    // explained
+    let unchecked = model_of(&run_with("min_brain_fraction = 0.0"), None);
+    for slice in unchecked["slices"].as_array().unwrap() {
+        let uid = slice["sop_instance_uid"].as_str().unwrap().to_string();
+        if blank[..2].contains(&uid) {
+            let glioma = slice["probabilities"]["glioma"].as_f64().unwrap();
+            assert!(glioma >= 0.9, "ViT-B/16 on black: glioma {glioma}");
+        }
+        if blank.contains(&uid) {
+            // the noise too: its "tissue" is speckle, not anatomy
+            assert_eq!(slice["brain_fraction"], 0.0, "{slice}");
+        }
+        assert!(slice.get("flags").is_none(), "{slice}");
+    }
+    assert!(blank.contains(&decided_by(&unchecked)), "{unchecked:#}");
+    assert!(explained(&unchecked).iter().all(|uid| blank.contains(uid)));
+
+    // the default check: flagged, not deciding, not explained
+    let report = run_with("");
+    let checked = model_of(&report, None);
+    let mut flagged = Vec::new();
+    for slice in checked["slices"].as_array().unwrap() {
+        let uid = slice["sop_instance_uid"].as_str().unwrap().to_string();
+        let fraction = slice["brain_fraction"].as_f64().unwrap();
+        if slice.get("flags").is_some() {
+            assert_eq!(slice["flags"], serde_json::json!(["no-brain"]), "{slice}");
+            flagged.push(uid);
+        } else {
+            assert!(
+                fraction >= 0.1,
+                "a demo slice with {fraction} brain: {slice}"
+            );
+        }
+    }
+    assert_eq!(flagged, blank);
+    assert!(!blank.contains(&decided_by(&checked)), "{checked:#}");
+    let chosen = explained(&checked);
+    assert_eq!(chosen.len(), 2);
+    assert!(chosen.iter().all(|uid| !blank.contains(uid)), "{chosen:?}");
+    assert!(checked["series_prediction"].get("flags").is_none());
+
+    // a series without any brain: every slice decides, and the prediction says so
+    let nothing = model_of(&report, Some(blank_series_uid));
+    assert_eq!(
+        nothing["series_prediction"]["flags"],
+        serde_json::json!(["no-brain"]),
+        "{nothing:#}"
+    );
+    assert_eq!(explained(&nothing).len(), 2);
+}

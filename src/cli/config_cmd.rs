@@ -101,8 +101,10 @@ fn summary(settings: &Settings) -> String {
         if settings.output.summary { "on" } else { "off" }
     );
     text += &format!(
-        "thresholds: tumour probability {}; in-brain evidence {}\n",
-        settings.prediction.tumour_threshold, settings.quality.in_brain_threshold
+        "thresholds: tumour probability {}; brain on a slice {}; in-brain evidence {}\n",
+        settings.prediction.tumour_threshold,
+        settings.prediction.min_brain_fraction,
+        settings.quality.in_brain_threshold
     );
     let watch = &settings.watch;
     text += &format!(

@@ -140,6 +140,8 @@ pub struct RawOutput {
 pub struct RawPrediction {
     /// Tumour probability at or above which a slice counts as showing a tumour.
     pub tumour_threshold: Option<f64>,
+    /// Share of a slice's area the brain must cover for the slice to take part.
+    pub min_brain_fraction: Option<f64>,
 }
 
 /// `[explain]` and `[rules.explain]`.

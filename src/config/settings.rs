@@ -229,12 +229,20 @@ impl OutputFormat {
     }
 }
 
+/// `prediction.min_brain_fraction` when the file leaves it out: a tenth of the smallest brain
+/// share measured on the public test split's slices (docs/models.md, "No I don't know").
+pub const DEFAULT_MIN_BRAIN_FRACTION: f32 = 0.02;
+
 /// `[prediction]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PredictionSettings {
     /// Tumour probability (1 - P(notumor)) at or above which a slice counts as showing a
     /// tumour; in [0, 1].
     pub tumour_threshold: f32,
+    /// Share of a slice's area that its brain mask ([`crate::anatomy::brain_mask`]) must
+    /// cover for the slice to decide the series prediction and to be chosen for
+    /// explanation; slices below it are flagged `no-brain`. In [0, 1]; 0 takes every slice.
+    pub min_brain_fraction: f32,
 }
 
 impl Settings {

@@ -210,6 +210,9 @@ pub struct SeriesPrediction {
     /// class (absent in reports written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<SliceAt>,
+    /// `no-brain` when no slice showed enough brain, so every slice decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 /// A slice: an instance and its frame.
@@ -238,6 +241,14 @@ pub struct SliceReport {
     /// See `rows`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub columns: u32,
+    /// The share of the slice's area inside its brain mask (absent in reports written
+    /// before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brain_fraction: Option<f32>,
+    /// `no-brain` when that share is below `prediction.min_brain_fraction`: the slice
+    /// neither decides the series nor is chosen for explanation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 fn is_zero(value: &u32) -> bool {

@@ -112,7 +112,10 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
 
     let started = Instant::now();
     let policy = settings.quality;
-    let mut slice = quality::SliceCheck::new(crate::anatomy::brain_mask(grey.view()));
+    let mask = crate::anatomy::brain_mask(grey.view());
+    let brain_fraction = crate::anatomy::brain_fraction(&mask);
+    let no_brain = brain_fraction < settings.prediction.min_brain_fraction;
+    let mut slice = quality::SliceCheck::new(mask);
     let quality::AssessedMap {
         map,
         heat,
@@ -142,6 +145,10 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
     let heatmap_path = request.out.join("heatmap.npy");
     ndarray_npy::write_npy(&heatmap_path, &heat)
         .map_err(|e| write_error(&heatmap_path, e.to_string()))?;
+    let mut notes = quality_report.legend_notes();
+    if no_brain {
+        notes.insert(0, crate::anatomy::NO_BRAIN_WARNING.to_string());
+    }
     let legend = Legend {
         model_name: manifest.name.clone(),
         model_version: manifest.version.clone(),
@@ -149,7 +156,7 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
         method: map.label(method.name()),
         class_label: manifest.labels[class].clone(),
         probability: row[class],
-        notes: quality_report.legend_notes(),
+        notes,
     };
     let style = Style {
         colour_map,
@@ -177,7 +184,12 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
         "map": map_file,
         "image": request.image,
         "model": {"name": manifest.name, "version": manifest.version, "trained": manifest.trained, "provider": model.provider()},
-        "prediction": {"label": manifest.labels[predicted], "probability": row[predicted]},
+        "prediction": {
+            "label": manifest.labels[predicted],
+            "probability": row[predicted],
+            "brain_fraction": brain_fraction,
+            "flags": if no_brain { vec![crate::anatomy::NO_BRAIN] } else { Vec::new() },
+        },
         "probabilities": Probabilities(manifest.labels.iter().cloned().zip(row.iter().copied()).collect()),
         "class": manifest.labels[class],
         "method": method.name(),

@@ -70,6 +70,8 @@ struct ModelRun<'a> {
     probabilities: Array2<f32>,
     /// Each slice's predicted class.
     predicted: Vec<usize>,
+    /// Where the brain is on each slice.
+    anatomy: &'a SliceAnatomy,
     style: Style,
 }
 
@@ -114,6 +116,10 @@ impl SeriesContext<'_> {
             });
             return report;
         }
+        let min_fraction = self.engine.settings.prediction.min_brain_fraction;
+        let anatomy = self.times.time("brain-mask", || {
+            SliceAnatomy::measure(&slices, min_fraction)
+        });
         let methods = &self.plan.methods;
         let models: Vec<(usize, &Classifier)> = self
             .plan
@@ -136,7 +142,7 @@ impl SeriesContext<'_> {
             });
             for &(model_index, model) in &models {
                 let mut model_report =
-                    self.process_model(series, &slices, model, model_index, errors);
+                    self.process_model(series, &slices, &anatomy, model, model_index, errors);
                 record_providers(&mut model_report, model);
                 report.models.push(model_report);
             }
@@ -150,6 +156,7 @@ impl SeriesContext<'_> {
         &self,
         series: &Series,
         slices: &[LoadedSlice],
+        anatomy: &SliceAnatomy,
         model: &Classifier,
         model_index: usize,
         errors: &mut Vec<ReportError>,
@@ -203,9 +210,9 @@ impl SeriesContext<'_> {
             .outer_iter()
             .map(|row| crate::model::classifier::argmax(row.iter().copied()))
             .collect();
-        report.slices = slice_reports(slices, labels, &probabilities, &predicted);
+        report.slices = slice_reports(slices, anatomy, labels, &probabilities, &predicted);
         report.series_prediction =
-            Some(self.series_prediction(slices, &probabilities, no_tumour, labels));
+            Some(self.series_prediction(slices, anatomy, &probabilities, no_tumour, labels));
         let colour_map = match ColourMap::by_name(&self.rule.plan.colour_map) {
             Ok(map) => map,
             Err(error) => {
@@ -220,6 +227,7 @@ impl SeriesContext<'_> {
             model_index,
             probabilities,
             predicted,
+            anatomy,
             style: Style {
                 colour_map,
                 opacity: self.rule.plan.opacity,
@@ -285,11 +293,12 @@ impl SeriesContext<'_> {
         let mut checks: HashMap<usize, SliceCheck> = HashMap::new();
         for method in &self.plan.methods {
             let policy = self.rule.plan.slices_for(method.name());
-            for index in chosen_slices(&run.probabilities, no_tumour, policy) {
+            let taking_part = run.anatomy.taking_part();
+            for index in chosen_slices(&run.probabilities, no_tumour, policy, &taking_part) {
                 let slice = &run.slices[index];
-                let check = checks.entry(index).or_insert_with(|| {
-                    SliceCheck::new(crate::anatomy::brain_mask(slice.grey.view()))
-                });
+                let check = checks
+                    .entry(index)
+                    .or_insert_with(|| SliceCheck::new(run.anatomy.masks[index].clone()));
                 match self.compute(run, index, &inputs[index], method.as_ref(), check) {
                     Ok(explanation) => computed.push(explanation),
                     Err(error) => record(errors, slice, &error),
@@ -299,16 +308,22 @@ impl SeriesContext<'_> {
         computed
     }
 
+    /// The series' label from the slices that show a brain (every slice when none does).
     fn series_prediction(
         &self,
         slices: &[LoadedSlice],
+        anatomy: &SliceAnatomy,
         probabilities: &Array2<f32>,
         no_tumour: Option<usize>,
         labels: &[String],
     ) -> SeriesPrediction {
         // (slice, class, probability) of the most probable tumour class on any slice
         let mut best: Option<(usize, usize, f32)> = None;
+        let taking_part = anatomy.taking_part();
         for (index, row) in probabilities.outer_iter().enumerate() {
+            if !taking_part[index] {
+                continue;
+            }
             for (class, p) in row.iter().enumerate() {
                 if Some(class) != no_tumour && best.is_none_or(|(_, _, q)| *p > q) {
                     best = Some((index, class, *p));
@@ -326,10 +341,15 @@ impl SeriesContext<'_> {
             // a model without a "notumor" label: its most probable class anywhere
             (best, None) => best.map_or((0, 0.0), |(_, class, p)| (class, p)),
         };
+        let mut flags = Vec::new();
+        if !anatomy.any_brain() {
+            flags.push(crate::anatomy::NO_BRAIN.to_string());
+        }
         SeriesPrediction {
             label: labels[label].clone(),
             probability,
             decided_by,
+            flags,
         }
     }
 
@@ -402,6 +422,10 @@ impl SeriesContext<'_> {
         let probability = run.probability(computed.index);
         let at = run.at(slice, computed.method);
         let label = manifest.labels[computed.class].clone();
+        let mut notes = computed.quality.legend_notes();
+        if !run.anatomy.shows_brain(computed.index) {
+            notes.insert(0, crate::anatomy::NO_BRAIN_WARNING.to_string());
+        }
         let legend = Legend {
             model_name: manifest.name.clone(),
             model_version: manifest.version.clone(),
@@ -409,7 +433,7 @@ impl SeriesContext<'_> {
             method: computed.map.label(computed.method),
             class_label: label.clone(),
             probability,
-            notes: computed.quality.legend_notes(),
+            notes,
         };
         let image = self
             .times
@@ -690,30 +714,87 @@ fn record(errors: &mut Vec<ReportError>, slice: &LoadedSlice, error: &OutputErro
 /// Each slice's prediction, in spatial order.
 fn slice_reports(
     slices: &[LoadedSlice],
+    anatomy: &SliceAnatomy,
     labels: &[String],
     probabilities: &Array2<f32>,
     predicted: &[usize],
 ) -> Vec<SliceReport> {
     slices
         .iter()
+        .enumerate()
         .zip(probabilities.outer_iter().zip(predicted))
-        .map(|(slice, (row, class))| SliceReport {
+        .map(|((index, slice), (row, class))| SliceReport {
             sop_instance_uid: slice.sop_instance_uid.clone(),
             frame: slice.frame,
             label: labels[*class].clone(),
             probabilities: Probabilities(labels.iter().cloned().zip(row.iter().copied()).collect()),
             rows: slice.grey.nrows() as u32,
             columns: slice.grey.ncols() as u32,
+            brain_fraction: Some(anatomy.fractions[index]),
+            flags: anatomy.flags(index),
         })
         .collect()
 }
 
+/// Where the brain is on each slice of a series: measured once, read by every model.
+struct SliceAnatomy {
+    /// Each slice's brain mask ([`crate::anatomy::brain_mask`]).
+    masks: Vec<Array2<bool>>,
+    /// The share of each slice's area that its mask covers.
+    fractions: Vec<f32>,
+    /// `prediction.min_brain_fraction`.
+    min_fraction: f32,
+}
+
+impl SliceAnatomy {
+    fn measure(slices: &[LoadedSlice], min_fraction: f32) -> Self {
+        let masks: Vec<Array2<bool>> = slices
+            .iter()
+            .map(|slice| crate::anatomy::brain_mask(slice.grey.view()))
+            .collect();
+        let fractions = masks.iter().map(crate::anatomy::brain_fraction).collect();
+        Self {
+            masks,
+            fractions,
+            min_fraction,
+        }
+    }
+
+    fn shows_brain(&self, index: usize) -> bool {
+        self.fractions[index] >= self.min_fraction
+    }
+
+    fn any_brain(&self) -> bool {
+        (0..self.fractions.len()).any(|index| self.shows_brain(index))
+    }
+
+    /// Which slices decide the series and may be chosen for explanation: those that show a
+    /// brain, or every slice when none does (the prediction is then flagged `no-brain`).
+    fn taking_part(&self) -> Vec<bool> {
+        let any = self.any_brain();
+        (0..self.fractions.len())
+            .map(|index| !any || self.shows_brain(index))
+            .collect()
+    }
+
+    /// The slice's flags: `no-brain` when too little of it is brain.
+    fn flags(&self, index: usize) -> Vec<String> {
+        if self.shows_brain(index) {
+            Vec::new()
+        } else {
+            vec![crate::anatomy::NO_BRAIN.to_string()]
+        }
+    }
+}
+
 /// The slices to explain under `policy`: the most tumour-like first (a slice's highest
-/// probability of a tumour class), ties in spatial order.
+/// probability of a tumour class), ties in spatial order. `All` takes every slice (a
+/// Parametric Map needs a frame per slice); the others only slices `taking_part`.
 fn chosen_slices(
     probabilities: &Array2<f32>,
     no_tumour: Option<usize>,
     policy: SlicePolicy,
+    taking_part: &[bool],
 ) -> Vec<usize> {
     let tumour_score: Vec<f32> = probabilities
         .outer_iter()
@@ -725,7 +806,9 @@ fn chosen_slices(
                 .fold(0.0, f32::max)
         })
         .collect();
-    let mut order: Vec<usize> = (0..tumour_score.len()).collect();
+    let mut order: Vec<usize> = (0..tumour_score.len())
+        .filter(|&index| taking_part[index])
+        .collect();
     order.sort_by(|a, b| tumour_score[*b].total_cmp(&tumour_score[*a]).then(a.cmp(b)));
     match policy {
         SlicePolicy::All => (0..tumour_score.len()).collect(),

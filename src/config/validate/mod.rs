@@ -23,7 +23,10 @@ use super::error::{ConfigError, Problem, ReadSnafu};
 use super::plan::{DEFAULT_TOP_K, ExplainPlan};
 use super::raw::{RawConfig, RawOutput};
 use super::rules::normalise;
-use super::settings::{ModelRef, OutputFormat, OutputSettings, PredictionSettings, Settings};
+use super::settings::{
+    DEFAULT_MIN_BRAIN_FRACTION, ModelRef, OutputFormat, OutputSettings, PredictionSettings,
+    Settings,
+};
 use crate::explain::params::ParamProblem;
 
 impl Settings {
@@ -209,6 +212,11 @@ impl Validator<'_> {
                 "prediction.tumour_threshold",
                 raw.prediction.tumour_threshold,
                 0.5,
+            ),
+            min_brain_fraction: self.fraction(
+                "prediction.min_brain_fraction",
+                raw.prediction.min_brain_fraction,
+                DEFAULT_MIN_BRAIN_FRACTION,
             ),
         };
         let quality = raw.quality;
