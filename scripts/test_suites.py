@@ -120,7 +120,7 @@ def stage_suites(stage: str, python: str) -> list[Suite]:
     if stage == "python":
         return [Suite("python/pytest", [python, "-m", "pytest", "onnx/tests", "bench/peer/tests",
                                         "scripts/tests",
-                                        "-q"])]
+                                        "-q", "--durations=15"])]
     return [Suite("fuzz/smoke", ["bash", "scripts/fuzz_smoke.sh"])]
 
 

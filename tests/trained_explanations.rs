@@ -100,8 +100,10 @@ fn vit_cams_are_non_empty_on_the_evaluation_subset() {
         .iter()
         .map(|name| method_by_name(name, &MethodSet::default()).expect("available"))
         .collect();
-    let images = common::eval_subset(1);
-    assert_eq!(images.len(), 160);
+    // every second image: all 160 gave four maps when measured (docs/models.md), and half
+    // of them keeps the suite affordable on two cores
+    let images = common::eval_subset(2);
+    assert_eq!(images.len(), 80);
     let mut non_empty = vec![0usize; CAMS.len()];
     for image in &images {
         let input = input_of(&model, image);
