@@ -38,6 +38,21 @@ pub const NO_BRAIN: &str = "no-brain";
 /// What an overlay of such a slice says.
 pub const NO_BRAIN_WARNING: &str = "NO BRAIN FOUND ON THIS SLICE";
 
+/// Whether a slice whose brain covers `fraction` of it shows enough brain to be read
+/// (`min_fraction`: `prediction.min_brain_fraction`).
+pub fn shows_brain(fraction: f32, min_fraction: f32) -> bool {
+    fraction >= min_fraction
+}
+
+/// The flags of such a slice: [`NO_BRAIN`] when it does not show enough brain.
+pub fn slice_flags(fraction: f32, min_fraction: f32) -> Vec<String> {
+    if shows_brain(fraction, min_fraction) {
+        Vec::new()
+    } else {
+        vec![NO_BRAIN.to_string()]
+    }
+}
+
 /// The share of the slice's area that `mask` covers (0 for an empty slice).
 pub fn brain_fraction(mask: &Array2<bool>) -> f32 {
     if mask.is_empty() {

@@ -114,7 +114,8 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
     let policy = settings.quality;
     let mask = crate::anatomy::brain_mask(grey.view());
     let brain_fraction = crate::anatomy::brain_fraction(&mask);
-    let no_brain = brain_fraction < settings.prediction.min_brain_fraction;
+    let brain_flags =
+        crate::anatomy::slice_flags(brain_fraction, settings.prediction.min_brain_fraction);
     let mut slice = quality::SliceCheck::new(mask);
     let quality::AssessedMap {
         map,
@@ -146,7 +147,7 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
     ndarray_npy::write_npy(&heatmap_path, &heat)
         .map_err(|e| write_error(&heatmap_path, e.to_string()))?;
     let mut notes = quality_report.legend_notes();
-    if no_brain {
+    if !brain_flags.is_empty() {
         notes.insert(0, crate::anatomy::NO_BRAIN_WARNING.to_string());
     }
     let legend = Legend {
@@ -188,7 +189,7 @@ pub fn explain_image(settings: &Settings, request: &ExplainRequest) -> Result<Pa
             "label": manifest.labels[predicted],
             "probability": row[predicted],
             "brain_fraction": brain_fraction,
-            "flags": if no_brain { vec![crate::anatomy::NO_BRAIN] } else { Vec::new() },
+            "flags": brain_flags,
         },
         "probabilities": Probabilities(manifest.labels.iter().cloned().zip(row.iter().copied()).collect()),
         "class": manifest.labels[class],

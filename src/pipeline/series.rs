@@ -291,9 +291,9 @@ impl SeriesContext<'_> {
     ) -> Vec<Computed> {
         let mut computed = Vec::new();
         let mut checks: HashMap<usize, SliceCheck> = HashMap::new();
+        let taking_part = run.anatomy.taking_part();
         for method in &self.plan.methods {
             let policy = self.rule.plan.slices_for(method.name());
-            let taking_part = run.anatomy.taking_part();
             for index in chosen_slices(&run.probabilities, no_tumour, policy, &taking_part) {
                 let slice = &run.slices[index];
                 let check = checks
@@ -761,7 +761,7 @@ impl SliceAnatomy {
     }
 
     fn shows_brain(&self, index: usize) -> bool {
-        self.fractions[index] >= self.min_fraction
+        crate::anatomy::shows_brain(self.fractions[index], self.min_fraction)
     }
 
     fn any_brain(&self) -> bool {
@@ -779,11 +779,7 @@ impl SliceAnatomy {
 
     /// The slice's flags: `no-brain` when too little of it is brain.
     fn flags(&self, index: usize) -> Vec<String> {
-        if self.shows_brain(index) {
-            Vec::new()
-        } else {
-            vec![crate::anatomy::NO_BRAIN.to_string()]
-        }
+        crate::anatomy::slice_flags(self.fractions[index], self.min_fraction)
     }
 }
 
