@@ -277,13 +277,7 @@ fn a_model_without_constant_weights_is_left_as_it_is() {
 }
 
 fn trained(arch: &str) -> Manifest {
-    let path = common::root().join(format!("models/{arch}/{arch}.toml"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `make setup`",
-        path.display()
-    );
-    Manifest::load(&path).expect("manifest")
+    common::shipped_manifest(arch)
 }
 
 fn map_pearson(a: &Array2<f32>, b: &Array2<f32>) -> f64 {

@@ -61,15 +61,7 @@ const GRADIENT_METHODS: &[&str] = &[
 ];
 
 fn manifest(arch: &str) -> Manifest {
-    let path = common::root().join(format!("models/{arch}/{arch}.toml"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `make setup`",
-        path.display()
-    );
-    let manifest = Manifest::load(&path).expect("manifest");
-    assert!(manifest.trained, "{arch}: the shipped model");
-    manifest
+    common::shipped_manifest(arch)
 }
 
 fn load(runtime: &Runtime, manifest: Manifest, cache: Option<&Path>) -> Classifier {

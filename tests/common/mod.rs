@@ -111,6 +111,19 @@ pub fn opset17_model(
     }
 }
 
+/// The manifest of the shipped trained model `arch` (models/, exported by `make setup`).
+pub fn shipped_manifest(arch: &str) -> dicom_xai::model::Manifest {
+    let path = root().join(format!("models/{arch}/{arch}.toml"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `make setup`",
+        path.display()
+    );
+    let manifest = dicom_xai::model::Manifest::load(&path).expect("manifest");
+    assert!(manifest.trained, "{arch}: the shipped model");
+    manifest
+}
+
 /// The committed evaluation subset's images (tests/fixtures/eval-subset), every `step`-th in
 /// path order.
 pub fn eval_subset(step: usize) -> Vec<PathBuf> {
